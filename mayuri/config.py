@@ -1,0 +1,213 @@
+"""The project and its settings: finding `mayuri.toml`, reading and validating it.
+
+Reads with tomllib (fast, strict); writing is left to `mayuri.init_project`,
+which uses tomlkit so that users' comments survive. Nothing here touches the
+store.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mayuri.errors import ConfigError
+from mayuri.suggest import did_you_mean
+
+CONFIG_NAME = "mayuri.toml"
+KEY_ENV_PARTS = ("python", "platform", "packages", "git", "gpu")
+
+# Allowed keys per table, with the type each value must have.
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "project": {"name": str},
+    "store": {"path": str, "allow_network_fs": bool, "busy_timeout": (int, float)},
+    "scheduler": {
+        "max_parallel": int,
+        "gpus": (str, list),
+        "poll_interval": (int, float),
+        "kill_grace": (int, float),
+    },
+    "cache": {"key_env": list},
+    "gc": {
+        "older_than": str,
+        "keep_last": int,
+        "failed": bool,
+        "max_size": str,
+        "grace": str,
+    },
+    "user": {},
+}
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: Path
+    allow_network_fs: bool = False
+    busy_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    max_parallel: int = 4
+    gpus: str | list[int] = "all"
+    poll_interval: float = 0.05
+    kill_grace: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `mayuri.toml` says, with defaults filled in and paths resolved."""
+
+    root: Path
+    name: str
+    store: StoreSettings
+    scheduler: SchedulerSettings
+    key_env: tuple[str, ...] = ()
+    gc: dict[str, Any] = field(default_factory=dict)
+    user_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` that holds `mayuri.toml`."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_NAME} found in {here} or any folder above it.",
+        hint="Run `mayuri init` at the root of your project first.",
+    )
+
+
+def _line_of(text: str, key: str, table: str | None = None) -> int | None:
+    """Best-effort line number of `key` (inside `[table]` when given) in TOML text."""
+    in_table = table is None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[+\s*([^\]]+?)\s*\]+", stripped)
+        if header:
+            name = header.group(1)
+            if table is not None:
+                in_table = name == table
+            if table is None and name == key:
+                return number
+            continue
+        if in_table and re.match(rf"^[\"']?{re.escape(key)}[\"']?\s*=", stripped):
+            return number
+    return None
+
+
+def _check_table(text: str, path: Path, table: str, values: Any) -> None:
+    allowed = _SCHEMA[table]
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"'{table}' must be a table.", path=path, line=_line_of(text, table)
+        )
+    if table == "user":
+        return
+    for key, value in values.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key '{key}' in [{table}] — {did_you_mean(key, allowed)}",
+                path=path,
+                line=_line_of(text, key, table),
+            )
+        expected = allowed[key]
+        # bool is an int in Python; a bool where a number is wanted is a mistake.
+        wrong_bool = isinstance(value, bool) and expected is not bool and bool not in (
+            expected if isinstance(expected, tuple) else (expected,)
+        )
+        if wrong_bool or not isinstance(value, expected):
+            names = expected.__name__ if isinstance(expected, type) else " or ".join(
+                t.__name__ for t in expected
+            )
+            raise ConfigError(
+                f"[{table}] {key} must be a {names}, not {type(value).__name__} ({value!r}).",
+                path=path,
+                line=_line_of(text, key, table),
+            )
+
+
+def load_settings(root: Path | None = None) -> Settings:
+    """Read and validate `mayuri.toml` of the project at `root` (found from the cwd if None)."""
+    root = find_root() if root is None else root.resolve()
+    path = root / CONFIG_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{CONFIG_NAME} not found in {root}.", hint="Run `mayuri init` there first."
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(
+            f"malformed TOML: {message}.",
+            path=path,
+            line=int(where.group(1)) if where else None,
+            column=int(where.group(2)) if where else None,
+            hint="Check quoting and brackets near that spot (strings need quotes).",
+        ) from None
+    for table, values in data.items():
+        if table not in _SCHEMA:
+            raise ConfigError(
+                f"unknown table [{table}] — {did_you_mean(table, _SCHEMA)}",
+                path=path,
+                line=_line_of(text, table),
+            )
+        _check_table(text, path, table, values)
+
+    key_env = tuple(data.get("cache", {}).get("key_env", ()))
+    for part in key_env:
+        if part not in KEY_ENV_PARTS:
+            raise ConfigError(
+                f"[cache] key_env: unknown part '{part}' — {did_you_mean(str(part), KEY_ENV_PARTS)}",
+                path=path,
+                line=_line_of(text, "key_env", "cache"),
+            )
+    store = data.get("store", {})
+    store_path = Path(os.path.expanduser(store.get("path", ".mayuri")))
+    sched = data.get("scheduler", {})
+    if sched.get("max_parallel", 1) < 1:
+        raise ConfigError(
+            "[scheduler] max_parallel must be at least 1.",
+            path=path,
+            line=_line_of(text, "max_parallel", "scheduler"),
+        )
+    users = data.get("user", {})
+    return Settings(
+        root=root,
+        name=data.get("project", {}).get("name", root.name),
+        store=StoreSettings(
+            path=store_path if store_path.is_absolute() else root / store_path,
+            allow_network_fs=store.get("allow_network_fs", False),
+            busy_timeout=float(store.get("busy_timeout", 30.0)),
+        ),
+        scheduler=SchedulerSettings(
+            max_parallel=sched.get("max_parallel", os.cpu_count() or 1),
+            gpus=sched.get("gpus", "all"),
+            poll_interval=float(sched.get("poll_interval", 0.05)),
+            kill_grace=float(sched.get("kill_grace", 10.0)),
+        ),
+        key_env=key_env,
+        gc=dict(data.get("gc", {})),
+        user_overrides=dict(users.get(current_user(), {})),
+    )
+
+
+def current_user() -> str:
+    """The login name recorded with runs (falls back to the uid when there is none)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

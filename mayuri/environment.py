@@ -1,0 +1,124 @@
+"""The environment a run ran in: Python, platform, imported distributions, git state, GPUs.
+
+Recorded with every run; `[cache] key_env` picks which parts also count in
+the fingerprint. Capturing git state costs a subprocess, so it is done once
+per scheduler and only when a job actually runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def python_info() -> dict[str, str]:
+    return {
+        "version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+    }
+
+
+def platform_info() -> dict[str, str]:
+    return {"system": platform.system(), "release": platform.release(), "machine": platform.machine()}
+
+
+@functools.cache
+def _module_to_distributions() -> Mapping[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def distribution_versions(modules: Iterable[str]) -> dict[str, str]:
+    """Installed distributions that provide the given top-level modules, with their versions."""
+    mapping = _module_to_distributions()
+    found: dict[str, str] = {}
+    for module in modules:
+        for dist in mapping.get(module, ()):
+            if dist in found:
+                continue
+            try:
+                found[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+    return dict(sorted(found.items()))
+
+
+def current_versions(distributions: Iterable[str]) -> dict[str, str | None]:
+    """The installed version of each named distribution now (None when it is gone)."""
+    result: dict[str, str | None] = {}
+    for dist in distributions:
+        try:
+            result[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            result[dist] = None
+    return result
+
+
+def git_info(root: Path) -> dict[str, Any]:
+    """Commit, branch and dirty state of the git work tree at `root` ({} when it is not one)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": commit,
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": bool(status),
+    }
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """Model, memory and driver of each visible GPU (empty without a GPU or driver)."""
+    from mayuri.gpu import inventory
+
+    return [{"name": g.name, "uuid": g.uuid, "memory_total": g.memory_total, "driver": g.driver}
+            for g in inventory()]
+
+
+def key_parts(parts: Iterable[str], environment: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a recorded environment that count in a fingerprint (`[cache] key_env`)."""
+    selected: dict[str, Any] = {}
+    for part in parts:
+        if part == "python":
+            selected["python"] = environment.get("python", {}).get("version")
+        elif part == "platform":
+            selected["platform"] = environment.get("platform")
+        elif part == "packages":
+            selected["packages"] = environment.get("packages", {})
+        elif part == "git":
+            selected["git"] = environment.get("git", {}).get("commit")
+        elif part == "gpu":
+            selected["gpu"] = sorted(g.get("name", "") for g in environment.get("gpus", []))
+    return selected
+
+
+def current_key_parts(parts: Iterable[str], recorded: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """The same parts as `key_parts`, measured now (packages: the recorded distributions' versions now)."""
+    wanted = list(parts)
+    now: dict[str, Any] = {}
+    if "python" in wanted:
+        now["python"] = python_info()
+    if "platform" in wanted:
+        now["platform"] = platform_info()
+    if "packages" in wanted:
+        now["packages"] = current_versions(recorded.get("packages", {}))
+    if "git" in wanted:
+        now["git"] = git_info(root)
+    if "gpu" in wanted:
+        now["gpus"] = gpu_info()
+    return key_parts(wanted, now)

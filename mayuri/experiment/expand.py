@@ -1,0 +1,296 @@
+"""From an ExperimentSpec to job instances: overrides applied, sweeps and fan-out expanded.
+
+Each instance knows its resolved params (with the run-time built-ins and
+upstream outputs left symbolic, so they can be hashed), its command, and the
+upstream instances it consumes. Instances come out in an order where every
+upstream precedes its dependents.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mayuri.errors import ExperimentError
+from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text
+from mayuri.experiment.overrides import Override, has_dotted, set_dotted
+from mayuri.experiment.spec import ExperimentSpec, JobSpec
+from mayuri.experiment.sweeps import sweep_points
+from mayuri.hashing import hash_structure
+from mayuri.suggest import did_you_mean
+
+PYTHON_NAMES = ("python", "python3")
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A param filled from upstream outputs at launch: one instance, or a list of them (gather)."""
+
+    param: str
+    upstream_job: str
+    output: str
+    instances: tuple[str, ...]
+    gather: bool
+
+
+@dataclass
+class JobInstance:
+    """One run-to-be of a job: a sweep point crossed with one choice of upstream instances."""
+
+    key: str
+    job: JobSpec
+    point: dict[str, Any]
+    raw_params: dict[str, Any]
+    params: dict[str, Any]
+    command: list[str] | str
+    env: dict[str, str]
+    upstream: dict[str, tuple[str, ...]]
+    bindings: tuple[Binding, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def upstream_keys(self) -> list[str]:
+        return [key for keys in self.upstream.values() for key in keys]
+
+
+def upstream_name(job: str, output: str) -> str:
+    """The built-in name under which an upstream output is filled in at launch."""
+    return f"mayuri.upstream.{job}.{output}"
+
+
+def _error(job: JobSpec, message: str, hint: str | None = None) -> ExperimentError:
+    return ExperimentError(message, path=job.where.path, line=job.where.line, column=job.where.column, hint=hint)
+
+
+def _order(spec: ExperimentSpec) -> list[str]:
+    """Jobs in dependency order; unknown upstreams and cycles are errors."""
+    for job in spec.jobs.values():
+        for dep in job.depends_on:
+            if dep.upstream not in spec.jobs:
+                raise ExperimentError(
+                    f"job '{job.name}' depends on unknown job '{dep.upstream}' — {did_you_mean(dep.upstream, spec.jobs)}",
+                    path=dep.where.path, line=dep.where.line, column=dep.where.column,
+                )
+            if dep.upstream == job.name:
+                raise _error(job, f"job '{job.name}' depends on itself.")
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "open":
+            cycle = " -> ".join([*trail[trail.index(name):], name])
+            job = spec.jobs[name]
+            raise _error(job, f"the jobs depend on each other in a cycle: {cycle}.",
+                         hint="Remove one of these depends_on entries.")
+        state[name] = "open"
+        for dep in spec.jobs[name].depends_on:
+            visit(dep.upstream, [*trail, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in spec.jobs:
+        visit(name, [])
+    return order
+
+
+def _label(point: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={as_text(v)}" for k, v in point.items())
+
+
+def _command(job: JobSpec, interp: Interpolator) -> list[str] | str:
+    if job.shell:
+        text = job.run if isinstance(job.run, str) else shlex.join(str(a) for a in job.run)
+        # Values are quoted so that a param can never become shell syntax.
+        return _interpolate_shell(text, interp)
+    tokens = shlex.split(job.run) if isinstance(job.run, str) else [as_text(a) for a in job.run]
+    if not tokens:
+        raise _error(job, f"job '{job.name}' has an empty 'run' command.")
+    return [as_text(interp.resolve(token)) for token in tokens]
+
+
+def _interpolate_shell(text: str, interp: Interpolator) -> str:
+    def quote(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "${" + match.group(2) + "}"
+        value = interp.resolve("${" + match.group(2) + "}")
+        return shlex.quote(as_text(value))
+
+    return re.sub(r"\$(\$?)\{\s*([^}]*?)\s*\}", quote, text)
+
+
+def _apply_overrides(
+    job: JobSpec, params: dict[str, Any], user: Mapping[str, Any], overrides: Sequence[Override]
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    params = {k: v for k, v in params.items()}
+    cli_sweeps: dict[str, list[Any]] = {}
+    # [user.NAME] in mayuri.toml: `lr = 0.1` for every job that has lr,
+    # `train.lr = 0.1` (a table named after a job) for that job only.
+    for key, value in user.items():
+        if key == job.name and isinstance(value, dict):
+            for sub, sub_value in value.items():
+                set_dotted(params, sub, sub_value)
+        elif has_dotted(params, key):
+            set_dotted(params, key, value)
+    for override in overrides:
+        if override.job is not None and override.job != job.name:
+            continue
+        if override.job is None and not has_dotted(params, override.key) and override.key not in job.sweep:
+            continue
+        if override.is_sweep:
+            cli_sweeps[override.key] = list(override.values)
+        else:
+            set_dotted(params, override.key, override.values[0])
+    return params, cli_sweeps
+
+
+def check_overrides(spec: ExperimentSpec, overrides: Sequence[Override]) -> None:
+    """Every override must name a param of some job (or of the named job)."""
+    for override in overrides:
+        jobs = [spec.jobs[override.job]] if override.job else list(spec.jobs.values())
+        known = {k for j in jobs for k in (*j.params, *j.sweep)}
+        if not any(has_dotted(j.params, override.key) or override.key in j.sweep for j in jobs):
+            where = f"job '{override.job}'" if override.job else "any job"
+            raise ExperimentError(
+                f"override '{override.text}': '{override.key}' is not a param of {where} — "
+                f"{did_you_mean(override.key, known)}",
+                path=spec.path,
+            )
+
+
+def expand(
+    spec: ExperimentSpec,
+    overrides: Sequence[Override] = (),
+    user_overrides: Mapping[str, Any] | None = None,
+    only: Sequence[str] = (),
+    kinds: Sequence[str] = ("job",),
+) -> list[JobInstance]:
+    """The job instances of an experiment, in dependency order."""
+    check_overrides(spec, overrides)
+    for name in only:
+        if name not in spec.jobs:
+            raise ExperimentError(f"--only {name}: no such job — {did_you_mean(name, spec.jobs)}", path=spec.path)
+    order = _order(spec)
+    wanted = _needed(spec, list(only) or [n for n in order if spec.jobs[n].kind in kinds])
+    instances: dict[str, list[JobInstance]] = {}
+    for name in order:
+        if name not in wanted:
+            continue
+        instances[name] = _expand_job(spec.jobs[name], instances, overrides, user_overrides or {})
+    return [inst for name in order if name in instances for inst in instances[name]]
+
+
+def _needed(spec: ExperimentSpec, roots: list[str]) -> set[str]:
+    needed: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        stack.extend(dep.upstream for dep in spec.jobs[name].depends_on)
+    return needed
+
+
+def _expand_job(
+    job: JobSpec,
+    done: Mapping[str, list[JobInstance]],
+    overrides: Sequence[Override],
+    user: Mapping[str, Any],
+) -> list[JobInstance]:
+    params, cli_sweeps = _apply_overrides(job, job.params, user, overrides)
+    sweep = {**job.sweep, **cli_sweeps}
+    try:
+        points = sweep_points(sweep)
+    except ExperimentError as exc:
+        raise _error(job, f"job '{job.name}': {exc.message}", exc.hint) from None
+    # Without gather, each upstream instance gets its own downstream instance (fan-out).
+    choices: list[list[tuple[str, tuple[JobInstance, ...]]]] = []
+    for dep in job.depends_on:
+        ups = done[dep.upstream]
+        if job.gather:
+            choices.append([(dep.upstream, tuple(ups))])
+        else:
+            choices.append([(dep.upstream, (u,)) for u in ups])
+    result = []
+    for point in points:
+        for combo in itertools.product(*choices) if choices else [()]:
+            result.append(_instance(job, params, point, dict(combo)))
+    keys = [i.key for i in result]
+    if len(set(keys)) != len(keys):
+        # Two upstream combinations share a label: number them to keep keys unique.
+        for index, inst in enumerate(result):
+            inst.key = f"{job.name}#{index}"
+    return result
+
+
+def _instance(
+    job: JobSpec,
+    base_params: dict[str, Any],
+    point: dict[str, Any],
+    upstream: dict[str, tuple[JobInstance, ...]],
+) -> JobInstance:
+    raw = {k: v for k, v in base_params.items()}
+    for key, value in point.items():
+        set_dotted(raw, key, value)
+    label_point: dict[str, Any] = {}
+    bindings = []
+    for dep in job.depends_on:
+        ups = upstream[dep.upstream]
+        if not job.gather:
+            label_point.update(ups[0].point)
+        for output, param in dep.mapping.items():
+            set_dotted(raw, param, "${" + upstream_name(dep.upstream, output) + "}")
+            bindings.append(Binding(param, dep.upstream, output, tuple(u.key for u in ups), job.gather))
+    label_point.update(point)
+    interp = Interpolator(raw)
+    try:
+        params = interp.resolve(raw)
+        command = _command(job, interp)
+        env = {k: as_text(interp.resolve(v)) for k, v in job.env.items()}
+    except ExperimentError as exc:
+        hint = exc.hint
+        if isinstance(exc, UndefinedName):
+            hint = hint or "Define it under `params:` of the job or at the top of the file."
+        raise _error(job, f"job '{job.name}': {exc.message}", hint) from None
+    if isinstance(command, list) and command[0] in PYTHON_NAMES:
+        command = [job.python or sys.executable, *command[1:]]
+        interpreter = job.python or "python"
+    else:
+        interpreter = None
+    key = job.name + (f"[{_label(label_point)}]" if label_point else "")
+    config = {
+        "kind": job.kind,
+        # The interpreter is named, not its path: moving a virtualenv is no change.
+        "command": [interpreter, *command[1:]] if interpreter else command,
+        "shell": job.shell,
+        "params": params,
+        "env": env,
+        "inputs": list(job.inputs),
+        "expect": job.expect,
+        "outputs": list(job.outputs),
+    }
+    return JobInstance(
+        key=key,
+        job=job,
+        point=point,
+        raw_params=raw,
+        params=params,
+        command=command,
+        env=env,
+        upstream={name: tuple(u.key for u in ups) for name, ups in upstream.items()},
+        bindings=tuple(bindings),
+        config=config,
+        config_hash=hash_structure("job-config/v1", config),
+    )

@@ -1,0 +1,287 @@
+"""From YAML nodes to an ExperimentSpec: every key checked, every error with file:line:col.
+
+Handles `extends:` composition and the flow of top-level defaults (params,
+resources, retry, env) into every job. Parameter values are not resolved here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mayuri.errors import ExperimentError
+from mayuri.experiment.plain import to_plain, type_name
+from mayuri.experiment.spec import Dependency, ExperimentSpec, JobSpec, Where
+from mayuri.experiment.yaml_io import load_yaml, position
+from mayuri.suggest import did_you_mean
+from mayuri.units import parse_duration, parse_size
+
+TOP_KEYS = ("name", "description", "extends", "params", "resources", "retry", "env", "jobs", "tests")
+JOB_KEYS = (
+    "run", "description", "params", "sweep", "depends_on", "resources", "retry", "timeout", "env",
+    "cache", "outputs", "expect", "pipeline", "gather", "inputs", "python", "shell",
+)
+RESOURCE_KEYS = ("gpus", "gpu_memory", "cpus", "memory")
+RETRY_KEYS = ("oom", "failed")
+OOM_KEYS = ("max", "scale", "floor", "strategy", "wait")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class _Reader:
+    """Helpers that raise ExperimentError pointing into one file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def where(self, node: Any, key: Any = None) -> Where:
+        line, column = position(node, key)
+        return Where(self.path, line, column)
+
+    def fail(self, message: str, node: Any, key: Any = None, hint: str | None = None) -> ExperimentError:
+        where = self.where(node, key)
+        return ExperimentError(message, path=self.path, line=where.line, column=where.column, hint=hint)
+
+    def mapping(self, node: Any, key: str, parent: Any) -> dict[str, Any]:
+        if node is None:
+            return {}
+        if not isinstance(node, dict):
+            raise self.fail(f"'{key}' must be a mapping, not a {type_name(node)}.", parent, key)
+        return node
+
+    def keys(self, node: dict[str, Any], allowed: tuple[str, ...], context: str) -> None:
+        for key in node:
+            if not isinstance(key, str):
+                raise self.fail(f"keys in {context} must be names, not {type_name(key)} ({key!r}).", node, key)
+            if key not in allowed:
+                raise self.fail(
+                    f"unknown key '{key}' in {context} — {did_you_mean(key, allowed)}", node, key
+                )
+
+    def typed(self, node: dict[str, Any], key: str, check: Callable[[Any], bool], expected: str) -> Any:
+        value = node[key]
+        if not check(value):
+            raise self.fail(f"'{key}' must be {expected}, not {type_name(value)} ({to_plain(value)!r}).", node, key)
+        return to_plain(value)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(to_plain(value), bool)
+
+
+def _is_command(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(to_plain(v), str | int | float) and not isinstance(to_plain(v), bool) for v in value
+    )
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """Deep merge for `extends`: mappings merge key by key (into `over`, which keeps its
+    line numbers), anything else in `over` replaces the base."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        for key, value in base.items():
+            over[key] = _merge(value, over[key]) if key in over else value
+        return over
+    return over
+
+
+def _load_with_extends(path: Path, chain: tuple[Path, ...], text: str | None = None) -> Any:
+    reader = _Reader(path)
+    data = load_yaml(path, text)
+    if data is None:
+        raise ExperimentError("the file is empty.", path=path, line=1, hint="Add at least `jobs:` with one job.")
+    if not isinstance(data, dict):
+        raise reader.fail(f"the top level must be a mapping, not a {type_name(data)}.", data)
+    if "extends" not in data:
+        return data
+    bases = data["extends"]
+    bases_list = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases_list, list) or not all(isinstance(b, str) for b in bases_list):
+        raise reader.fail("'extends' must be a file name or a list of them.", data, "extends")
+    del data["extends"]
+    for base in reversed(bases_list):
+        base_path = (path.parent / base).resolve()
+        if base_path in chain or base_path == path.resolve():
+            loop = " -> ".join(p.name for p in (*chain, path.resolve(), base_path))
+            raise reader.fail(f"'extends' loop: {loop}.", data, hint="Remove one of the extends.")
+        if not base_path.is_file():
+            raise reader.fail(f"'extends' file not found: {base}.", data, hint=f"Paths are relative to {path.parent}.")
+        data = _merge(_load_with_extends(base_path, (*chain, path.resolve())), data)
+    return data
+
+
+def _dependencies(reader: _Reader, node: Any, parent: dict[str, Any]) -> tuple[Dependency, ...]:
+    if isinstance(node, str):
+        node = {node: {}}
+    elif isinstance(node, list):
+        if not all(isinstance(n, str) for n in node):
+            raise reader.fail("'depends_on' list entries must be job names.", parent, "depends_on")
+        node = {n: {} for n in node}
+    if not isinstance(node, dict):
+        raise reader.fail("'depends_on' must map upstream job names to {output: param}.", parent, "depends_on")
+    deps = []
+    for upstream, mapping in node.items():
+        if mapping is None:
+            mapping = {}
+        if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+        ):
+            raise reader.fail(
+                f"depends_on.{upstream} must map upstream outputs to params, like {{model: model_path}}.",
+                node, upstream,
+            )
+        deps.append(Dependency(str(upstream), {str(k): str(v) for k, v in mapping.items()}, reader.where(node, upstream)))
+    return tuple(deps)
+
+
+def _resources(reader: _Reader, node: Any, parent: Any, key: str) -> dict[str, Any]:
+    node = reader.mapping(node, key, parent)
+    reader.keys(node, RESOURCE_KEYS, "resources")
+    out: dict[str, Any] = {}
+    for name, value in node.items():
+        plain = to_plain(value)
+        try:
+            if name in ("gpus", "cpus"):
+                if isinstance(plain, bool) or not isinstance(plain, int | float) or plain < 0:
+                    raise ValueError(f"must be a non-negative number, not {plain!r}")
+                out[name] = plain
+            else:
+                out[name] = parse_size(plain)
+        except ValueError as exc:
+            raise reader.fail(f"resources.{name}: {exc}.", node, name) from None
+    return out
+
+
+def _retry(reader: _Reader, node: Any, parent: Any, key: str) -> dict[str, Any]:
+    node = reader.mapping(node, key, parent)
+    reader.keys(node, RETRY_KEYS, "retry")
+    out = to_plain(node)
+    if "failed" in node:
+        failed = to_plain(node["failed"])
+        if isinstance(failed, bool) or not isinstance(failed, int) or failed < 0:
+            raise reader.fail("retry.failed must be a number of retries (0 or more).", node, "failed")
+    if "oom" in node:
+        oom = node["oom"]
+        if isinstance(to_plain(oom), int) and not isinstance(to_plain(oom), bool):
+            out["oom"] = {"max": to_plain(oom)}
+        else:
+            oom = reader.mapping(oom, "oom", node)
+            reader.keys(oom, OOM_KEYS, "retry.oom")
+            scale = oom.get("scale", {})
+            if not isinstance(scale, dict) or not all(
+                isinstance(to_plain(v), int | float) and 0 < to_plain(v) < 1 for v in scale.values()
+            ):
+                raise reader.fail("retry.oom.scale must map params to factors between 0 and 1.", oom, "scale")
+    return out
+
+
+def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults: dict[str, Any]) -> JobSpec:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise reader.fail(
+            f"job name {name!r} is not valid.", parent, name,
+            hint="Use letters, digits, '_' and '-', starting with a letter.",
+        )
+    if not isinstance(node, dict):
+        raise reader.fail(f"job '{name}' must be a mapping with at least 'run', not a {type_name(node)}.", parent, name)
+    reader.keys(node, JOB_KEYS, f"job '{name}'")
+    if "run" not in node and "pipeline" not in node:
+        raise reader.fail(f"job '{name}' has no 'run' command.", parent, name,
+                          hint="Add `run: python your_script.py ...`.")
+    if "pipeline" in node:
+        raise reader.fail("'pipeline' steps are not supported by this version of Mayuri yet.", node, "pipeline")
+    run = node["run"]
+    if not _is_command(run):
+        raise reader.fail("'run' must be a command string or a non-empty list of arguments.", node, "run")
+    params = dict(defaults.get("params", {}))
+    params.update(to_plain(reader.mapping(node.get("params"), "params", node)))
+    env = dict(defaults.get("env", {}))
+    env.update({str(k): str(to_plain(v)) for k, v in reader.mapping(node.get("env"), "env", node).items()})
+    cache: bool | float = True
+    if "cache" in node:
+        value = to_plain(node["cache"])
+        if isinstance(value, bool):
+            cache = value
+        else:
+            try:
+                cache = parse_duration(value)
+            except ValueError as exc:
+                raise reader.fail(f"'cache' must be true, false or a max age like 7d: {exc}.", node, "cache") from None
+    timeout = None
+    if "timeout" in node:
+        try:
+            timeout = parse_duration(to_plain(node["timeout"]))
+        except ValueError as exc:
+            raise reader.fail(f"'timeout': {exc}.", node, "timeout") from None
+    inputs = node.get("inputs", [])
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+        raise reader.fail("'inputs' must be a glob or a list of globs.", node, "inputs")
+    outputs = node.get("outputs", [])
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+        raise reader.fail("'outputs' must be a name or a list of output names.", node, "outputs")
+    expect = reader.mapping(node.get("expect"), "expect", node)
+    if kind == "job" and expect:
+        raise reader.fail("'expect' belongs to tests; move this job under `tests:`.", node, "expect")
+    sweep = reader.mapping(node.get("sweep"), "sweep", node)
+    resources = dict(defaults.get("resources", {}))
+    resources.update(_resources(reader, node.get("resources"), node, "resources"))
+    retry = dict(defaults.get("retry", {}))
+    retry.update(_retry(reader, node.get("retry"), node, "retry"))
+    return JobSpec(
+        name=name,
+        kind=kind,
+        run=to_plain(run),
+        where=reader.where(parent, name),
+        params=params,
+        env=env,
+        python=reader.typed(node, "python", _is_str, "a path to an interpreter") if "python" in node else None,
+        shell=reader.typed(node, "shell", _is_bool, "true or false") if "shell" in node else False,
+        inputs=tuple(inputs),
+        cache=cache,
+        outputs=tuple(outputs),
+        sweep=to_plain(sweep),
+        depends_on=_dependencies(reader, node["depends_on"], node) if "depends_on" in node else (),
+        gather=reader.typed(node, "gather", _is_bool, "true or false") if "gather" in node else False,
+        resources=resources,
+        retry=retry,
+        timeout=timeout,
+        expect={str(k): str(to_plain(v)) for k, v in expect.items()},
+    )
+
+
+def parse_experiment(path: Path, text: str | None = None) -> ExperimentSpec:
+    """Load, compose (`extends`) and check an experiment file."""
+    path = Path(path)
+    reader = _Reader(path)
+    data = _load_with_extends(path, (), text)
+    reader.keys(data, TOP_KEYS, "the experiment file")
+    name = data.get("name", path.stem if path.stem not in ("exp", "experiment") else path.parent.name)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise reader.fail(f"experiment name {name!r} is not valid.", data, "name",
+                          hint="Use letters, digits, '_' and '-', starting with a letter.")
+    defaults = {
+        "params": to_plain(reader.mapping(data.get("params"), "params", data)),
+        "env": {str(k): str(to_plain(v)) for k, v in reader.mapping(data.get("env"), "env", data).items()},
+        "resources": _resources(reader, data.get("resources"), data, "resources"),
+        "retry": _retry(reader, data.get("retry"), data, "retry"),
+    }
+    jobs: dict[str, JobSpec] = {}
+    for section, kind in (("jobs", "job"), ("tests", "test")):
+        block = reader.mapping(data.get(section), section, data)
+        for job_name, node in block.items():
+            if job_name in jobs:
+                raise reader.fail(f"'{job_name}' is both a job and a test; names must be unique.", block, job_name)
+            jobs[str(job_name)] = _job(reader, job_name, node, block, kind, defaults)
+    if not jobs:
+        raise reader.fail("the file defines no jobs.", data, hint="Add `jobs:` with at least one job that has `run:`.")
+    return ExperimentSpec(name=str(name), path=path, jobs=jobs, params=defaults["params"])

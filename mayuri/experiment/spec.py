@@ -1,0 +1,59 @@
+"""The parsed experiment file: plain frozen dataclasses, with where each part was written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Where:
+    """A place in a file, for error messages."""
+
+    path: Path
+    line: int | None = None
+    column: int | None = None
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """`depends_on: {upstream: {output: param}}` of one upstream job."""
+
+    upstream: str
+    mapping: dict[str, str]
+    where: Where
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job or test as written, before parameters are resolved."""
+
+    name: str
+    kind: str
+    run: str | list[str]
+    where: Where
+    params: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    python: str | None = None
+    shell: bool = False
+    inputs: tuple[str, ...] = ()
+    cache: bool | float = True
+    outputs: tuple[str, ...] = ()
+    sweep: dict[str, Any] = field(default_factory=dict)
+    depends_on: tuple[Dependency, ...] = ()
+    gather: bool = False
+    resources: dict[str, Any] = field(default_factory=dict)
+    retry: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    expect: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A whole experiment file after `extends` and top-level defaults are applied."""
+
+    name: str
+    path: Path
+    jobs: dict[str, JobSpec]
+    params: dict[str, Any] = field(default_factory=dict)

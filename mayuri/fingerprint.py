@@ -1,0 +1,137 @@
+"""Fingerprints and the reasons they differ.
+
+A run's fingerprint is SHA-512 over its config hash, its upstreams'
+fingerprints, the digests of the files and listings in its closure, and the
+environment parts that `[cache] key_env` selects. Two runs with the same
+fingerprint did the same work. The functions that explain a difference in
+words live here too, next to what they explain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from mayuri.experiment.interpolate import as_text
+from mayuri.hashing import ABSENT, hash_structure
+from mayuri.store.records import ClosureRow
+
+
+def fingerprint(
+    config_hash: str,
+    upstream: Mapping[str, list[str]],
+    closure: Iterable[ClosureRow],
+    env_key: Mapping[str, Any],
+) -> str:
+    """The cache key of a run."""
+    entries = sorted({(row.path, row.kind, row.sha512) for row in closure})
+    return hash_structure(
+        "fingerprint/v1",
+        {"config": config_hash, "upstream": dict(upstream), "closure": entries, "env": dict(env_key)},
+    )
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """`param lr 0.1 -> 0.2` for every param that differs (added and removed ones too)."""
+    before, after = _flatten(old), _flatten(new)
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        if key not in after:
+            changes.append(f"param {key} removed (was {as_text(before[key])})")
+        elif key not in before:
+            changes.append(f"param {key} added ({as_text(after[key])})")
+        elif before[key] != after[key] or type(before[key]) is not type(after[key]):
+            changes.append(f"param {key} {as_text(before[key])} -> {as_text(after[key])}")
+    return changes
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two job configs, in words, params first."""
+    old_params, new_params = _flatten(old.get("params", {})), _flatten(new.get("params", {}))
+    changes = param_changes(old_params, new_params)
+    for key in ("command", "shell", "env", "inputs", "outputs", "expect", "kind"):
+        if old.get(key) == new.get(key):
+            continue
+        if key == "command" and _same_but_params(old.get(key), new.get(key), old_params, new_params):
+            continue
+        changes.append(f"{key} changed" if key != "env" else _env_change(old.get("env", {}), new.get("env", {})))
+    return changes
+
+
+def _same_but_params(old: Any, new: Any, old_params: dict[str, Any], new_params: dict[str, Any]) -> bool:
+    """Whether two commands differ only where changed param values were written into them."""
+    if not isinstance(old, list) or not isinstance(new, list) or len(old) != len(new):
+        return False
+    swaps = {
+        as_text(new_params[k]): as_text(old_params[k])
+        for k in old_params.keys() & new_params.keys()
+        if old_params[k] != new_params[k]
+    }
+    for before, after in zip(old, new, strict=True):
+        if before == after:
+            continue
+        for new_text, old_text in swaps.items():
+            after = after.replace(new_text, old_text)
+        if before != after:
+            return False
+    return True
+
+
+def _env_change(old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    names = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return "env " + ", ".join(names) + " changed"
+
+
+def closure_changes(recorded: Iterable[ClosureRow], current: Mapping[tuple[str, str], tuple[str, int]]) -> list[str]:
+    """`helpers/a.py changed`, `data/x.csv deleted`, `data/ listing changed` for each entry that differs."""
+    changes = []
+    for row in sorted(recorded, key=lambda r: (r.role != "code", r.path)):
+        now = current.get((row.path, row.kind))
+        if now is None or now[0] == row.sha512:
+            continue
+        if row.kind == "listing":
+            label = row.path.rstrip("/") + "/"
+            changes.append(f"{label} listing changed" if now[0] != ABSENT else f"{label} deleted")
+        elif now[0] == ABSENT:
+            changes.append(f"{row.path} deleted")
+        elif row.sha512 == ABSENT:
+            changes.append(f"{row.path} created")
+        else:
+            changes.append(f"{row.path} changed")
+    return changes
+
+
+def env_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The key_env parts that differ: `python 3.11.7 -> 3.11.8`, `packages changed (torch)`."""
+    changes = []
+    for part in sorted(old.keys() | new.keys()):
+        before, after = old.get(part), new.get(part)
+        if before == after:
+            continue
+        if part == "packages" and isinstance(before, dict) and isinstance(after, dict):
+            names = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+            changes.append("packages changed (" + ", ".join(names) + ")")
+        elif isinstance(before, str | None) and isinstance(after, str | None):
+            changes.append(f"{part} {before} -> {after}")
+        else:
+            changes.append(f"{part} changed")
+    return changes
+
+
+def summarize(changes: list[str], limit: int = 3) -> str:
+    """At most `limit` changes joined for one line, with a count of the rest."""
+    shown = ", ".join(changes[:limit])
+    if len(changes) > limit:
+        shown += f" (+{len(changes) - limit} more)"
+    return shown

@@ -1,0 +1,112 @@
+"""Content identity: small pure functions that hash configs, files and listings.
+
+Contract (pinned by golden tests; changing any of it invalidates every cache):
+- canonical JSON is `json.dumps(obj, sort_keys=True, separators=(",", ":"),
+  ensure_ascii=False, allow_nan=True)`;
+- structured hashes are SHA-512 over `<kind>\\0<canonical json>`, so that two
+  kinds of thing never collide;
+- file contents are plain SHA-512 of the bytes (what `sha512sum` prints);
+- a folder listing is SHA-512 of its sorted entry names joined by `\\n`;
+- a path that does not exist has the digest `ABSENT`.
+xxhash is used only for internal keys that are never shown or compared across
+versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+ABSENT = "absent"
+_CHUNK = 1 << 20
+# Below this many bytes in all, threads cost more than they save.
+_PARALLEL_MIN_BYTES = 8 << 20
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text of `value` (sorted keys, compact)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def hash_structure(kind: str, value: Any) -> str:
+    """SHA-512 hex of a JSON-able value, tagged by what kind of thing it is."""
+    payload = kind.encode() + b"\0" + canonical_json(value).encode()
+    return hashlib.sha512(payload).hexdigest()
+
+
+def hash_bytes(data: bytes) -> str:
+    """SHA-512 hex of bytes."""
+    return hashlib.sha512(data).hexdigest()
+
+
+def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """SHA-512 hex of a file's contents and its size; `(ABSENT, 0)` if it does not exist."""
+    digest = hashlib.sha512()
+    size = 0
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            buffer = bytearray(_CHUNK)
+            view = memoryview(buffer)
+            while True:
+                count = handle.readinto(buffer)
+                if not count:
+                    break
+                # hashlib releases the GIL for large updates: threads hash in parallel.
+                digest.update(view[:count])
+                size += count
+    except (FileNotFoundError, NotADirectoryError):
+        return ABSENT, 0
+    return digest.hexdigest(), size
+
+
+def hash_files(
+    paths: Sequence[str | os.PathLike[str]], total_bytes: int | None = None
+) -> list[tuple[str, int]]:
+    """Hash many files, on every core when there is enough to hash; results in input order."""
+    if total_bytes is None:
+        total_bytes = 0
+        for path in paths:
+            try:
+                total_bytes += os.stat(path).st_size
+            except OSError:
+                pass
+    workers = min(os.cpu_count() or 1, len(paths))
+    if workers <= 1 or total_bytes < _PARALLEL_MIN_BYTES:
+        return [hash_file(path) for path in paths]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(hash_file, paths))
+
+
+def hash_listing(folder: str | os.PathLike[str]) -> tuple[str, int]:
+    """SHA-512 of a folder's sorted entry names and their count; `(ABSENT, 0)` if it is gone."""
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return ABSENT, 0
+    return hash_bytes("\n".join(names).encode("utf-8", "surrogateescape")), len(names)
+
+
+def fast_key(parts: Iterable[str]) -> str:
+    """A quick internal key for a set of strings (order-insensitive), e.g. a closure's paths."""
+    h = xxhash.xxh3_128()
+    for part in sorted(parts):
+        h.update(part.encode("utf-8", "surrogateescape"))
+        h.update(b"\0")
+    return "xxh3:" + h.hexdigest()
+
+
+def short(digest: str, length: int = 12) -> str:
+    """A digest shortened for people."""
+    return digest[:length]
+
+
+def file_digest_path(folder: Path, digest: str) -> Path:
+    """Where a content-addressed file with `digest` lives under `folder` (two-level fan-out)."""
+    return folder / digest[:2] / digest[2:]

@@ -1,0 +1,76 @@
+"""`mayuri init`: a commented mayuri.toml (written with tomlkit) and an empty store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomlkit
+
+from mayuri.config import CONFIG_NAME, load_settings
+from mayuri.store import open_store
+
+
+@dataclass(frozen=True)
+class InitResult:
+    config: Path
+    store: Path
+    created_config: bool
+
+
+def default_config(name: str) -> tomlkit.TOMLDocument:
+    """The commented mayuri.toml that `mayuri init` writes."""
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("Mayuri project settings. Paths are relative to this file's folder."))
+    doc.add(tomlkit.nl())
+    project = tomlkit.table()
+    project.add("name", name)
+    doc.add("project", project)
+
+    store = tomlkit.table()
+    store.add(tomlkit.comment("Where runs, blobs and mayuri.db live. Point several projects (or"))
+    store.add(tomlkit.comment("teammates, through a group-writable folder) at one path to share it."))
+    store.add("path", ".mayuri")
+    store.add(tomlkit.comment("SQLite locking is unsafe on NFS/SMB; set true only if you accept that."))
+    store.add("allow_network_fs", False)
+    doc.add("store", store)
+
+    scheduler = tomlkit.table()
+    scheduler.add(tomlkit.comment("How many jobs run at once at most (default: number of CPU cores)."))
+    scheduler.add("max_parallel", 4)
+    scheduler.add(tomlkit.comment('GPUs Mayuri may use: "all" or a list of indices, e.g. [0, 1].'))
+    scheduler.add("gpus", "all")
+    scheduler.add(tomlkit.comment("Seconds a job gets to exit after SIGTERM before SIGKILL."))
+    scheduler.add("kill_grace", 10)
+    doc.add("scheduler", scheduler)
+
+    cache = tomlkit.table()
+    cache.add(tomlkit.comment("Parts of the environment that count in the cache key, from"))
+    cache.add(tomlkit.comment('"python", "platform", "packages", "git", "gpu". Always recorded.'))
+    cache.add("key_env", tomlkit.array())
+    doc.add("cache", cache)
+
+    doc.add(tomlkit.nl())
+    doc.add(tomlkit.comment("Personal overrides of params, applied to your runs only:"))
+    doc.add(tomlkit.comment("[user.yourname]"))
+    doc.add(tomlkit.comment("batch_size = 16          # every job that has batch_size"))
+    doc.add(tomlkit.comment("train.lr = 0.001         # only job 'train'"))
+    return doc
+
+
+def init_project(root: Path) -> InitResult:
+    """Write mayuri.toml (unless there is one) and create the store it names."""
+    root = root.resolve()
+    config = root / CONFIG_NAME
+    created = not config.exists()
+    if created:
+        root.mkdir(parents=True, exist_ok=True)
+        config.write_text(tomlkit.dumps(default_config(root.name)), encoding="utf-8")
+    settings = load_settings(root)
+    store = open_store(
+        settings.store.path,
+        allow_network_fs=settings.store.allow_network_fs,
+        busy_timeout=settings.store.busy_timeout,
+    )
+    store.close()
+    return InitResult(config=config, store=settings.store.path, created_config=created)

@@ -1,0 +1,129 @@
+"""Gathering what `mayuri show` and `mayuri diff` display about runs (reads only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mayuri.store import Store
+from mayuri.store.queries import (
+    AttemptRow,
+    LineageEdge,
+    RunRow,
+    attempts_of,
+    closures,
+    get_run,
+    lineage_of,
+    outputs_of,
+)
+from mayuri.store.records import ClosureRow
+
+
+@dataclass
+class RunDetail:
+    """Everything known about one run."""
+
+    run: RunRow
+    attempts: list[AttemptRow]
+    closure: list[ClosureRow]
+    outputs: dict[str, Any]
+    upstream: list[LineageEdge]
+    downstream: list[LineageEdge]
+
+    @property
+    def logs(self) -> dict[str, str]:
+        folder = Path(self.run.run_dir)
+        return {"stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log")}
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.run.to_json()
+        data.update(
+            {
+                "config": self.run.config,
+                "config_hash": self.run.config_hash,
+                "upstream_fingerprints": self.run.upstream,
+                "environment": self.run.environment,
+                "error": self.run.error,
+                "attempts": [a.__dict__ for a in self.attempts],
+                "closure": [c.__dict__ for c in self.closure],
+                "outputs": self.outputs,
+                "lineage": {
+                    "upstream": [e.__dict__ for e in self.upstream],
+                    "downstream": [e.__dict__ for e in self.downstream],
+                },
+                "logs": self.logs,
+            }
+        )
+        return data
+
+
+def run_detail(store: Store, ref: str) -> RunDetail:
+    """The run `ref` (an id or a unique prefix) with its attempts, closure, outputs and lineage."""
+    run = get_run(store, ref)
+    up, down = lineage_of(store, run.id)
+    closure = sorted(closures(store, [run.id]).get(run.id, []), key=lambda c: (c.role, c.path))
+    return RunDetail(run, attempts_of(store, run.id), closure, outputs_of(store, run.id), up, down)
+
+
+@dataclass
+class WhyEntry:
+    role: str
+    path: str
+    kind: str
+    recorded: str
+    now: str
+
+    @property
+    def same(self) -> bool:
+        return self.recorded == self.now
+
+
+@dataclass
+class WhyBreakdown:
+    """The parts of a run's fingerprint, each with its value then and now."""
+
+    fingerprint: str | None
+    config_hash: str
+    config: dict[str, Any]
+    upstream: dict[str, list[str]]
+    closure: list[WhyEntry]
+    env_key: dict[str, Any]
+    env_key_now: dict[str, Any]
+    recomputed: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "recomputed_now": self.recomputed,
+            "config_hash": self.config_hash,
+            "config": self.config,
+            "upstream": self.upstream,
+            "closure": [dict(e.__dict__, same=e.same) for e in self.closure],
+            "env_key": self.env_key,
+            "env_key_now": self.env_key_now,
+        }
+
+
+def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -> WhyBreakdown:
+    """The full fingerprint breakdown of a run, compared with the project as it is now."""
+    from mayuri.environment import current_key_parts, key_parts
+    from mayuri.filestate import current_digests
+    from mayuri.fingerprint import fingerprint
+
+    run = detail.run
+    now = current_digests(store, root, [(c.path, c.kind) for c in detail.closure])
+    entries = [WhyEntry(c.role, c.path, c.kind, c.sha512, now[(c.path, c.kind)][0]) for c in detail.closure]
+    env_then = key_parts(key_env, run.environment)
+    env_now = current_key_parts(key_env, run.environment, root) if key_env else {}
+    current = [ClosureRow(c.role, c.path, c.kind, now[(c.path, c.kind)][0], c.size) for c in detail.closure]
+    return WhyBreakdown(
+        fingerprint=run.fingerprint,
+        config_hash=run.config_hash,
+        config=run.config,
+        upstream=run.upstream,
+        closure=entries,
+        env_key=env_then,
+        env_key_now=env_now,
+        recomputed=fingerprint(run.config_hash, run.upstream, current, env_now),
+    )

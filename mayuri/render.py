@@ -1,0 +1,237 @@
+"""How the CLI shows things to people: Rich tables and the live view of a running plan.
+
+Formatting only: the data comes from core functions; nothing here touches the
+store or the scheduler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from mayuri.experiment.interpolate import as_text
+from mayuri.inspect_runs import RunDetail, WhyBreakdown
+from mayuri.scheduler.events import JobEvent
+from mayuri.scheduler.loop import Outcome
+from mayuri.store.queries import RunRow
+from mayuri.units import format_duration, format_size
+
+STATUS_STYLE = {
+    "succeeded": "green",
+    "cached": "cyan",
+    "running": "yellow",
+    "queued": "yellow",
+    "ready": "yellow",
+    "will run": "yellow",
+    "pending": "dim",
+    "failed": "bold red",
+    "skipped": "magenta",
+    "blocked": "magenta",
+    "cancelled": "red",
+    "orphaned": "red",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def params_text(params: dict[str, Any], limit: int = 60) -> str:
+    text = " ".join(f"{k}={as_text(v)}" for k, v in params.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class RunView:
+    """The scheduler's reporter for `mayuri run`: a live table at a terminal, lines elsewhere."""
+
+    def __init__(self, console: Console, keys: Sequence[str]) -> None:
+        self.console = console
+        self.rows: dict[str, JobEvent] = {key: JobEvent(key, "pending") for key in keys}
+        self.started: dict[str, float] = {}
+        self.began = time.monotonic()
+        self.live: Live | None = None
+        if console.is_terminal:
+            self.live = Live(self._table(), console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> RunView:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.__exit__(None, None, None)
+
+    def _table(self) -> Table:
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+        for column in ("job", "status", "run", "attempt", "time", "why"):
+            table.add_column(column, overflow="fold")
+        for key, event in self.rows.items():
+            elapsed = event.duration
+            if event.state == "running" and key in self.started:
+                elapsed = time.monotonic() - self.started[key]
+            table.add_row(
+                Text(key), status_text(event.state), (event.run_id or "")[:8],
+                str(event.attempt or ""), format_duration(elapsed) if elapsed is not None else "",
+                Text(event.reason),
+            )
+        return table
+
+    def event(self, event: JobEvent) -> None:
+        if event.state == "running":
+            self.started[event.key] = time.monotonic()
+        self.rows[event.key] = event
+        if self.live is not None:
+            self.live.update(self._table())
+            return
+        if event.state in ("ready", "pending"):
+            return
+        line = Text.assemble(
+            (f"{event.key:<24} ", "bold"), status_text(f"{event.state:<9}"), " ",
+            ((event.run_id or "")[:8] + " ") if event.run_id else "", event.reason,
+        )
+        self.console.print(line, highlight=False, soft_wrap=True)
+
+
+def summary_line(outcome: Outcome, elapsed: float) -> Text:
+    counts: dict[str, int] = {}
+    for slot in outcome.slots:
+        counts[slot.state] = counts.get(slot.state, 0) + 1
+    parts = [f"{n} {state}" for state, n in sorted(counts.items())]
+    total = len(outcome.slots)
+    text = f"{total} job{'s' if total != 1 else ''}: " + ", ".join(parts) + f" in {format_duration(elapsed)}"
+    style = "green" if outcome.ok else "red"
+    if outcome.interrupted:
+        text += " (interrupted)"
+    return Text(text, style=style)
+
+
+def plan_tree(outcome: Outcome) -> Table:
+    """The `--dry-run` plan: each instance, indented under its first upstream, with its cache status."""
+    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
+    table.add_column("job")
+    table.add_column("status")
+    table.add_column("why")
+    depth: dict[str, int] = {}
+    for slot in outcome.slots:
+        ups = slot.instance.upstream_keys
+        depth[slot.instance.key] = 1 + max((depth.get(k, 0) for k in ups), default=-1)
+        indent = "  " * depth[slot.instance.key] + ("└─ " if ups else "")
+        table.add_row(Text(indent + slot.instance.key), status_text(slot.state), Text(slot.reason))
+    return table
+
+
+def runs_table(runs: Sequence[RunRow]) -> Table:
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("id", "experiment", "job", "status", "params", "started", "duration", "user", "host"):
+        table.add_column(column, overflow="fold" if column == "params" else "ellipsis")
+    for run in runs:
+        table.add_row(
+            run.short_id, Text(run.experiment), Text(run.job), status_text(run.status), Text(params_text(run.params)),
+            when(run.started_at), format_duration(run.duration), run.user, run.host,
+        )
+    return table
+
+
+def _kv(title: str, rows: Sequence[tuple[str, Any]]) -> Group:
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(Text(key), value if isinstance(value, Text) else Text(str(value)))
+    return Group(Text(title, style="bold"), table)
+
+
+def show_detail(detail: RunDetail) -> Group:
+    run = detail.run
+    parts: list[Any] = [
+        _kv(f"run {run.id}", [
+            ("experiment", run.experiment), ("job", run.job), ("status", status_text(run.status)),
+            ("why it ran", run.reason or "-"), ("error", run.error or "-"),
+            ("exit code", "-" if run.exit_code is None else run.exit_code),
+            ("started", when(run.started_at)), ("duration", format_duration(run.duration)),
+            ("user@host", f"{run.user}@{run.host}"), ("fingerprint", run.fingerprint or "- (not reusable)"),
+            ("cache hits", run.hits), ("run folder", run.run_dir),
+            ("stdout", detail.logs["stdout"]), ("stderr", detail.logs["stderr"]),
+        ]),
+        _kv("params", [(k, as_text(v)) for k, v in sorted(run.params.items())] or [("-", "")]),
+    ]
+    command = run.config.get("command")
+    parts.append(_kv("command", [("run", command if isinstance(command, str) else " ".join(command or []))]))
+    attempts = Table(box=None, pad_edge=False)
+    for column in ("#", "status", "pid", "started", "ended", "exit", "cause", "gpus"):
+        attempts.add_column(column)
+    for a in detail.attempts:
+        attempts.add_row(str(a.number), status_text(a.status), str(a.pid or "-"), when(a.started_at),
+                         when(a.ended_at), "-" if a.exit_code is None else str(a.exit_code),
+                         a.cause or ("signal %d" % a.signal if a.signal else "-"), ",".join(a.gpus) or "-")
+    parts.append(Group(Text("attempts", style="bold"), attempts))
+    closure = Table(box=None, pad_edge=False)
+    for column in ("role", "path", "size", "sha512"):
+        closure.add_column(column)
+    for c in detail.closure:
+        size = f"{c.size} entries" if c.kind == "listing" else format_size(c.size)
+        closure.add_row(c.role, Text(c.path + ("/" if c.kind == "listing" else "")), size, c.sha512[:16])
+    parts.append(Group(Text("closure (files the job used)", style="bold"), closure))
+    if detail.outputs:
+        parts.append(_kv("outputs", [(k, json.dumps(v)) for k, v in detail.outputs.items()]))
+    lineage = [(f"upstream {e.name}", f"{e.run_id[:8]} {e.experiment}/{e.job} {e.status}") for e in detail.upstream]
+    lineage += [(f"downstream {e.name}", f"{e.run_id[:8]} {e.experiment}/{e.job} {e.status}") for e in detail.downstream]
+    if lineage:
+        parts.append(_kv("lineage", lineage))
+    env = run.environment
+    if env:
+        rows = [
+            ("python", env.get("python", {}).get("version", "-")),
+            ("platform", " ".join(str(v) for v in env.get("platform", {}).values())),
+        ]
+        git = env.get("git") or {}
+        if git:
+            rows.append(("git", f"{git.get('commit', '')[:12]} {git.get('branch') or ''}"
+                                + (" (dirty)" if git.get("dirty") else "")))
+        for gpu in env.get("gpus", []):
+            rows.append(("gpu", f"{gpu.get('name')} driver {gpu.get('driver')}"))
+        packages = env.get("packages", {})
+        if packages:
+            rows.append(("packages", ", ".join(f"{k}=={v}" for k, v in packages.items())))
+        parts.append(_kv("environment", rows))
+    return Group(*[p for part in parts for p in (part, Text(""))])
+
+
+def why_detail(breakdown: WhyBreakdown) -> Group:
+    head = _kv("fingerprint", [
+        ("recorded", breakdown.fingerprint or "- (not reusable)"),
+        ("recomputed now", breakdown.recomputed),
+        ("match", Text("yes", style="green") if breakdown.fingerprint == breakdown.recomputed
+         else Text("no", style="red")),
+        ("config hash", breakdown.config_hash),
+    ])
+    config = _kv("config (hashed)", [(k, json.dumps(v)) for k, v in sorted(breakdown.config.items())])
+    upstream = _kv("upstream fingerprints", [(k, ", ".join(v)) for k, v in breakdown.upstream.items()]
+                   or [("-", "none")])
+    closure = Table(box=None, pad_edge=False)
+    for column in ("role", "path", "sha512 recorded", "now"):
+        closure.add_column(column)
+    for entry in breakdown.closure:
+        closure.add_row(entry.role, Text(entry.path + ("/" if entry.kind == "listing" else "")), entry.recorded,
+                        Text("same", style="green") if entry.same else Text(entry.now[:16] + "… changed", style="red"))
+    env = _kv("environment in the key ([cache] key_env)",
+              [(k, f"{json.dumps(v)}  now: {json.dumps(breakdown.env_key_now.get(k))}")
+               for k, v in breakdown.env_key.items()] or [("-", "none")])
+    return Group(head, Text(""), config, Text(""), upstream, Text(""), Text("closure", style="bold"), closure,
+                 Text(""), env)

@@ -1,0 +1,112 @@
+"""Recording what a finished attempt used and produced: closure, code blobs, environment, outputs.
+
+The closure is hashed after the job ends; a file modified while the job ran
+may not be the version it read, so such a run is recorded but not made
+reusable (its fingerprint is left empty, with the reason).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mayuri.closure import Closure, collect_closure
+from mayuri.environment import distribution_versions, key_parts
+from mayuri.experiment.expand import JobInstance
+from mayuri.filestate import current_digests
+from mayuri.fingerprint import fingerprint
+from mayuri.hashing import ABSENT
+from mayuri.store.blobs import write_blobs
+from mayuri.store.db import Store
+from mayuri.store.records import ClosureRow
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A finished run's closure, environment and fingerprint (None when not reusable)."""
+
+    closure: list[ClosureRow]
+    environment: dict[str, Any]
+    fingerprint: str | None
+    note: str | None
+
+
+def _declared_inputs(root: Path, patterns: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    files: set[str] = set()
+    folders: set[str] = set()
+    for pattern in patterns:
+        static = []
+        for part in Path(pattern).parts:
+            if glob.has_magic(part):
+                break
+            static.append(part)
+        base = Path(*static) if static else Path(".")
+        if (root / base).is_dir():
+            folders.add(base.as_posix())
+        for match in glob.glob(pattern, root_dir=root, recursive=True):
+            path = Path(match)
+            if (root / path).is_file():
+                files.add(path.as_posix())
+                folders.add(path.parent.as_posix())
+    return files, folders
+
+
+def gather_closure(closure: Closure, root: Path, inputs: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(role, path, kind) of everything the job used: audited files plus declared `inputs:`."""
+    entries: dict[tuple[str, str], str] = {}
+    for path in closure.code:
+        entries[(path, "file")] = "code"
+    for path in closure.inputs:
+        entries.setdefault((path, "file"), "input")
+    for path in closure.listings:
+        entries.setdefault((path, "listing"), "listing")
+    files, folders = _declared_inputs(root, inputs)
+    for path in files:
+        entries.setdefault((path, "file"), "input")
+    for path in folders:
+        entries.setdefault((path, "listing"), "listing")
+    return [(role, path, kind) for (path, kind), role in sorted(entries.items())]
+
+
+def record_attempt(
+    store: Store,
+    root: Path,
+    instance: JobInstance,
+    run_dir: Path,
+    closure_dir: Path,
+    started_at: float,
+    upstream: Mapping[str, list[str]],
+    key_env: tuple[str, ...],
+    base_environment: Mapping[str, Any],
+) -> Recorded:
+    """Collect the closure of a finished attempt, hash it, keep code in blobs, fingerprint it."""
+    closure = collect_closure(closure_dir, root, [store.root])
+    entries = gather_closure(closure, root, instance.job.inputs)
+    digests = current_digests(store, root, [(path, kind) for _, path, kind in entries])
+    rows = [ClosureRow(role, path, kind, *digests[(path, kind)]) for role, path, kind in entries]
+    code = [row for row in rows if row.role == "code" and row.sha512 != ABSENT]
+    write_blobs(store, [(root / row.path, row.sha512) for row in code])
+    environment = dict(base_environment)
+    environment["packages"] = distribution_versions(closure.modules)
+    note = _changed_while_running(root, rows, started_at)
+    fp = None if note else fingerprint(instance.config_hash, upstream, rows, key_parts(key_env, environment))
+    shutil.rmtree(closure_dir.parent, ignore_errors=True)
+    return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note)
+
+
+def _changed_while_running(root: Path, rows: list[ClosureRow], started_at: float) -> str | None:
+    start_ns = int(started_at * 1e9)
+    for row in rows:
+        if row.kind != "file" or row.sha512 == ABSENT:
+            continue
+        try:
+            if os.stat(root / row.path).st_mtime_ns > start_ns:
+                return f"not reusable: {row.path} changed while the job ran"
+        except OSError:
+            continue
+    return None

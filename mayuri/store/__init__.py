@@ -1,0 +1,7 @@
+"""The store: one SQLite database, a content-addressed blob folder and run folders."""
+
+from __future__ import annotations
+
+from mayuri.store.db import Store, open_store, schema_version, store_errors
+
+__all__ = ["Store", "open_store", "schema_version", "store_errors"]

@@ -1,0 +1,91 @@
+"""Content-addressed blobs: files kept by SHA-512, deduplicated, written atomically.
+
+A blob is written to a temporary name in the same folder, fsynced, renamed
+into place and the folder fsynced, before its row is registered: a registered
+blob is always whole (RELIABILITY.md decision 8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from mayuri.hashing import file_digest_path
+from mayuri.store.db import Store
+from mayuri.store.perms import make_dirs, share_like_folder
+
+
+def blob_path(store: Store, digest: str) -> Path:
+    """Where the blob with `digest` lives."""
+    return file_digest_path(store.blobs, digest)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_in(store: Store, source: Path) -> tuple[str, int]:
+    folder = make_dirs(store.blobs / "tmp", store.root)
+    handle = tempfile.NamedTemporaryFile(dir=folder, prefix="blob-", delete=False)
+    hasher = hashlib.sha512()
+    size = 0
+    try:
+        with handle, open(source, "rb") as src:
+            while chunk := src.read(1 << 20):
+                hasher.update(chunk)
+                handle.write(chunk)
+                size += len(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # The digest is taken of the bytes copied, not trusted from the caller:
+        # the source may have changed since it was hashed.
+        actual = hasher.hexdigest()
+        final = blob_path(store, actual)
+        if final.exists():
+            os.unlink(handle.name)
+        else:
+            make_dirs(final.parent, store.root)
+            os.chmod(handle.name, 0o444)
+            os.replace(handle.name, final)
+            share_like_folder(final, store.root)
+            _fsync_dir(final.parent)
+    except BaseException:
+        if os.path.exists(handle.name):
+            os.unlink(handle.name)
+        raise
+    return actual, size
+
+
+def write_blobs(store: Store, sources: list[tuple[Path, str | None]]) -> list[tuple[str, int]]:
+    """Copy files into the blob store, once per content; returns (sha512, size) per source.
+
+    A source given with a known digest whose blob exists is neither read nor copied.
+    All new blobs are registered in one transaction, after they are whole on disk.
+    """
+    results: list[tuple[str, int]] = []
+    for source, digest in sources:
+        existing = blob_path(store, digest) if digest else None
+        if existing is not None and existing.exists():
+            results.append((digest, existing.stat().st_size))  # type: ignore[arg-type]
+        else:
+            results.append(_copy_in(store, source))
+    if results:
+        now = time.time()
+        with store.write():
+            store.db.cursor().executemany(
+                "INSERT OR IGNORE INTO blob (sha512, size, created_at) VALUES (?, ?, ?)",
+                [(digest, size, now) for digest, size in results],
+            )
+    return results
+
+
+def read_blob(store: Store, digest: str) -> bytes:
+    """The content of a blob (raises FileNotFoundError if it was collected)."""
+    return blob_path(store, digest).read_bytes()

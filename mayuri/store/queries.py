@@ -1,0 +1,259 @@
+"""Read-only queries over the store, named for what callers need.
+
+The CLI, the planner and the dashboard read the store only through these
+functions; none of them writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mayuri.errors import RunNotFound
+from mayuri.store.db import Store
+from mayuri.store.records import ClosureRow
+
+_RUN_COLUMNS = (
+    "run.id, experiment.name, run.job, run.kind, run.status, run.fingerprint, run.config_hash, "
+    "run.params, run.config, run.upstream, run.environment, run.reason, run.error, run.exit_code, "
+    "run.created_at, run.started_at, run.ended_at, run.user, run.host, run.run_dir, run.hits, "
+    "run.last_used_at, run.pinned"
+)
+_RUN_FROM = "FROM run JOIN experiment ON experiment.id = run.experiment_id"
+
+
+@dataclass
+class RunRow:
+    """One run as the CLI and the dashboard show it."""
+
+    id: str
+    experiment: str
+    job: str
+    kind: str
+    status: str
+    fingerprint: str | None
+    config_hash: str
+    params: dict[str, Any]
+    config: dict[str, Any]
+    upstream: dict[str, str]
+    environment: dict[str, Any]
+    reason: str | None
+    error: str | None
+    exit_code: int | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    user: str
+    host: str
+    run_dir: str
+    hits: int
+    last_used_at: float | None
+    pinned: bool
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable `--json` shape of a run."""
+        return {
+            "id": self.id,
+            "experiment": self.experiment,
+            "job": self.job,
+            "kind": self.kind,
+            "status": self.status,
+            "params": self.params,
+            "fingerprint": self.fingerprint,
+            "started": self.started_at,
+            "ended": self.ended_at,
+            "duration": self.duration,
+            "exit_code": self.exit_code,
+            "user": self.user,
+            "host": self.host,
+            "reason": self.reason,
+            "run_dir": self.run_dir,
+            "hits": self.hits,
+            "pinned": self.pinned,
+        }
+
+
+def _row(values: tuple[Any, ...]) -> RunRow:
+    (rid, exp, job, kind, status, fp, ch, params, config, upstream, env, reason, error, code,
+     created, started, ended, user, host, run_dir, hits, last_used, pinned) = values
+    return RunRow(
+        rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
+        json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
+        user, host, run_dir, hits, last_used, bool(pinned),
+    )
+
+
+def _select(store: Store, where: str = "", args: tuple[Any, ...] = (), tail: str = "") -> list[RunRow]:
+    sql = f"SELECT {_RUN_COLUMNS} {_RUN_FROM} {where} {tail}"
+    return [_row(r) for r in store.db.execute_sql(sql, args).fetchall()]
+
+
+@dataclass
+class RunFilter:
+    """Filters of `mayuri runs`."""
+
+    experiment: str | None = None
+    job: str | None = None
+    status: str | None = None
+    user: str | None = None
+    limit: int | None = 50
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def list_runs(store: Store, filters: RunFilter | None = None) -> list[RunRow]:
+    """Runs, newest first, narrowed by `filters`."""
+    f = filters or RunFilter()
+    clauses, args = [], []
+    for column, value in (("experiment.name", f.experiment), ("run.job", f.job),
+                          ("run.status", f.status), ("run.user", f.user)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    for key, value in f.params.items():
+        clauses.append("json_extract(run.params, ?) = ?")
+        args.extend([f"$.{key}", value])
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    tail = "ORDER BY run.created_at DESC" + (f" LIMIT {int(f.limit)}" if f.limit else "")
+    return _select(store, where, tuple(args), tail)
+
+
+def get_run(store: Store, ref: str) -> RunRow:
+    """The run whose id is `ref` or starts with it (like git); an error if none or several."""
+    ref = ref.strip().lower()
+    if not ref or any(c not in "0123456789abcdef" for c in ref):
+        raise RunNotFound(f"'{ref}' is not a run id (run ids are hexadecimal).",
+                          hint="List runs with `mayuri runs`.")
+    # A range on the primary key uses its index, unlike LIKE.
+    rows = _select(store, "WHERE run.id >= ? AND run.id < ?", (ref, ref + "g"), "LIMIT 6")
+    if not rows:
+        raise RunNotFound(f"no run matches '{ref}'.", hint="List runs with `mayuri runs`.")
+    if len(rows) > 1:
+        ids = ", ".join(r.id[: max(len(ref) + 2, 8)] for r in rows[:5])
+        raise RunNotFound(f"'{ref}' matches several runs ({ids}).", hint="Give more characters of the id.")
+    return rows[0]
+
+
+def cache_candidates(
+    store: Store, experiment: str, job: str, config_hash: str, upstream_json: str, limit: int = 20
+) -> list[RunRow]:
+    """Succeeded runs of a job with the same config and upstreams, newest first."""
+    return _select(
+        store,
+        "WHERE experiment.name = ? AND run.job = ? AND run.config_hash = ? AND run.upstream = ? "
+        "AND run.status = 'succeeded' AND run.fingerprint IS NOT NULL",
+        (experiment, job, config_hash, upstream_json),
+        f"ORDER BY run.created_at DESC LIMIT {int(limit)}",
+    )
+
+
+def latest_runs(store: Store, experiment: str, job: str, limit: int = 1) -> list[RunRow]:
+    """The newest runs of a job whatever their config (the "nearest earlier run")."""
+    return _select(
+        store,
+        "WHERE experiment.name = ? AND run.job = ? AND run.status IN ('succeeded', 'failed')",
+        (experiment, job),
+        f"ORDER BY run.status = 'succeeded' DESC, run.created_at DESC LIMIT {int(limit)}",
+    )
+
+
+def closures(store: Store, run_ids: Iterable[str]) -> dict[str, list[ClosureRow]]:
+    """The closure entries of each run."""
+    ids = list(run_ids)
+    result: dict[str, list[ClosureRow]] = defaultdict(list)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        cursor = store.db.execute_sql(
+            "SELECT closure_entry.run_id, closure_entry.role, file.path, file.kind, file.sha512, file.size "
+            f"FROM closure_entry JOIN file ON file.id = closure_entry.file_id WHERE closure_entry.run_id IN ({marks})",
+            tuple(chunk),
+        )
+        for run_id, role, path, kind, sha, size in cursor:
+            result[run_id].append(ClosureRow(role, path, kind, sha, size))
+    return result
+
+
+def outputs_of(store: Store, run_id: str) -> dict[str, Any]:
+    """The outputs a run declared with `mayuri.output`."""
+    rows = store.db.execute_sql("SELECT name, value FROM output WHERE run_id = ? ORDER BY name", (run_id,))
+    return {name: json.loads(value) for name, value in rows}
+
+
+@dataclass
+class AttemptRow:
+    number: int
+    status: str
+    pid: int | None
+    host: str | None
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    signal: int | None
+    cause: str | None
+    gpus: list[str]
+    params: dict[str, Any]
+
+
+def attempts_of(store: Store, run_id: str) -> list[AttemptRow]:
+    """A run's attempts in order."""
+    rows = store.db.execute_sql(
+        "SELECT number, status, pid, host, started_at, ended_at, exit_code, signal, cause, gpus, params "
+        "FROM attempt WHERE run_id = ? ORDER BY number",
+        (run_id,),
+    )
+    return [AttemptRow(*r[:9], json.loads(r[9]), json.loads(r[10])) for r in rows]
+
+
+@dataclass
+class LineageEdge:
+    name: str
+    run_id: str
+    experiment: str
+    job: str
+    status: str
+
+
+def lineage_of(store: Store, run_id: str) -> tuple[list[LineageEdge], list[LineageEdge]]:
+    """(upstream runs, downstream runs) one step away."""
+    def edges(sql: str) -> list[LineageEdge]:
+        return [LineageEdge(*r) for r in store.db.execute_sql(sql, (run_id,))]
+
+    up = edges(
+        "SELECT lineage.name, run.id, experiment.name, run.job, run.status FROM lineage "
+        "JOIN run ON run.id = lineage.parent_id JOIN experiment ON experiment.id = run.experiment_id "
+        "WHERE lineage.child_id = ? ORDER BY lineage.name"
+    )
+    down = edges(
+        "SELECT lineage.name, run.id, experiment.name, run.job, run.status FROM lineage "
+        "JOIN run ON run.id = lineage.child_id JOIN experiment ON experiment.id = run.experiment_id "
+        "WHERE lineage.parent_id = ? ORDER BY run.created_at"
+    )
+    return up, down
+
+
+def stat_cache_rows(store: Store, paths: list[str]) -> dict[str, tuple[int, int, int, int, int, str, int]]:
+    """Stat-cache entries for absolute paths: (dev, ino, size, mtime_ns, ctime_ns, sha512, hashed_at_ns)."""
+    found: dict[str, tuple[int, int, int, int, int, str, int]] = {}
+    for start in range(0, len(paths), 900):
+        chunk = paths[start:start + 900]
+        marks = ",".join("?" * len(chunk))
+        cursor = store.db.execute_sql(
+            f"SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha512, hashed_at_ns FROM stat_cache WHERE path IN ({marks})",
+            tuple(chunk),
+        )
+        for row in cursor:
+            found[row[0]] = row[1:]
+    return found

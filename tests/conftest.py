@@ -1,0 +1,75 @@
+"""Shared fixtures: a temporary project driven through the real `mayuri` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep tests away from the developer's own settings and GPUs."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("MAYURI_HOME", str(home))
+    monkeypatch.delenv("MAYURI_FAKE_GPUS", raising=False)
+    monkeypatch.delenv("MAYURI_RUN_ID", raising=False)
+    monkeypatch.delenv("MAYURI_DEBUG", raising=False)
+
+
+@dataclass
+class Project:
+    """A temporary Mayuri project and a way to run the real CLI in it."""
+
+    root: Path
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    def mayuri(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
+               input: str | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["COLUMNS"] = "200"
+        return subprocess.run(
+            [sys.executable, "-m", "mayuri", *args], cwd=self.root, env=full_env, capture_output=True,
+            text=True, timeout=timeout, input=input,
+        )
+
+    def runs(self, *filters: str) -> list[dict[str, Any]]:
+        done = self.mayuri("runs", "--json", "--limit", "0", *filters)
+        assert done.returncode == 0, done.stderr
+        result: list[dict[str, Any]] = json.loads(done.stdout)
+        return result
+
+    def show(self, run_id: str, *flags: str) -> dict[str, Any]:
+        done = self.mayuri("show", run_id, "--json", *flags)
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    @property
+    def db(self) -> Path:
+        return self.root / ".mayuri" / "mayuri.db"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    """An initialised project in a temporary folder."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    proj = Project(root)
+    done = proj.mayuri("init")
+    assert done.returncode == 0, done.stderr
+    yield proj
