@@ -1,10 +1,14 @@
 """The cache check: is there a succeeded run that did exactly this work, and if not, why not.
 
 For a job instance, earlier succeeded runs with the same config and the same
-upstream fingerprints are candidates; each distinct recorded closure is
-re-hashed now (a `stat` per unchanged file, through the stat cache) and the
-resulting fingerprint compared with the one recorded. A miss is explained
-against the nearest earlier run of the same job.
+upstream fingerprints are candidates, newest first. A candidate is reused when
+every entry of its recorded closure is unchanged now (a `stat` per unchanged
+file, through the stat cache; only what the stat cache cannot vouch for is
+hashed) and so are the environment parts that `key_env` counts. Those are all
+a fingerprint is made of, so the fingerprint is not recomputed: that would
+cost an encoding of the whole closure on every warm start. A miss is explained
+against the nearest earlier run of the same job. This module only decides; it
+never launches anything.
 """
 
 from __future__ import annotations
@@ -15,14 +19,8 @@ from pathlib import Path
 
 from mayuri.environment import current_key_parts, key_parts
 from mayuri.experiment.expand import JobInstance
-from mayuri.filestate import current_digests
-from mayuri.fingerprint import (
-    closure_changes,
-    config_changes,
-    env_changes,
-    fingerprint,
-    summarize,
-)
+from mayuri.filestate import Digest, current_digests, unchanged_except
+from mayuri.fingerprint import closure_changes, config_changes, env_changes, summarize
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
 from mayuri.store.queries import RunRow, cache_candidates, closures, latest_runs
@@ -68,25 +66,21 @@ def check(
         fresh = [c for c in candidates if (c.ended_at or c.created_at) >= cutoff]
         too_old = bool(candidates) and not fresh
         candidates = fresh
-    recorded = closures(store, [c.id for c in candidates])
-    seen: set[tuple[tuple[str, str, str], ...]] = set()
+    # Digests computed for one candidate serve the others: nothing is hashed twice.
+    known: dict[tuple[str, str], Digest] = {}
     first_mismatch: tuple[RunRow, list[str]] | None = None
     for candidate in candidates:
-        rows = recorded.get(candidate.id, [])
-        signature = tuple(sorted((r.path, r.kind, r.sha512) for r in rows))
-        if signature in seen:
-            continue
-        seen.add(signature)
-        now = current_digests(store, root, [(r.path, r.kind) for r in rows])
-        changes = closure_changes(rows, now)
         env_now = current_key_parts(key_env, candidate.environment, root) if key_env else {}
-        env_then = key_parts(key_env, candidate.environment)
-        changes += env_changes(env_then, env_now)
+        changes = env_changes(key_parts(key_env, candidate.environment), env_now)
+        suspects = unchanged_except(store, root, candidate.id)
+        if suspects:
+            missing = [entry for entry in suspects if entry not in known]
+            if missing:
+                known.update(current_digests(store, root, missing))
+            rows = closures(store, [candidate.id]).get(candidate.id, [])
+            changes = closure_changes(rows, {entry: known[entry] for entry in suspects}) + changes
         if not changes:
-            current = [r.__class__(r.role, r.path, r.kind, now[(r.path, r.kind)][0], r.size) for r in rows]
-            if fingerprint(instance.config_hash, upstream, current, env_now) == candidate.fingerprint:
-                return CacheDecision(candidate, f"cached (run {candidate.short_id})")
-            changes = ["fingerprint differs (store written by another version?)"]
+            return CacheDecision(candidate, f"cached (run {candidate.short_id})")
         if first_mismatch is None:
             first_mismatch = (candidate, changes)
     if job.cache is False:

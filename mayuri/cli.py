@@ -91,14 +91,14 @@ def init(folder: Path) -> None:
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],
                  dry_run: bool, tests: bool) -> None:
-    from mayuri.render import RunView, plan_tree, summary_line
+    from mayuri.render import RunView, plan_tree, summary_line, verdict_table
     from mayuri.run_experiment import RunRequest, run_experiment
     from mayuri.scheduler.events import SilentReporter
 
     request = RunRequest(file=file, overrides=overrides, force=force, only=only, dry_run=dry_run, tests=tests)
     began = time.monotonic()
     if dry_run:
-        outcome = run_experiment(request, SilentReporter())
+        outcome = run_experiment(request, SilentReporter()).outcome
         out.print(plan_tree(outcome))
         will = outcome.count("will run")
         out.print(f"{len(outcome.slots)} jobs: {outcome.count('cached')} cached, {will} will run"
@@ -106,11 +106,13 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
         sys.exit(ExitCode.OK)
     view = RunView(err, [])
     with view:
-        outcome = run_experiment(request, view)
-    err.print(summary_line(outcome, time.monotonic() - began))
-    if outcome.interrupted:
+        result = run_experiment(request, view)
+    err.print(summary_line(result.outcome, time.monotonic() - began))
+    if result.verdicts:
+        out.print(verdict_table(result.verdicts))
+    if result.outcome.interrupted:
         sys.exit(ExitCode.INTERRUPTED)
-    sys.exit(ExitCode.OK if outcome.ok else ExitCode.FAILED)
+    sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
@@ -119,7 +121,9 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
 @click.option("--force", is_flag=True, help="Rerun every job, even those with a cached result.")
 @click.option("--only", multiple=True, metavar="JOB", help="Run only this job (and what it needs).")
 @click.option("--dry-run", is_flag=True, help="Print the plan with each job's cache status; run nothing.")
-def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...], dry_run: bool) -> None:
+@click.option("--detach", is_flag=True, help="Run in the background; follow it with `mayuri runs`.")
+def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...], dry_run: bool,
+        detach: bool) -> None:
     """Run an experiment file, reusing every job whose result is already in the store.
 
     OVERRIDES are KEY=VALUE (every job with that param), JOB.KEY=VALUE, or
@@ -129,7 +133,24 @@ def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ..
     Example:
       mayuri run exp.yaml lr=0.001 --dry-run
     """
+    if detach and not dry_run:
+        _detach_run(file, overrides, force, only)
+        return
     _run_command(file, overrides, force, only, dry_run, tests=False)
+
+
+def _detach_run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...]) -> None:
+    from mayuri.config import load_settings
+    from mayuri.scheduler.detach import detach
+
+    settings = load_settings()
+    args = [str(file), *overrides, *(["--force"] if force else []), *[f"--only={j}" for j in only]]
+    started = detach(args, cwd=Path.cwd(), store_root=settings.store.path)
+    if started.code is not None:
+        err.print(f"the run finished at once (exit {started.code}); its output is in {started.log}")
+        sys.exit(started.code)
+    err.print(f"running in the background as pid {started.pid}; output in {started.log}\n"
+              "follow it with `mayuri runs`, stop it with `mayuri cancel --all` or `kill {started.pid}`")
 
 
 @cli.command()
@@ -221,6 +242,27 @@ def show(run_ref: str, why: bool, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("left", metavar="RUN")
+@click.argument("right", metavar="RUN")
+@json_option
+def diff(left: str, right: str, as_json: bool) -> None:
+    """Params, closure, output, metric and environment differences of two runs.
+
+    \b
+    Example:
+      mayuri diff 3f2a 8b1c
+    """
+    from mayuri.inspect_runs import diff_runs
+    from mayuri.render import diff_detail
+
+    result = diff_runs(_store(), left, right)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        out.print(diff_detail(result))
+
+
+@cli.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the run ends.")
 @click.option("--stderr/--no-stderr", "with_stderr", default=True, help="Include stderr (default: yes).")
@@ -241,6 +283,216 @@ def logs(run_ref: str, follow: bool, with_stderr: bool) -> None:
 
 
 @cli.command()
+@click.argument("run_refs", metavar="RUN...", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Cancel every queued or running run in the store.")
+@click.option("--wait", default=30.0, show_default=True, help="Seconds to wait for the runs to stop.")
+def cancel(run_refs: tuple[str, ...], every: bool, wait: float) -> None:
+    """Stop running or queued runs (their whole process trees) and record them cancelled.
+
+    \b
+    Example:
+      mayuri cancel 3f2a 91c0
+      mayuri cancel --all
+    """
+    from mayuri.cancel import cancel_runs
+
+    if not run_refs and not every:
+        raise click.UsageError("name at least one RUN, or use --all.")
+    result = cancel_runs(_store(), run_refs, every=every, wait=wait)
+    for run_id in result.cancelled:
+        out.print(f"cancelled {run_id[:8]}")
+    for run_id in result.already_finished:
+        err.print(f"{run_id[:8]} had already finished")
+    for run_id in result.still_stopping:
+        err.print(f"{run_id[:8]} is still stopping (its scheduler will record it)")
+    if not (result.cancelled or result.already_finished or result.still_stopping):
+        err.print("nothing to cancel: no run is queued or running.")
+    sys.exit(ExitCode.FAILED if result.still_stopping else ExitCode.OK)
+
+
+@cli.command()
+@json_option
+def doctor(as_json: bool) -> None:
+    """Check the store (integrity, dead schedulers, leftover leases, orphaned runs) and repair what is safe.
+
+    Exits 1 when a problem remains that it could not repair.
+
+    \b
+    Example:
+      mayuri doctor
+    """
+    from mayuri.doctor import doctor as check_store
+
+    report = check_store(_store())
+    if as_json:
+        print_json([f.__dict__ for f in report.findings])
+    else:
+        styles = {"ok": "green", "repaired": "yellow", "warning": "yellow", "problem": "bold red"}
+        for f in report.findings:
+            out.print(f"[{styles[f.level]}]{f.level:<9}[/] {f.check:<14} ", end="")
+            out.print(f.message, markup=False, highlight=False)
+    sys.exit(ExitCode.OK if report.ok else ExitCode.FAILED)
+
+
+def _gc_approver(dry_run: bool, yes: bool, as_json: bool) -> Callable[..., bool]:
+    """Show the plan (unless --json) and decide: --dry-run never, --yes always, else ask at a terminal."""
+    from mayuri.gc.render import plan_table
+
+    def approve(plan: Any) -> bool:
+        if not as_json:
+            out.print(plan_table(plan))
+        if dry_run or plan.empty:
+            return False
+        if yes:
+            return True
+        if as_json or not sys.stdin.isatty():
+            # With --json the plan was not shown to a person: never ask blind.
+            raise MayuriError("not deleting anything without --yes (with --json, or when not at a terminal).",
+                              hint="Look at the plan with --dry-run, then run again with --yes.")
+        return click.confirm("Delete all of this?", default=False, err=True)
+
+    return approve
+
+
+def _gc_finish(outcome: Any, dry_run: bool, as_json: bool) -> None:
+    from mayuri.gc.render import result_table
+
+    if as_json:
+        print_json(outcome.to_json())
+    elif outcome.result is not None:
+        out.print(result_table(outcome.result))
+    elif not outcome.plan.empty and not dry_run:
+        err.print("nothing deleted.")
+    # A check-style dry run: non-zero when there is something to free (scripts gate on it).
+    sys.exit(ExitCode.FAILED if dry_run and not outcome.plan.empty else ExitCode.OK)
+
+
+@cli.command()
+@click.option("--older-than", metavar="AGE", help="Collect runs last used longer ago than AGE (30d, 12h).")
+@click.option("--keep-last", type=int, metavar="N", help="Keep the N newest succeeded runs of each job.")
+@click.option("--failed", is_flag=True, default=None, help="Collect only failed or cancelled runs.")
+@click.option("--max-size", metavar="SIZE", help="Collect least recently used runs until the store fits (50GiB).")
+@click.option("--experiment", "-e", help="Only runs of this experiment.")
+@click.option("--metrics", is_flag=True, help="Also delete the metric points of collected runs (summaries stay).")
+@click.option("--vacuum", is_flag=True, help="Also VACUUM the database to give free pages back.")
+@click.option("--purge", is_flag=True, help="Delete collected runs' records too, not just their files.")
+@click.option("--grace", metavar="AGE", help="Never take what was written or used this recently (default 1h).")
+@click.option("--dry-run", is_flag=True, help="Show the plan only; exit 1 if there is something to free.")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
+@json_option
+def gc(older_than: str | None, keep_last: int | None, failed: bool | None, max_size: str | None,
+       experiment: str | None, metrics: bool, vacuum: bool, purge: bool, grace: str | None,
+       dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Free space: old or failed runs' folders, unreferenced blobs, leftovers (flags override [gc]).
+
+    Running, queued and pinned runs, and what kept runs need, are never
+    collected. A collected run keeps a tombstone (id, fingerprint, params,
+    metric summary) unless --purge. The plan is shown first.
+
+    \b
+    Example:
+      mayuri gc --older-than 30d --keep-last 3 --dry-run
+    """
+    from mayuri.config import load_settings
+    from mayuri.gc import collect_garbage, gc_policy
+    from mayuri.run_experiment import open_project_store
+
+    settings = load_settings()
+    flags = {"older_than": older_than, "keep_last": keep_last, "failed": failed, "max_size": max_size,
+             "experiment": experiment, "metrics": metrics, "vacuum": vacuum, "purge": purge, "grace": grace}
+    policy = gc_policy(settings, flags)
+    outcome = collect_garbage(open_project_store(settings), policy, _gc_approver(dry_run, yes, as_json))
+    _gc_finish(outcome, dry_run, as_json)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+def pin(run_ref: str) -> None:
+    """Pin a run: gc and `cache rm` never collect it.
+
+    \b
+    Example:
+      mayuri pin 3f2a91c0
+    """
+    from mayuri.cache_admin import pin as pin_run
+
+    run = pin_run(_store(), run_ref, True)
+    err.print(f"pinned {run.short_id} ({run.experiment}/{run.job})")
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+def unpin(run_ref: str) -> None:
+    """Unpin a run, so that gc may collect it again.
+
+    \b
+    Example:
+      mayuri unpin 3f2a91c0
+    """
+    from mayuri.cache_admin import pin as pin_run
+
+    run = pin_run(_store(), run_ref, False)
+    err.print(f"unpinned {run.short_id} ({run.experiment}/{run.job})")
+
+
+@cli.group()
+def cache() -> None:
+    """Cached results: list them per experiment and job, or remove some.
+
+    \b
+    Example:
+      mayuri cache ls
+    """
+
+
+@cache.command("ls")
+@click.option("--experiment", "-e", help="Only this experiment.")
+@json_option
+def cache_ls(experiment: str | None, as_json: bool) -> None:
+    """Cached results per experiment and job: entries, size, hits, last use.
+
+    \b
+    Example:
+      mayuri cache ls -e addition --json
+    """
+    from mayuri.cache_admin import list_cache
+    from mayuri.gc.render import cache_table
+
+    entries = list_cache(_store(), experiment)
+    if as_json:
+        print_json([e.to_json() for e in entries])
+    elif entries:
+        out.print(cache_table(entries))
+    else:
+        err.print("no cached results.")
+
+
+@cache.command("rm")
+@click.argument("target", metavar="JOB|RUN")
+@click.option("--experiment", "-e", help="The experiment of JOB (when several have a job of that name).")
+@click.option("--dry-run", is_flag=True, help="Show the plan only; exit 1 if there is something to remove.")
+@click.option("--yes", "-y", is_flag=True, help="Remove without asking.")
+@json_option
+def cache_rm(target: str, experiment: str | None, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Remove the cached results of a job (every one) or of one run; pinned runs stay.
+
+    \b
+    Example:
+      mayuri cache rm train -e addition --yes
+    """
+    from mayuri.cache_admin import remove_cached
+    from mayuri.config import load_settings
+    from mayuri.gc import gc_policy
+    from mayuri.run_experiment import open_project_store
+
+    settings = load_settings()
+    policy = gc_policy(settings, {})
+    store = open_project_store(settings)
+    outcome = remove_cached(store, target, experiment, policy, _gc_approver(dry_run, yes, as_json))
+    _gc_finish(outcome, dry_run, as_json)
+
+
+@cli.command()
 def tui() -> None:
     """Open the dashboard over the project's store.
 
@@ -251,7 +503,9 @@ def tui() -> None:
     from mayuri.config import load_settings
     from mayuri.tui.app import make_app
 
-    make_app(load_settings()).run()
+    app = make_app(load_settings())
+    app.run()
+    sys.exit(app.return_code or 0)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "failed": bool,
         "max_size": str,
         "grace": str,
+        "experiment": dict,
     },
     "user": {},
 }

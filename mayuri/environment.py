@@ -12,7 +12,6 @@ import platform
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,15 @@ def platform_info() -> dict[str, str]:
 
 @functools.cache
 def _module_to_distributions() -> Mapping[str, list[str]]:
+    from importlib import metadata  # slow to import; a cached run never needs it
+
     return metadata.packages_distributions()
 
 
 def distribution_versions(modules: Iterable[str]) -> dict[str, str]:
     """Installed distributions that provide the given top-level modules, with their versions."""
+    from importlib import metadata
+
     mapping = _module_to_distributions()
     found: dict[str, str] = {}
     for module in modules:
@@ -51,6 +54,8 @@ def distribution_versions(modules: Iterable[str]) -> dict[str, str]:
 
 def current_versions(distributions: Iterable[str]) -> dict[str, str | None]:
     """The installed version of each named distribution now (None when it is gone)."""
+    from importlib import metadata
+
     result: dict[str, str | None] = {}
     for dist in distributions:
         try:

@@ -5,19 +5,24 @@ keeps its cached SHA-512, unless it was modified so close to the moment it was
 hashed that a later change could share its timestamp (git's "racily clean"
 rule); such files, and every file that changed, are hashed again and the
 cache is updated.
+
+`unchanged_except` is the warm cache check's fast path: one query and one
+`stat` per file, no digest decoded. Nothing here decides what a change means;
+that is the cache's job.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import stat as stat_module
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mayuri.hashing import ABSENT, hash_files, hash_listing
 from mayuri.store.db import Store
-from mayuri.store.queries import stat_cache_rows
+from mayuri.store.queries import closure_stat_rows, stat_cache_rows
 from mayuri.store.records import save_stat_cache
 
 # Timestamps closer than this to the hashing time cannot be trusted: some
@@ -70,3 +75,67 @@ def current_digests(store: Store, root: Path, entries: Iterable[tuple[str, str]]
                 )
         save_stat_cache(store, updates)
     return result
+
+
+def unchanged_except(store: Store, root: Path, run_id: str) -> list[tuple[str, str]]:
+    """The (path, kind) closure entries of a run that cannot be shown unchanged without hashing.
+
+    An entry is shown unchanged when it is a file whose stat matches a trusted
+    stat-cache entry holding the recorded digest, a file recorded as absent that
+    is still absent, or a listing whose entries hash as recorded. Every other
+    entry is returned, for the caller to digest with `current_digests`.
+    """
+    prefix = os.path.join(root, "")
+    rows = closure_stat_rows(store, run_id, prefix, RACY_WINDOW_NS)
+    folder = _open_folder(root)
+    try:
+        # Relative to the open project folder, the kernel walks only the part of
+        # each path inside the project: these stats cost less than absolute ones.
+        stat: Callable[[str], os.stat_result] = (
+            functools.partial(os.stat, dir_fd=folder) if folder is not None else lambda p: os.stat(prefix + p)
+        )
+        suspects: list[tuple[str, str]] = []
+        for path, kind, dev, ino, size, mtime_ns, ctime_ns, recorded in rows:
+            if recorded is None:
+                try:
+                    st = stat(path)
+                except OSError:
+                    suspects.append((path, kind))
+                    continue
+                # mtime first: it is what an edit changes.
+                if (
+                    st.st_mtime_ns != mtime_ns
+                    or st.st_size != size
+                    or st.st_ino != ino
+                    or st.st_ctime_ns != ctime_ns
+                    or st.st_dev != dev
+                ):
+                    suspects.append((path, kind))
+            elif kind == "listing":
+                if hash_listing(prefix + path)[0] != recorded:
+                    suspects.append((path, kind))
+            elif recorded != ABSENT or _exists(prefix + path):
+                suspects.append((path, kind))
+        return suspects
+    finally:
+        if folder is not None:
+            os.close(folder)
+
+
+def _open_folder(root: Path) -> int | None:
+    if os.stat not in os.supports_dir_fd:
+        return None
+    try:
+        return os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+
+
+def _exists(path: str) -> bool:
+    """Whether `current_digests` would see a file here (a regular file), as opposed to ABSENT."""
+    try:
+        return stat_module.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # unreadable: let `current_digests` report it

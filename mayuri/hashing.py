@@ -18,11 +18,8 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import xxhash
 
 ABSENT = "absent"
 _CHUNK = 1 << 20
@@ -70,18 +67,31 @@ def hash_files(
     paths: Sequence[str | os.PathLike[str]], total_bytes: int | None = None
 ) -> list[tuple[str, int]]:
     """Hash many files, on every core when there is enough to hash; results in input order."""
-    if total_bytes is None:
-        total_bytes = 0
-        for path in paths:
-            try:
-                total_bytes += os.stat(path).st_size
-            except OSError:
-                pass
     workers = min(os.cpu_count() or 1, len(paths))
-    if workers <= 1 or total_bytes < _PARALLEL_MIN_BYTES:
+    if workers <= 1:
         return [hash_file(path) for path in paths]
+    if total_bytes is not None and total_bytes < _PARALLEL_MIN_BYTES:
+        return [hash_file(path) for path in paths]
+    sizes = [_size(path) for path in paths]
+    if sum(sizes) < _PARALLEL_MIN_BYTES:
+        return [hash_file(path) for path in paths]
+    # Imported here: a warm cache check never hashes, and this costs start-up time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Largest first, so that one big file does not start last and leave a core idle.
+    order = sorted(range(len(paths)), key=sizes.__getitem__, reverse=True)
+    results: list[tuple[str, int]] = [(ABSENT, 0)] * len(paths)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(hash_file, paths))
+        for index, digest in zip(order, pool.map(hash_file, [paths[i] for i in order]), strict=True):
+            results[index] = digest
+    return results
+
+
+def _size(path: str | os.PathLike[str]) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def hash_listing(folder: str | os.PathLike[str]) -> tuple[str, int]:
@@ -95,6 +105,8 @@ def hash_listing(folder: str | os.PathLike[str]) -> tuple[str, int]:
 
 def fast_key(parts: Iterable[str]) -> str:
     """A quick internal key for a set of strings (order-insensitive), e.g. a closure's paths."""
+    import xxhash
+
     h = xxhash.xxh3_128()
     for part in sorted(parts):
         h.update(part.encode("utf-8", "surrogateescape"))

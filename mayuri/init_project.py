@@ -50,6 +50,14 @@ def default_config(name: str) -> tomlkit.TOMLDocument:
     cache.add("key_env", tomlkit.array())
     doc.add("cache", cache)
 
+    gc = tomlkit.table()
+    gc.add(tomlkit.comment("Default policy of `mayuri gc` (flags override it); see docs/gc.md."))
+    gc.add(tomlkit.comment('older_than = "30d"     # runs not used (run or reused) for that long'))
+    gc.add(tomlkit.comment("keep_last = 3          # but keep the newest N succeeded runs of each job"))
+    gc.add(tomlkit.comment('max_size = "50GiB"     # then least recently used first until the store fits'))
+    gc.add("grace", "1h")
+    doc.add("gc", gc)
+
     doc.add(tomlkit.nl())
     doc.add(tomlkit.comment("Personal overrides of params, applied to your runs only:"))
     doc.add(tomlkit.comment("[user.yourname]"))

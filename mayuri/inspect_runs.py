@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.store import Store
+from mayuri.store.artifact_queries import ArtifactRow, artifacts_of
+from mayuri.store.metric_queries import Summary, metric_summaries
 from mayuri.store.queries import (
     AttemptRow,
     LineageEdge,
@@ -30,6 +32,8 @@ class RunDetail:
     outputs: dict[str, Any]
     upstream: list[LineageEdge]
     downstream: list[LineageEdge]
+    metrics: dict[str, Summary]
+    artifacts: list[ArtifactRow]
 
     @property
     def logs(self) -> dict[str, str]:
@@ -53,6 +57,8 @@ class RunDetail:
                     "downstream": [e.__dict__ for e in self.downstream],
                 },
                 "logs": self.logs,
+                "metrics": {key: summary.__dict__ for key, summary in self.metrics.items()},
+                "artifacts": [a.__dict__ for a in self.artifacts],
             }
         )
         return data
@@ -63,7 +69,9 @@ def run_detail(store: Store, ref: str) -> RunDetail:
     run = get_run(store, ref)
     up, down = lineage_of(store, run.id)
     closure = sorted(closures(store, [run.id]).get(run.id, []), key=lambda c: (c.role, c.path))
-    return RunDetail(run, attempts_of(store, run.id), closure, outputs_of(store, run.id), up, down)
+    metrics = metric_summaries(store, [run.id]).get(run.id, {})
+    return RunDetail(run, attempts_of(store, run.id), closure, outputs_of(store, run.id), up, down,
+                     metrics, artifacts_of(store, run.id))
 
 
 @dataclass
@@ -126,4 +134,73 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
         env_key=env_then,
         env_key_now=env_now,
         recomputed=fingerprint(run.config_hash, run.upstream, current, env_now),
+    )
+
+
+@dataclass
+class RunDiff:
+    """What differs between two runs: params, config, closure files, environment, outputs, metrics."""
+
+    left: RunRow
+    right: RunRow
+    params: list[tuple[str, Any, Any]]
+    closure: list[tuple[str, str | None, str | None]]
+    environment: list[tuple[str, Any, Any]]
+    outputs: list[tuple[str, Any, Any]]
+    metrics: list[tuple[str, Any, Any]]
+    config: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        def rows(items: list[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
+            return [{"name": n, "left": a, "right": b} for n, a, b in items]
+
+        return {
+            "left": self.left.id, "right": self.right.id,
+            "params": rows(self.params), "config": self.config,
+            "closure": [{"path": p, "left": a, "right": b} for p, a, b in self.closure],
+            "environment": rows(self.environment), "outputs": rows(self.outputs), "metrics": rows(self.metrics),
+        }
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(_flat(inner, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def _differences(left: dict[str, Any], right: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    a, b = _flat(left), _flat(right)
+    return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+
+
+def diff_runs(store: Store, left_ref: str, right_ref: str) -> RunDiff:
+    """Params, closure, environment, output and metric differences of two runs."""
+    from mayuri.fingerprint import config_changes
+
+    left, right = run_detail(store, left_ref), run_detail(store, right_ref)
+    files_left = {(c.path + ("/" if c.kind == "listing" else "")): c.sha512 for c in left.closure}
+    files_right = {(c.path + ("/" if c.kind == "listing" else "")): c.sha512 for c in right.closure}
+    closure = [
+        (path, files_left.get(path), files_right.get(path))
+        for path in sorted(files_left.keys() | files_right.keys())
+        if files_left.get(path) != files_right.get(path)
+    ]
+    metrics_left = {k: s.last for k, s in left.metrics.items()}
+    metrics_right = {k: s.last for k, s in right.metrics.items()}
+    env_left = {k: v for k, v in left.run.environment.items() if k != "host"}
+    env_right = {k: v for k, v in right.run.environment.items() if k != "host"}
+    return RunDiff(
+        left=left.run,
+        right=right.run,
+        params=_differences(left.run.params, right.run.params),
+        closure=closure,
+        environment=_differences(env_left, env_right),
+        outputs=_differences(left.outputs, right.outputs),
+        metrics=[(k, metrics_left.get(k), metrics_right.get(k))
+                 for k in sorted(metrics_left.keys() | metrics_right.keys())
+                 if metrics_left.get(k) != metrics_right.get(k)],
+        config=[c for c in config_changes(left.run.config, right.run.config) if not c.startswith("param ")],
     )

@@ -1,22 +1,34 @@
 """The in-job side of Mayuri: what `import mayuri` gives a job that Mayuri launched.
 
-Reads the run's environment variables and run folder; never opens the store
-database, so a job costs the store nothing until the scheduler records it.
+Reads the run's environment variables and run folder. `log` is the hot path
+of a training loop: it appends tuples to a list and nothing more (the
+buffer's thread and writer process do the rest, see `mayuri.tracking.writer`).
+The database is opened only by `artifact` and `init`, lazily, so importing
+this module stays cheap.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import numbers
+import operator
 import os
-import tempfile
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from time import time as _now
+from typing import TYPE_CHECKING, Any
 
 from mayuri.errors import MayuriError
 
+if TYPE_CHECKING:
+    from mayuri.tracking.writer import MetricBuffer
+
 PARAMS_FILE = "params.json"
 OUTPUTS_FILE = "outputs.json"
+CHECKPOINTS_DIR = "checkpoints"
 
 
 class NotInJob(MayuriError):
@@ -82,8 +94,157 @@ def output(name: str, value: Any) -> None:
     run_dir = current_run().dir
     values = read_outputs(run_dir)
     values[name] = value
+    import tempfile  # costs start-up time for every `import mayuri`; needed only here
+
     # Written whole to a temporary name and renamed: a crash never leaves half a file.
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".outputs-")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(values, handle, sort_keys=True)
     os.replace(tmp, run_dir / OUTPUTS_FILE)
+
+
+class MetricValueError(MayuriError, TypeError):
+    """`mayuri.log` was given something that is not one number."""
+
+
+_buffer: MetricBuffer | None = None
+_buffer_lock = threading.Lock()
+
+
+def _open_buffer() -> MetricBuffer:
+    global _buffer
+    from mayuri.tracking.writer import MetricBuffer
+
+    run = current_run()
+    with _buffer_lock:
+        if _buffer is None:
+            _buffer = MetricBuffer(run.id, run.store)
+        return _buffer
+
+
+def _scalar(key: str, value: Any) -> float:
+    """The slow path of `log`: anything that is not a plain int or float."""
+    if isinstance(value, bool):
+        return float(value)
+    item, numel = getattr(value, "item", None), getattr(value, "numel", None)
+    # numpy scalars and 0-d arrays (size 1), torch tensors of one element (numel() 1).
+    if callable(item) and ((callable(numel) and numel() == 1) or getattr(value, "size", None) == 1):
+        value = item()
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise MetricValueError(
+        f"mayuri.log: {key!r} must be one number (int or float), not {type(value).__name__}.",
+        hint=f"Log one scalar per name, e.g. mayuri.log(step=step, {key}=float(x)); "
+        "keep lists and tensors out, or reduce them to a number first.",
+    )
+
+
+def log(metrics: Mapping[str, Any] | None = None, /, *, step: int | None = None, **scalars: Any) -> None:
+    """Record scalar metrics at `step` (one more than the previous call's step when left out).
+
+    `mayuri.log(step=10, loss=0.31, acc=0.9)`; names with other characters go
+    in a mapping: `mayuri.log({"eval/loss": 0.4}, step=10)`. Costs about a
+    microsecond per value: the points are written in the background, at
+    least every half second.
+    """
+    buffer = _buffer or _open_buffer()
+    if step is None:
+        step = buffer.next_step
+    elif type(step) is not int:
+        step = _step(step)
+    buffer.next_step = step + 1
+    now = _now()
+    append = buffer.append
+    if metrics is not None:
+        scalars = _merge(metrics, scalars)
+    for key, value in scalars.items():
+        if type(value) is not float and type(value) is not int:
+            value = _scalar(key, value)
+        append((key, step, value, now))
+
+
+def _merge(metrics: Mapping[str, Any], scalars: dict[str, Any]) -> dict[str, Any]:
+    for key in metrics:
+        if not isinstance(key, str) or not key:
+            raise MetricValueError(f"mayuri.log: metric names must be non-empty strings, not {key!r}.")
+    return {**metrics, **scalars}
+
+
+def _step(step: Any) -> int:
+    try:
+        return operator.index(step)
+    except TypeError:
+        raise MetricValueError(
+            f"mayuri.log: step must be an integer, not {type(step).__name__} ({step!r})."
+        ) from None
+
+
+def _close_buffer() -> None:
+    global _buffer
+    with _buffer_lock:
+        buffer, _buffer = _buffer, None
+    if buffer is not None:
+        buffer.close()
+
+
+def _forget_after_fork() -> None:
+    # A forked child (a DataLoader worker) has no flusher thread and shares the
+    # parent's pipe to the writer: if it logs, it starts a buffer of its own.
+    global _buffer, _buffer_lock
+    _buffer = None
+    _buffer_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(_close_buffer)
+
+
+def checkpoint_dir() -> Path:
+    """This attempt's checkpoint folder (created): MAYURI_CHECKPOINT_DIR, else `checkpoints/` in the run folder.
+
+    A retried attempt finds what the previous one saved here through `resume_from()`.
+    """
+    given = os.environ.get("MAYURI_CHECKPOINT_DIR")
+    folder = Path(given) if given else current_run().dir / CHECKPOINTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def resume_from() -> Path | None:
+    """The checkpoint folder of the previous attempt, when this one is a retry (MAYURI_RESUME_FROM), or None."""
+    value = os.environ.get("MAYURI_RESUME_FROM")
+    return Path(value) if value else None
+
+
+def artifact(path: str | os.PathLike[str], name: str | None = None) -> str:
+    """Keep a file or a folder with the run, content-addressed in the store; returns its name.
+
+    `name` defaults to the file or folder name; saving a name again replaces it.
+    """
+    from mayuri.tracking.artifacts import save_artifact
+
+    run = current_run()
+    return save_artifact(run.store, run.id, Path(path), name, kind=None)
+
+
+def init(experiment: str, *, params: Mapping[str, Any] | None = None, job: str | None = None) -> CurrentRun:
+    """Make this process a run: inside a Mayuri job, the job's run; elsewhere a new ad-hoc run.
+
+    The ad-hoc run goes into the store of the project around the current
+    folder, is `running` until the process exits (or `finish()`), then
+    `succeeded`, or `failed` after an uncaught exception.
+    """
+    if "MAYURI_RUN_ID" in os.environ:
+        return current_run()
+    from mayuri.tracking.adhoc import start_adhoc
+
+    start_adhoc(experiment, dict(params or {}), job)
+    return current_run()
+
+
+def finish(status: str | None = None) -> None:
+    """End an ad-hoc run now (default: succeeded); in a job, just write out pending metrics."""
+    _close_buffer()
+    from mayuri.tracking.adhoc import finish_adhoc
+
+    finish_adhoc(status)

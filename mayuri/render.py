@@ -10,19 +10,22 @@ import datetime as dt
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from mayuri.experiment.expectations import Verdict
 from mayuri.experiment.interpolate import as_text
-from mayuri.inspect_runs import RunDetail, WhyBreakdown
 from mayuri.scheduler.events import JobEvent
 from mayuri.scheduler.loop import Outcome
 from mayuri.store.queries import RunRow
 from mayuri.units import format_duration, format_size
+
+if TYPE_CHECKING:  # annotations only: `mayuri run` need not load the inspection code
+    from mayuri.inspect_runs import RunDetail, RunDiff, WhyBreakdown
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -121,19 +124,41 @@ def summary_line(outcome: Outcome, elapsed: float) -> Text:
     return Text(text, style=style)
 
 
-def plan_tree(outcome: Outcome) -> Table:
-    """The `--dry-run` plan: each instance, indented under its first upstream, with its cache status."""
-    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
-    table.add_column("job")
-    table.add_column("status")
-    table.add_column("why")
+def verdict_table(verdicts: Sequence[Verdict]) -> Table:
+    """The expectations of `mayuri test`: failing ones first, each with what was recorded."""
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("test", "expect", "actual", "result", "run", "note"):
+        table.add_column(column)
+    for v in sorted(verdicts, key=lambda v: (v.passed, v.test)):
+        table.add_row(
+            Text(v.test), Text(f"{v.expectation.name} {v.expectation.text}"),
+            Text("-" if v.actual is None else as_text(v.actual)),
+            Text("pass", style="green") if v.passed else Text("FAIL", style="bold red"),
+            (v.run_id or "")[:8], Text(v.note),
+        )
+    return table
+
+
+def plan_tree(outcome: Outcome) -> Text:
+    """The `--dry-run` plan: each instance, indented under its first upstream, with its cache status.
+
+    Built as one Text (not a Table) so that a plan of thousands of jobs prints in milliseconds.
+    """
     depth: dict[str, int] = {}
+    labels = []
     for slot in outcome.slots:
         ups = slot.instance.upstream_keys
         depth[slot.instance.key] = 1 + max((depth.get(k, 0) for k in ups), default=-1)
-        indent = "  " * depth[slot.instance.key] + ("└─ " if ups else "")
-        table.add_row(Text(indent + slot.instance.key), status_text(slot.state), Text(slot.reason))
-    return table
+        labels.append("  " * depth[slot.instance.key] + ("└─ " if ups else "") + slot.instance.key)
+    width = max((len(label) for label in labels), default=3)
+    text = Text()
+    text.append(f"{'job':<{width}}  {'status':<9} why\n", style="bold")
+    for label, slot in zip(labels, outcome.slots, strict=True):
+        text.append(f"{label:<{width}}  ")
+        text.append(f"{slot.state:<9}", style=STATUS_STYLE.get(slot.state, ""))
+        text.append(f" {slot.reason}\n")
+    text.rstrip()
+    return text
 
 
 def runs_table(runs: Sequence[RunRow]) -> Table:
@@ -190,6 +215,22 @@ def show_detail(detail: RunDetail) -> Group:
     parts.append(Group(Text("closure (files the job used)", style="bold"), closure))
     if detail.outputs:
         parts.append(_kv("outputs", [(k, json.dumps(v)) for k, v in detail.outputs.items()]))
+    if detail.metrics:
+        metrics = Table(box=None, pad_edge=False)
+        for column in ("metric", "last", "min", "max", "points", "last step"):
+            metrics.add_column(column)
+        for key, summary in sorted(detail.metrics.items()):
+            metrics.add_row(Text(key), as_text(summary.last), as_text(summary.min), as_text(summary.max),
+                            str(summary.count), "-" if summary.last_step is None else str(summary.last_step))
+        parts.append(Group(Text("metrics", style="bold"), metrics))
+    if detail.artifacts:
+        artifacts = Table(box=None, pad_edge=False)
+        for column in ("artifact", "kind", "files", "size", "saved"):
+            artifacts.add_column(column)
+        for artifact in detail.artifacts:
+            artifacts.add_row(Text(artifact.name), artifact.kind, str(artifact.files), format_size(artifact.size),
+                              when(artifact.created_at))
+        parts.append(Group(Text("artifacts", style="bold"), artifacts))
     lineage = [(f"upstream {e.name}", f"{e.run_id[:8]} {e.experiment}/{e.job} {e.status}") for e in detail.upstream]
     lineage += [(f"downstream {e.name}", f"{e.run_id[:8]} {e.experiment}/{e.job} {e.status}") for e in detail.downstream]
     if lineage:
@@ -211,6 +252,37 @@ def show_detail(detail: RunDetail) -> Group:
             rows.append(("packages", ", ".join(f"{k}=={v}" for k, v in packages.items())))
         parts.append(_kv("environment", rows))
     return Group(*[p for part in parts for p in (part, Text(""))])
+
+
+def diff_detail(diff: RunDiff) -> Group:
+    """Two runs side by side, only where they differ."""
+    def section(title: str, rows: Sequence[tuple[str, Any, Any]]) -> Group:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("")
+        table.add_column(diff.left.short_id)
+        table.add_column(diff.right.short_id)
+        for name, a, b in rows:
+            table.add_row(Text(name), Text("-" if a is None else as_text(a), style="red"),
+                          Text("-" if b is None else as_text(b), style="green"))
+        if not rows:
+            table.add_row(Text("(same)", style="dim"), "", "")
+        return Group(Text(title, style="bold"), table, Text(""))
+
+    head = Text(f"{diff.left.short_id} {diff.left.experiment}/{diff.left.job}  vs  "
+                f"{diff.right.short_id} {diff.right.experiment}/{diff.right.job}", style="bold")
+    closure = [(path, (a or "absent")[:16] if a else None, (b or "absent")[:16] if b else None)
+               for path, a, b in diff.closure]
+    parts: list[Any] = [head, Text("")]
+    if diff.config:
+        parts += [Text("config: " + ", ".join(diff.config)), Text("")]
+    parts += [
+        section("params", diff.params),
+        section("closure (sha512)", closure),
+        section("outputs", diff.outputs),
+        section("metrics (last value)", diff.metrics),
+        section("environment", diff.environment),
+    ]
+    return Group(*parts)
 
 
 def why_detail(breakdown: WhyBreakdown) -> Group:

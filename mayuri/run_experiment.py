@@ -14,8 +14,10 @@ from mayuri.config import Settings, load_settings
 from mayuri.errors import ExperimentError
 from mayuri.experiment import expand, parse_experiment, parse_override
 from mayuri.scheduler.events import Reporter
-from mayuri.scheduler.loop import Outcome, Scheduler
+from mayuri.experiment.expectations import Verdict, judge, parse_expectation
+from mayuri.scheduler.loop import SETTLED_OK, Outcome, Scheduler
 from mayuri.store import Store, open_store
+from mayuri.store.perms import share_umask
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,19 @@ def open_project_store(settings: Settings) -> Store:
     )
 
 
-def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = None) -> Outcome:
+@dataclass(frozen=True)
+class RunResult:
+    """What `mayuri run`/`mayuri test` did: each instance's outcome, and the tests' verdicts."""
+
+    outcome: Outcome
+    verdicts: tuple[Verdict, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok and all(v.passed for v in self.verdicts)
+
+
+def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = None) -> RunResult:
     """Run (or with dry_run, plan) an experiment file; returns what happened to each instance."""
     path = request.file
     if not path.exists():
@@ -57,6 +71,31 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     try:
         scheduler = Scheduler(store, settings, spec.name, instances, reporter,
                               force=request.force, dry_run=request.dry_run)
-        return scheduler.plan() if request.dry_run else scheduler.run()
+        if request.dry_run:
+            return RunResult(scheduler.plan())
+        share_umask(store.root)
+        outcome = scheduler.run()
+        verdicts = judge_tests(store, outcome) if request.tests else ()
+        return RunResult(outcome, verdicts)
     finally:
         store.close()
+
+
+def judge_tests(store: Store, outcome: Outcome) -> tuple[Verdict, ...]:
+    """The verdict of every expectation of every test instance in the outcome."""
+    from mayuri.store.metric_queries import metric_summaries
+
+    tests = [s for s in outcome.slots if s.instance.job.kind == "test"]
+    ran = [s.run_id for s in tests if s.run_id and s.state in SETTLED_OK]
+    summaries = metric_summaries(store, ran) if ran else {}
+    verdicts = []
+    for slot in tests:
+        for name, text in slot.instance.job.expect.items():
+            expectation = parse_expectation(name, text)
+            if slot.state not in SETTLED_OK or slot.run_id is None:
+                verdicts.append(Verdict(slot.instance.key, slot.run_id, expectation, None, False,
+                                        f"test {slot.state}: {slot.reason}"))
+                continue
+            verdicts.append(judge(slot.instance.key, slot.run_id, expectation, slot.outputs,
+                                  summaries.get(slot.run_id, {})))
+    return tuple(verdicts)

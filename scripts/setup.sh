@@ -10,7 +10,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ -n "$extras" ]; then
+  case ",$extras," in
+    *,test,*|*,torch,*|*,transformers,*)
+      # torch first, pinned, and kept pinned by a constraint: installed later
+      # (by accelerate), pip picks a newer torch with CUDA wheels instead.
+      .venv/bin/python -m pip install --quiet torch==2.13.0
+      export PIP_CONSTRAINT="$PWD/scripts/constraints.txt"
+      ;;
+  esac
   .venv/bin/python -m pip install --quiet -e ".[$extras]"
 else
   .venv/bin/python -m pip install --quiet -e .
 fi
+# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on our machines)
+# Python would otherwise recompile Mayuri on every `mayuri` command.
+.venv/bin/python -m compileall -q mayuri tui examples

@@ -1,4 +1,4 @@
-"""Name the best of several trained models (the lowest final training loss)."""
+"""Name the best of the trained models: the highest validation accuracy."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import mayuri
 
 
 def main() -> None:
-    models, losses = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-    best = min(range(len(models)), key=lambda i: losses[i])
-    for model, loss in zip(models, losses, strict=True):
-        print(f"{'*' if model == models[best] else ' '} loss {loss:.6f}  {model}")
+    models, scores = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    best = max(range(len(models)), key=lambda i: scores[i])
+    for index, (model, score) in enumerate(zip(models, scores, strict=True)):
+        print(f"{'*' if index == best else ' '} validation accuracy {score:.3f}  {model}")
     mayuri.output("best_model", models[best])
-    mayuri.output("best_loss", losses[best])
+    mayuri.output("best_val_accuracy", scores[best])
 
 
 if __name__ == "__main__":

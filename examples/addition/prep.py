@@ -1,4 +1,8 @@
-"""Make a synthetic dataset of additions `a+b=c`, written as text, split into train and test."""
+"""Make a synthetic dataset of additions `a+b=c`, written as text, split into train and test.
+
+Every pair of numbers with `--digits` digits, shuffled by `--seed`; the test
+split holds pairs never seen in training.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--digits", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--test-share", type=float, default=0.1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    rng = random.Random(args.seed)
     top = 10**args.digits
-    lines = [f"{a}+{b}={a + b}" for a, b in ((rng.randrange(top), rng.randrange(top)) for _ in range(args.count))]
-    split = int(len(lines) * 0.9)
+    pairs = [(a, b) for a in range(top) for b in range(top)]
+    random.Random(args.seed).shuffle(pairs)
+    lines = [f"{a}+{b}={a + b}" for a, b in pairs]
+    split = int(len(lines) * (1 - args.test_share))
     train, test = args.out / "train.txt", args.out / "test.txt"
     train.write_text("\n".join(lines[:split]) + "\n")
     test.write_text("\n".join(lines[split:]) + "\n")

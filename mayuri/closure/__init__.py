@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mayuri.closure.collect import Closure, collect_closure
+from mayuri.closure.collect import Closure, collect_closure, uncaught_exceptions
 from mayuri.closure.launch import closure_env
 
-__all__ = ["Closure", "closure_env", "collect_closure"]
+__all__ = ["Closure", "closure_env", "collect_closure", "uncaught_exceptions"]

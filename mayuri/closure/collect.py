@@ -51,6 +51,11 @@ def read_records(closure_dir: Path) -> Iterator[tuple[str, int, str]]:
             yield parts[0].decode("ascii", "replace"), int(parts[1]), os.fsdecode(parts[2])
 
 
+def uncaught_exceptions(closure_dir: Path) -> list[str]:
+    """`module.Type: message` of each exception that ended a tracked process of the job."""
+    return [value for kind, _, value in read_records(closure_dir) if kind == "x"]
+
+
 class _ProjectPaths:
     """Maps recorded absolute paths to project-relative ones, or None for what is not tracked."""
 
@@ -144,7 +149,7 @@ def collect_closure(closure_dir: Path, project_root: Path, exclude: list[Path]) 
             listings.add(relative)
     # Code must exist to be fingerprinted: exec'd strings can carry made-up file names.
     code = {path for path in code if os.path.isfile(paths.real(path))}
-    inputs = set()
+    inputs: set[str] = set()
     for path, when in first_read.items():
         if path in code or first_write.get(path, when + 1) <= when:
             continue  # code counts once; a read-back of the job's own output is no input

@@ -8,13 +8,15 @@ upstream precedes its dependents.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 import re
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from mayuri.errors import ExperimentError
 from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text
@@ -68,8 +70,23 @@ def upstream_name(job: str, output: str) -> str:
     return f"mayuri.upstream.{job}.{output}"
 
 
-def _error(job: JobSpec, message: str, hint: str | None = None) -> ExperimentError:
-    return ExperimentError(message, path=job.where.path, line=job.where.line, column=job.where.column, hint=hint)
+def _error(job: JobSpec, message: str, hint: str | None = None, part: str | None = None) -> ExperimentError:
+    where = job.at(part) if part else job.where
+    return ExperimentError(message, path=where.path, line=where.line, column=where.column, hint=hint)
+
+
+T = TypeVar("T")
+
+
+def _resolving(job: JobSpec, part: str, resolve: Callable[[], T]) -> T:
+    """Run one interpolation, turning its error into one that points at `part` of the job."""
+    try:
+        return resolve()
+    except ExperimentError as exc:
+        hint = exc.hint
+        if isinstance(exc, UndefinedName):
+            hint = hint or "Define it under `params:` of the job or at the top of the file."
+        raise _error(job, f"job '{job.name}', {part}: {exc.message}", hint, part) from None
 
 
 def _order(spec: ExperimentSpec) -> list[str]:
@@ -114,7 +131,11 @@ def _command(job: JobSpec, interp: Interpolator) -> list[str] | str:
         text = job.run if isinstance(job.run, str) else shlex.join(str(a) for a in job.run)
         # Values are quoted so that a param can never become shell syntax.
         return _interpolate_shell(text, interp)
-    tokens = shlex.split(job.run) if isinstance(job.run, str) else [as_text(a) for a in job.run]
+    try:
+        tokens = shlex.split(job.run) if isinstance(job.run, str) else [as_text(a) for a in job.run]
+    except ValueError as exc:
+        raise ExperimentError(f"the command cannot be split into arguments ({exc}).",
+                              hint="Close the quote, or write `run:` as a list of arguments.") from None
     if not tokens:
         raise _error(job, f"job '{job.name}' has an empty 'run' command.")
     return [as_text(interp.resolve(token)) for token in tokens]
@@ -148,7 +169,8 @@ def _apply_overrides(
             continue
         if override.job is None and not has_dotted(params, override.key) and override.key not in job.sweep:
             continue
-        if override.is_sweep:
+        # A value given on the command line replaces the file's sweep of that key.
+        if override.is_sweep or override.key in job.sweep:
             cli_sweeps[override.key] = list(override.values)
         else:
             set_dotted(params, override.key, override.values[0])
@@ -255,15 +277,11 @@ def _instance(
             bindings.append(Binding(param, dep.upstream, output, tuple(u.key for u in ups), job.gather))
     label_point.update(point)
     interp = Interpolator(raw)
-    try:
-        params = interp.resolve(raw)
-        command = _command(job, interp)
-        env = {k: as_text(interp.resolve(v)) for k, v in job.env.items()}
-    except ExperimentError as exc:
-        hint = exc.hint
-        if isinstance(exc, UndefinedName):
-            hint = hint or "Define it under `params:` of the job or at the top of the file."
-        raise _error(job, f"job '{job.name}': {exc.message}", hint) from None
+    params: dict[str, Any] = {}
+    for name in raw:
+        params[name] = _resolving(job, f"params.{name}", lambda n=name: interp.param(n))
+    command = _resolving(job, "run", lambda: _command(job, interp))
+    env = _resolving(job, "env", lambda: {k: as_text(interp.resolve(v)) for k, v in job.env.items()})
     if isinstance(command, list) and command[0] in PYTHON_NAMES:
         command = [job.python or sys.executable, *command[1:]]
         interpreter = job.python or "python"
@@ -278,7 +296,6 @@ def _instance(
         "params": params,
         "env": env,
         "inputs": list(job.inputs),
-        "expect": job.expect,
         "outputs": list(job.outputs),
     }
     return JobInstance(
@@ -293,4 +310,24 @@ def _instance(
         bindings=tuple(bindings),
         config=config,
         config_hash=hash_structure("job-config/v1", config),
+    )
+
+
+def with_params(instance: JobInstance, changes: Mapping[str, Any]) -> JobInstance:
+    """A copy of an instance with some params replaced and its params, command and env resolved again.
+
+    Used for retries that change params (`retry.oom.scale`); the copy keeps the
+    instance's key and config hash, so the run stays the one that was asked for.
+    """
+    raw = copy.deepcopy(instance.raw_params)
+    for key, value in changes.items():
+        set_dotted(raw, key, value)
+    interp = Interpolator(raw)
+    job = instance.job
+    command = _command(job, interp)
+    if isinstance(command, list) and command[0] in PYTHON_NAMES:
+        command = [job.python or sys.executable, *command[1:]]
+    return dataclasses.replace(
+        instance, raw_params=raw, params=interp.resolve(raw), command=command,
+        env={k: as_text(interp.resolve(v)) for k, v in job.env.items()},
     )

@@ -20,7 +20,7 @@ BUILTINS = ("mayuri.run_dir", "mayuri.project_root", "mayuri.run_id")
 # Upstream outputs (depends_on) are filled in at launch under this prefix.
 UPSTREAM_PREFIX = "mayuri.upstream."
 _REF = re.compile(r"\$(\$?)\{\s*([^}]*?)\s*\}")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_/-]*(\.[A-Za-z0-9_/-]+)*$")
 
 
 class UndefinedName(ExperimentError):
@@ -81,6 +81,10 @@ class Interpolator:
             self._resolving.pop()
         self._done[name] = value
         return value
+
+    def param(self, name: str) -> Any:
+        """The resolved value of the top-level param `name`."""
+        return self._value_of(name)
 
     def resolve(self, value: Any) -> Any:
         """`value` with every `${...}` replaced (recursively through lists and mappings)."""

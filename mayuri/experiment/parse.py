@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mayuri.errors import ExperimentError
+from mayuri.experiment.expectations import parse_expectation
 from mayuri.experiment.plain import to_plain, type_name
 from mayuri.experiment.spec import Dependency, ExperimentSpec, JobSpec, Where
 from mayuri.experiment.yaml_io import load_yaml, position
@@ -118,12 +120,13 @@ def _load_with_extends(path: Path, chain: tuple[Path, ...], text: str | None = N
 
 
 def _dependencies(reader: _Reader, node: Any, parent: dict[str, Any]) -> tuple[Dependency, ...]:
+    """`depends_on` as a name, a list of names, or {upstream: {output: param}}."""
     if isinstance(node, str):
-        node = {node: {}}
-    elif isinstance(node, list):
+        return (Dependency(node, {}, reader.where(parent, "depends_on")),)
+    if isinstance(node, list):
         if not all(isinstance(n, str) for n in node):
             raise reader.fail("'depends_on' list entries must be job names.", parent, "depends_on")
-        node = {n: {} for n in node}
+        return tuple(Dependency(n, {}, reader.where(node, i)) for i, n in enumerate(node))
     if not isinstance(node, dict):
         raise reader.fail("'depends_on' must map upstream job names to {output: param}.", parent, "depends_on")
     deps = []
@@ -195,7 +198,7 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
         raise reader.fail(f"job '{name}' has no 'run' command.", parent, name,
                           hint="Add `run: python your_script.py ...`.")
     if "pipeline" in node:
-        raise reader.fail("'pipeline' steps are not supported by this version of Mayuri yet.", node, "pipeline")
+        return _pipeline_step(reader, name, node, parent, defaults)
     run = node["run"]
     if not _is_command(run):
         raise reader.fail("'run' must be a command string or a non-empty list of arguments.", node, "run")
@@ -232,7 +235,19 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
     expect = reader.mapping(node.get("expect"), "expect", node)
     if kind == "job" and expect:
         raise reader.fail("'expect' belongs to tests; move this job under `tests:`.", node, "expect")
+    for key, text in expect.items():
+        try:
+            parse_expectation(str(key), str(to_plain(text)))
+        except ExperimentError as exc:
+            raise reader.fail(exc.message, expect, key, exc.hint) from None
     sweep = reader.mapping(node.get("sweep"), "sweep", node)
+    positions = dict(defaults.get("positions", {}))
+    for part in ("run", "env"):
+        if part in node:
+            positions[part] = reader.where(node, part)
+    if isinstance(node.get("params"), dict):
+        for key in node["params"]:
+            positions[f"params.{key}"] = reader.where(node["params"], key)
     resources = dict(defaults.get("resources", {}))
     resources.update(_resources(reader, node.get("resources"), node, "resources"))
     retry = dict(defaults.get("retry", {}))
@@ -256,16 +271,128 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
         retry=retry,
         timeout=timeout,
         expect={str(k): str(to_plain(v)) for k, v in expect.items()},
+        positions=positions,
     )
 
 
+def _default_name(path: Path) -> str:
+    """An experiment without `name:` is named after its file, or its folder for `exp.yaml`."""
+    stem = path.stem if path.stem not in ("exp", "experiment") else path.resolve().parent.name
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")
+    return cleaned if cleaned and cleaned[0].isalpha() else f"exp-{cleaned}" if cleaned else "experiment"
+
+
+PIPELINE_STEP_KEYS = ("pipeline", "description", "params", "env", "depends_on")
+
+
+def _pipeline_step(reader: _Reader, name: str, node: dict[str, Any], parent: Any,
+                   defaults: dict[str, Any]) -> JobSpec:
+    reader.keys(node, PIPELINE_STEP_KEYS, f"pipeline step '{name}'")
+    target = node["pipeline"]
+    if not isinstance(target, str) or not target.strip():
+        raise reader.fail("'pipeline' must name another experiment file.", node, "pipeline")
+    file = (reader.path.parent / target).resolve()
+    if not file.is_file():
+        raise reader.fail(f"pipeline file not found: {target}.", node, "pipeline",
+                          hint=f"Paths are relative to {reader.path.parent}.")
+    return JobSpec(
+        name=name,
+        kind="pipeline",
+        run="",
+        where=reader.where(parent, name),
+        params=to_plain(reader.mapping(node.get("params"), "params", node)),
+        env={str(k): str(to_plain(v)) for k, v in reader.mapping(node.get("env"), "env", node).items()},
+        depends_on=_dependencies(reader, node["depends_on"], node) if "depends_on" in node else (),
+        pipeline=file,
+    )
+
+
+def _sink_for(step: JobSpec, inner: dict[str, JobSpec], output: str | None) -> str:
+    """The inner job that stands for a pipeline step as an upstream (the one making `output`)."""
+    used = {dep.upstream for job in inner.values() for dep in job.depends_on}
+    sinks = [name for name in inner if name not in used]
+    if len(sinks) == 1:
+        return sinks[0]
+    makers = [name for name in sinks if output is not None and output in inner[name].outputs]
+    if len(makers) == 1:
+        return makers[0]
+    raise ExperimentError(
+        f"pipeline step '{step.name}' ends in several jobs ({', '.join(sorted(sinks))}); "
+        f"which one makes output '{output}' is ambiguous.",
+        path=step.where.path, line=step.where.line, column=step.where.column,
+        hint="Declare `outputs:` on the job of the inner file that produces it.",
+    )
+
+
+def _inline(step: JobSpec, defaults: dict[str, Any], chain: tuple[Path, ...]) -> dict[str, JobSpec]:
+    assert step.pipeline is not None
+    if step.pipeline in chain:
+        loop = " -> ".join(p.name for p in (*chain, step.pipeline))
+        raise ExperimentError(f"pipelines include each other in a loop: {loop}.", path=step.where.path,
+                              line=step.where.line, column=step.where.column)
+    sub = _parse(step.pipeline, None, (*chain, step.pipeline))
+    inner = {name: job for name, job in sub.jobs.items() if job.kind == "job"}
+    prefix = f"{step.name}/"
+    sources = [name for name, job in inner.items() if not job.depends_on]
+    result = {}
+    for name, job in inner.items():
+        deps = tuple(replace(d, upstream=prefix + d.upstream) for d in job.depends_on)
+        if name in sources:
+            deps += step.depends_on
+        result[prefix + name] = replace(
+            job,
+            name=prefix + name,
+            params={**defaults.get("params", {}), **job.params, **step.params},
+            env={**job.env, **step.env},
+            depends_on=deps,
+        )
+    return result
+
+
+def _inline_pipelines(jobs: dict[str, JobSpec], defaults: dict[str, Any],
+                      chain: tuple[Path, ...]) -> dict[str, JobSpec]:
+    """Replace every `pipeline:` step by its file's jobs, and point dependencies on it at them."""
+    inlined: dict[str, JobSpec] = {}
+    sinks: dict[str, Callable[[str | None], str]] = {}
+    for name, job in jobs.items():
+        if job.kind != "pipeline":
+            inlined[name] = job
+            continue
+        inner = _inline(job, defaults, chain)
+        local = {n[len(name) + 1:]: j for n, j in inner.items()}
+        sinks[name] = lambda output, step=job, local=local: f"{step.name}/{_sink_for(step, local, output)}"
+        inlined.update(inner)
+    if not sinks:
+        return inlined
+    result = {}
+    for name, job in inlined.items():
+        deps = []
+        for dep in job.depends_on:
+            if dep.upstream not in sinks:
+                deps.append(dep)
+                continue
+            by_sink: dict[str, dict[str, str]] = {}
+            for output, param in dep.mapping.items() or {None: None}.items():
+                target = sinks[dep.upstream](output)
+                by_sink.setdefault(target, {})
+                if output is not None and param is not None:
+                    by_sink[target][output] = param
+            deps.extend(replace(dep, upstream=target, mapping=mapping) for target, mapping in by_sink.items())
+        result[name] = replace(job, depends_on=tuple(deps))
+    return result
+
+
 def parse_experiment(path: Path, text: str | None = None) -> ExperimentSpec:
-    """Load, compose (`extends`) and check an experiment file."""
+    """Load, compose (`extends`, `pipeline:`) and check an experiment file."""
+    return _parse(Path(path), text, (Path(path).resolve(),))
+
+
+def _parse(path: Path, text: str | None, chain: tuple[Path, ...]) -> ExperimentSpec:
     path = Path(path)
     reader = _Reader(path)
     data = _load_with_extends(path, (), text)
     reader.keys(data, TOP_KEYS, "the experiment file")
-    name = data.get("name", path.stem if path.stem not in ("exp", "experiment") else path.parent.name)
+    name = data.get("name", _default_name(path))
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise reader.fail(f"experiment name {name!r} is not valid.", data, "name",
                           hint="Use letters, digits, '_' and '-', starting with a letter.")
@@ -274,6 +401,8 @@ def parse_experiment(path: Path, text: str | None = None) -> ExperimentSpec:
         "env": {str(k): str(to_plain(v)) for k, v in reader.mapping(data.get("env"), "env", data).items()},
         "resources": _resources(reader, data.get("resources"), data, "resources"),
         "retry": _retry(reader, data.get("retry"), data, "retry"),
+        "positions": {f"params.{k}": reader.where(data["params"], k) for k in data.get("params") or {}}
+        if isinstance(data.get("params"), dict) else {},
     }
     jobs: dict[str, JobSpec] = {}
     for section, kind in (("jobs", "job"), ("tests", "test")):
@@ -284,4 +413,5 @@ def parse_experiment(path: Path, text: str | None = None) -> ExperimentSpec:
             jobs[str(job_name)] = _job(reader, job_name, node, block, kind, defaults)
     if not jobs:
         raise reader.fail("the file defines no jobs.", data, hint="Add `jobs:` with at least one job that has `run:`.")
+    jobs = _inline_pipelines(jobs, defaults, chain)
     return ExperimentSpec(name=str(name), path=path, jobs=jobs, params=defaults["params"])

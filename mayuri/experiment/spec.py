@@ -47,6 +47,15 @@ class JobSpec:
     retry: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     expect: dict[str, str] = field(default_factory=dict)
+    # A `pipeline:` step names another experiment file; it is replaced by that
+    # file's jobs (namespaced `step/job`) before anything runs.
+    pipeline: Path | None = None
+    # Where "run", "env" and each "params.<key>" were written, for errors found later.
+    positions: dict[str, Where] = field(default_factory=dict)
+
+    def at(self, part: str) -> Where:
+        """Where `part` of this job was written (the job itself when unknown)."""
+        return self.positions.get(part, self.where)
 
 
 @dataclass(frozen=True)

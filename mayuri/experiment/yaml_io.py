@@ -20,6 +20,8 @@ MAX_BYTES = 1 << 20
 # Nodes visited with aliases expanded: a "billion laughs" file blows past this
 # while every real experiment file stays far below it.
 MAX_NODES = 200_000
+# Explicit tags that only restate a plain type are harmless; every other tag is refused.
+PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq"))
 
 
 def _position(node: Any, key: Any = None) -> tuple[int | None, int | None]:
@@ -43,33 +45,61 @@ def position(node: Any, key: Any = None) -> tuple[int | None, int | None]:
     return _position(node, key)
 
 
-def _check_tree(node: Any, path: Path) -> None:
-    budget = MAX_NODES
-    stack: list[tuple[Any, Any, Any]] = [(node, None, None)]
+def _tag_error(tag_value: object, parent: Any, key: Any, path: Path) -> ExperimentError:
+    line, col = _position(parent, key) if parent is not None else (None, None)
+    return ExperimentError(
+        f"YAML tag '{tag_value}' is not allowed.",
+        path=path,
+        line=line,
+        column=col,
+        hint="Experiment files hold plain values only; remove the tag (the part starting with '!').",
+    )
+
+
+def _children(node: Any) -> list[tuple[Any, Any]]:
+    if isinstance(node, dict):
+        return [(key, value) for key, value in node.items()]
+    return list(enumerate(node))
+
+
+def _check_tree(root: Any, path: Path) -> None:
+    """Refuse tags, recursive aliases, and trees too large once aliases are expanded.
+
+    Aliases share one node, so each node's expanded size is computed once and
+    reused: an alias bomb is measured exactly without ever being expanded.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, Any, Any, bool]] = [(root, None, None, False)]
     while stack:
-        current, parent, key = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise ExperimentError(
-                "the file expands to too many values (nested YAML aliases?).",
-                path=path,
-                hint=f"Experiment files are limited to {MAX_NODES:,} values once aliases are expanded.",
-            )
-        tag = getattr(current, "tag", None)
-        tag_value = getattr(tag, "value", None)
-        if isinstance(current, TaggedScalar) or (tag_value and not str(tag_value).startswith("tag:yaml.org,2002:")):
-            line, col = _position(parent, key) if parent is not None else (None, None)
-            raise ExperimentError(
-                f"YAML tag '{tag_value}' is not allowed.",
-                path=path,
-                line=line,
-                column=col,
-                hint="Experiment files hold plain values only; remove the tag (the part starting with '!').",
-            )
-        if isinstance(current, dict):
-            stack.extend((value, current, k) for k, value in current.items())
-        elif isinstance(current, list):
-            stack.extend((value, current, i) for i, value in enumerate(current))
+        node, parent, key, finishing = stack.pop()
+        tag_value = getattr(getattr(node, "tag", None), "value", None)
+        if isinstance(node, TaggedScalar) or (tag_value and str(tag_value) not in PLAIN_TAGS):
+            raise _tag_error(tag_value, parent, key, path)
+        if not isinstance(node, dict | list):
+            continue
+        if finishing:
+            open_nodes.discard(id(node))
+            size = 1 + sum(sizes.get(id(child), 1) for _, child in _children(node))
+            sizes[id(node)] = size
+            if size > MAX_NODES:
+                raise ExperimentError(
+                    "the file expands to too many values (nested YAML aliases?).",
+                    path=path,
+                    hint=f"Experiment files are limited to {MAX_NODES:,} values once aliases are expanded.",
+                )
+            continue
+        if id(node) in sizes:
+            continue
+        open_nodes.add(id(node))
+        stack.append((node, parent, key, True))
+        for child_key, child in _children(node):
+            if isinstance(child, dict | list) and id(child) in open_nodes:
+                line, col = _position(node, child_key)
+                raise ExperimentError("a YAML alias refers to the value that contains it (a loop).",
+                                      path=path, line=line, column=col, hint="Remove the alias.")
+            if id(child) not in sizes:
+                stack.append((child, node, child_key, False))
 
 
 def load_yaml(path: Path, text: str | None = None) -> Any:

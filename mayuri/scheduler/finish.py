@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,10 @@ from mayuri.hashing import ABSENT
 from mayuri.store.blobs import write_blobs
 from mayuri.store.db import Store
 from mayuri.store.records import ClosureRow
+
+
+# Removing a closure folder costs a few rmdir calls on a slow filesystem; the loop need not wait for them.
+_cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mayuri-cleanup")
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ def record_attempt(
     environment["packages"] = distribution_versions(closure.modules)
     note = _changed_while_running(root, rows, started_at)
     fp = None if note else fingerprint(instance.config_hash, upstream, rows, key_parts(key_env, environment))
-    shutil.rmtree(closure_dir.parent, ignore_errors=True)
+    _cleaner.submit(shutil.rmtree, closure_dir.parent, True)
     return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note)
 
 

@@ -1,10 +1,12 @@
-"""Launching a job's process and stopping its whole tree.
+"""Launching a job's process, reaping it, and stopping its whole tree.
 
 Each job runs in its own session (so its process group can be signalled as a
 whole, and Ctrl-C at the terminal reaches only the scheduler), with stdout and
 stderr going straight to files, never to pipes that could fill and deadlock.
-Stopping is SIGTERM to the group, a grace period, then SIGKILL to the group
-and to any descendant that escaped it (RELIABILITY.md decision 5).
+Stopping is SIGTERM to the group, a grace period, then SIGKILL to the group,
+to every descendant seen, and to any process that still carries the run's
+id in its environment (a double fork with setsid escapes both the group and
+the parent chain): RELIABILITY.md decision 5. Nothing here touches the store.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import psutil
 
 from mayuri.errors import ExecutorError
 
+RUN_ID_ENV = "MAYURI_RUN_ID"
+# The exit code recorded when another part of the process reaped the job first.
+STATUS_LOST = 255
+
 
 @dataclass
 class JobProcess:
@@ -29,8 +35,11 @@ class JobProcess:
     popen: subprocess.Popen[bytes]
     create_time: float | None
     started: float
+    run_id: str = ""
     pidfd: int | None = None
     descendants: set[int] = field(default_factory=set)
+    max_rss: int = 0
+    status_lost: bool = False
 
     @property
     def pid(self) -> int:
@@ -50,11 +59,13 @@ def spawn(
     stdout: Path,
     stderr: Path,
     shell: bool = False,
+    append: bool = False,
 ) -> JobProcess:
-    """Start a job in a new session with its output going to the two files."""
+    """Start a job in a new session with its output going to the two files (appended for retries)."""
     argv: Sequence[str] | str = ["/bin/sh", "-c", command] if shell and isinstance(command, str) else command
+    mode = "ab" if append else "wb"
     try:
-        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        with open(stdout, mode) as out, open(stderr, mode) as err:
             popen = subprocess.Popen(
                 argv,
                 cwd=cwd,
@@ -83,10 +94,34 @@ def spawn(
         pidfd: int | None = os.pidfd_open(popen.pid)
     except (OSError, AttributeError):
         pidfd = None
-    return JobProcess(popen=popen, create_time=create_time, started=time.time(), pidfd=pidfd)
+    return JobProcess(popen=popen, create_time=create_time, started=time.time(),
+                      run_id=env.get(RUN_ID_ENV, ""), pidfd=pidfd)
 
 
-def _remember_descendants(job: JobProcess) -> None:
+def reap(job: JobProcess) -> int | None:
+    """The exit code (negative: killed by that signal) once the job's process has ended, else None.
+
+    Uses wait4 so that the kernel's figure for the process's peak RSS comes along.
+    """
+    if job.popen.returncode is not None:
+        return job.popen.returncode
+    try:
+        pid, status, usage = os.wait4(job.pid, os.WNOHANG)
+    except ChildProcessError:
+        # Someone else reaped it (a SIGCHLD handler in embedding code). Popen would call that
+        # success (ECHILD -> 0); the truth is that the status is unknown.
+        job.status_lost = True
+        job.popen.returncode = STATUS_LOST
+        return STATUS_LOST
+    if pid == 0:
+        return None
+    job.max_rss = max(job.max_rss, usage.ru_maxrss * 1024)
+    job.popen.returncode = os.waitstatus_to_exitcode(status)
+    return job.popen.returncode
+
+
+def remember_descendants(job: JobProcess) -> None:
+    """Note the job's current descendants, so that they can be killed even after leaving its group."""
     try:
         job.descendants.update(p.pid for p in psutil.Process(job.pid).children(recursive=True))
     except psutil.Error:
@@ -100,31 +135,67 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def stop(job: JobProcess, grace: float) -> int | None:
-    """SIGTERM the job's group, wait up to `grace` seconds, then SIGKILL what is left; returns the exit code."""
-    _remember_descendants(job)
+def terminate(job: JobProcess) -> None:
+    """Ask the job's whole process group to stop (SIGTERM)."""
+    remember_descendants(job)
     _signal_group(job.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if job.popen.poll() is not None and not _alive(job.pid):
-            break
-        time.sleep(0.02)
-    _remember_descendants(job)
+
+
+def marked_processes(run_id: str) -> list[int]:
+    """Processes of this user whose environment carries this run's id."""
+    if not run_id:
+        return []
+    found = []
+    me = os.getpid()
+    uid = os.getuid()
+    for proc in psutil.process_iter(["uids"]):
+        try:
+            if proc.pid == me or proc.info["uids"] is None or proc.info["uids"].real != uid:
+                continue
+            if proc.environ().get(RUN_ID_ENV) == run_id:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill(job: JobProcess) -> None:
+    """SIGKILL the job's group, every descendant seen, and every process marked with its run id."""
+    remember_descendants(job)
     _signal_group(job.pid, signal.SIGKILL)
-    for pid in job.descendants:
-        # Escaped the group (setsid or a double fork): kill it on its own.
+    for pid in job.descendants | set(marked_processes(job.run_id)):
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    code = job.popen.wait()
+
+
+def stop(job: JobProcess, grace: float) -> int:
+    """SIGTERM the job's tree, wait up to `grace` seconds, then SIGKILL what is left; returns the exit code."""
+    terminate(job)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and reap(job) is None:
+        time.sleep(0.02)
+    kill(job)
+    while (code := reap(job)) is None:
+        time.sleep(0.01)
     job.close()
     return code
 
 
-def _alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+def kill_recorded(pid: int, run_id: str, grace: float) -> None:
+    """Stop the process group of a job whose scheduler is gone (the caller has checked its identity)."""
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            break
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    for other in marked_processes(run_id):
+        try:
+            os.kill(other, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -63,26 +63,44 @@ def _copy_in(store: Store, source: Path) -> tuple[str, int]:
     return actual, size
 
 
+def _register(store: Store, blobs: list[tuple[str, int]]) -> None:
+    if not blobs:
+        return
+    now = time.time()
+    with store.write():
+        store.db.cursor().executemany(
+            "INSERT OR IGNORE INTO blob (sha512, size, created_at) VALUES (?, ?, ?)",
+            [(digest, size, now) for digest, size in blobs],
+        )
+
+
 def write_blobs(store: Store, sources: list[tuple[Path, str | None]]) -> list[tuple[str, int]]:
     """Copy files into the blob store, once per content; returns (sha512, size) per source.
 
     A source given with a known digest whose blob exists is neither read nor copied.
-    All new blobs are registered in one transaction, after they are whole on disk.
+    New blobs are registered in one transaction, after they are whole on disk.
     """
+    present: dict[str, int] = {}
+    for _, digest in sources:
+        if digest and digest not in present:
+            try:
+                present[digest] = blob_path(store, digest).stat().st_size
+            except FileNotFoundError:
+                continue
+    # Register what is about to be reused before relying on it (registering
+    # again restarts gc's grace period), then look again: a gc sweep between
+    # the first look and the registration may have taken it.
+    _register(store, list(present.items()))
     results: list[tuple[str, int]] = []
+    copied: list[tuple[str, int]] = []
     for source, digest in sources:
-        existing = blob_path(store, digest) if digest else None
-        if existing is not None and existing.exists():
-            results.append((digest, existing.stat().st_size))  # type: ignore[arg-type]
+        if digest in present and blob_path(store, digest).exists():
+            results.append((digest, present[digest]))
         else:
-            results.append(_copy_in(store, source))
-    if results:
-        now = time.time()
-        with store.write():
-            store.db.cursor().executemany(
-                "INSERT OR IGNORE INTO blob (sha512, size, created_at) VALUES (?, ?, ?)",
-                [(digest, size, now) for digest, size in results],
-            )
+            made = _copy_in(store, source)
+            results.append(made)
+            copied.append(made)
+    _register(store, copied)
     return results
 
 

@@ -1,23 +1,26 @@
 """The one place that opens the store's SQLite database: pragmas, checks and migrations.
 
-Every connection is made here (WAL on a local disk, a long busy timeout,
-foreign keys on, and BEGIN IMMEDIATE as the default for every transaction so
-that no write ever upgrades a read lock: RELIABILITY.md decisions 1 and 2).
+Every connection is made here (WAL on a local disk, a busy timeout, foreign
+keys on, and BEGIN IMMEDIATE for every transaction so that no write ever
+upgrades a read lock: RELIABILITY.md decisions 1 and 2). SQLite's failures
+leave this package as StoreErrors. It must not print, and no other module
+may connect to the database or set pragmas.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import peewee
-from playhouse.migrations import Runner
 
 from mayuri.errors import StoreError
 from mayuri.store.fsinfo import is_network_fs
@@ -25,6 +28,81 @@ from mayuri.store.models import MODELS, database_proxy
 from mayuri.store.perms import make_dirs, share_like_folder
 
 DB_NAME = "mayuri.db"
+HISTORY_TABLE = "schema_migration"
+
+log = logging.getLogger(__name__)
+
+# Text of the SQLite errors that mean the file cannot be used as it is.
+_CORRUPT = ("not a database", "malformed", "corrupt")
+_LOCKED = ("locked", "busy")
+_ALREADY_ROLLED_BACK = ("no transaction is active", "no such savepoint")
+
+
+class StoreLocked(StoreError):
+    """Another process kept the store's write lock for longer than the busy timeout.
+
+    The only store failure worth retrying: a caller holding results it must
+    not lose (a scheduler recording finished jobs) may catch it and try again.
+    """
+
+
+def _translate(exc: Exception, path: Path) -> StoreError:
+    text = str(exc)
+    if any(word in text for word in _LOCKED):
+        return StoreLocked(
+            f"the store is locked: another process has held it for longer than the busy timeout ({text}).",
+            path=path,
+            hint=f"Wait for it to finish, or find it with `fuser {path}`; `[store] busy_timeout` in "
+            "mayuri.toml sets how long to wait. The write that could not wait was rolled back.",
+        )
+    if any(word in text for word in _CORRUPT):
+        return StoreError(
+            f"the store's database is corrupt or not a Mayuri store ({text}).",
+            path=path,
+            hint="Run `mayuri doctor`, or restore the file from a backup; nothing was changed.",
+        )
+    if "readonly" in text or "unable to open" in text:
+        return StoreError(
+            f"cannot write the store ({text}).",
+            path=path,
+            hint="Check that you may write the store folder and its files; a shared store needs "
+            "a group-writable folder (chmod 2770) and group read/write on mayuri.db*.",
+        )
+    if "full" in text or "I/O error" in text:
+        return StoreError(
+            f"the store could not be written ({text}): the disk may be full, failing, or over a "
+            "file size limit. The write was rolled back.",
+            path=path,
+            hint="Free some space (`mayuri gc`, `df -h`), then run the command again.",
+        )
+    return StoreError(f"cannot use the store: {text}.", path=path)
+
+
+def _is_store_failure(exc: Exception) -> bool:
+    # Constraint violations and misuse are bugs or callers' business, not a
+    # broken store: they keep their own type.
+    if isinstance(exc, (peewee.OperationalError, sqlite3.OperationalError)):
+        return True
+    return any(word in str(exc) for word in _CORRUPT)
+
+
+@contextlib.contextmanager
+def store_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite's failures (locked, corrupt, read-only, full) into one-paragraph StoreErrors."""
+    try:
+        yield
+    except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
+        if not _is_store_failure(exc):
+            raise
+        raise _translate(exc, path) from exc
+
+
+class _StoreDatabase(peewee.SqliteDatabase):
+    """A SqliteDatabase whose failing statements raise StoreError, for readers and writers alike."""
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        with store_errors(Path(self.database)):
+            return super().execute_sql(sql, params)
 
 
 @dataclass
@@ -46,9 +124,23 @@ class Store:
     def db_path(self) -> Path:
         return self.root / DB_NAME
 
-    def write(self) -> peewee._atomic:
-        """A write transaction (BEGIN IMMEDIATE): the only way code here writes."""
-        return self.db.atomic("IMMEDIATE")
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Any]:
+        """A write transaction (BEGIN IMMEDIATE; a savepoint when nested): the only way code writes."""
+        with store_errors(self.db_path):
+            try:
+                with self.db.atomic("IMMEDIATE") as transaction:
+                    yield transaction
+            except (peewee.OperationalError, sqlite3.OperationalError) as exc:
+                # After a disk-full or I/O error SQLite has already rolled the
+                # transaction back, and peewee's own rollback then fails: report
+                # the error that mattered, not that one.
+                original: BaseException | None = exc
+                while original is not None and any(text in str(original) for text in _ALREADY_ROLLED_BACK):
+                    original = original.__context__
+                if original is not None and original is not exc:
+                    raise original from None
+                raise
 
     def close(self) -> None:
         if not self.db.is_closed():
@@ -59,73 +151,136 @@ def _migrations_dir() -> Path:
     return Path(str(resources.files("mayuri.schema.migrations")))
 
 
+def _migration_names() -> list[str]:
+    return sorted(path.stem for path in _migrations_dir().glob("[0-9]*.py"))
+
+
+def _number(name: str) -> int:
+    return int(name.split("_", 1)[0])
+
+
 def schema_version() -> int:
     """The newest migration this Mayuri knows (the store's `user_version` when current)."""
-    return len(list(_migrations_dir().glob("[0-9]*.py")))
+    return max((_number(name) for name in _migration_names()), default=0)
 
 
-def _translate(exc: Exception, path: Path) -> StoreError:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return StoreError(
-            f"the store is locked: another process has held it for longer than the busy timeout ({text}).",
-            path=path,
-            hint="Wait for it to finish, or find it with `fuser` and stop it; nothing was written.",
-        )
-    if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return StoreError(
-            f"the store's database is corrupt or not a Mayuri store ({text}).",
-            path=path,
-            hint="Run `mayuri doctor`, or restore the file from a backup; nothing was changed.",
-        )
-    return StoreError(f"cannot use the store: {text}.", path=path)
+def _schema_state(db: peewee.SqliteDatabase) -> tuple[int, set[str] | None, bool]:
+    """The store's user_version, its applied migrations (None: no history) and whether it has tables."""
+    version = int(db.execute_sql("PRAGMA user_version").fetchone()[0])
+    tables = {row[0] for row in db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    applied = None
+    if HISTORY_TABLE in tables:
+        applied = {row[0] for row in db.execute_sql(f'SELECT name FROM "{HISTORY_TABLE}"')}
+    return version, applied, bool(tables)
 
 
-@contextlib.contextmanager
-def store_errors(path: Path) -> Iterator[None]:
-    """Turn SQLite's operational errors into one-paragraph StoreErrors."""
-    try:
-        yield
-    except (peewee.OperationalError, peewee.DatabaseError, sqlite3.DatabaseError) as exc:
-        raise _translate(exc, path) from exc
-
-
-def _migrate(db: peewee.SqliteDatabase, path: Path) -> None:
+def _pending(db: peewee.SqliteDatabase, path: Path) -> list[str]:
+    """The migrations this store still needs; refuses a store it must not touch."""
     latest = schema_version()
-    current = db.execute_sql("PRAGMA user_version").fetchone()[0]
-    if current == latest:
-        return
-    if current > latest:
+    version, applied, has_tables = _schema_state(db)
+    if version > latest:
         raise StoreError(
-            f"the store has schema version {current}, newer than this Mayuri understands ({latest}).",
+            f"the store has schema version {version}, newer than this Mayuri understands ({latest}).",
             path=path,
             hint="Upgrade Mayuri (pip install -U mayuri) to use it; nothing was changed.",
         )
-    runner = Runner(db, directory=str(_migrations_dir()))
+    if applied is None and has_tables:
+        # Someone else's database: migrating it would write our tables into it.
+        raise StoreError(
+            "this SQLite file is not a Mayuri store (it has tables but no Mayuri schema history).",
+            path=path,
+            hint="Point `[store] path` in mayuri.toml at a folder of its own; nothing was changed.",
+        )
+    # By name, not by user_version alone: a migration numbered below one
+    # already applied (merged late) must still run.
+    return [name for name in _migration_names() if applied is None or name not in applied]
+
+
+def _migrate(db: peewee.SqliteDatabase, path: Path) -> None:
+    # Imported only when there is something to migrate: it costs every start-up otherwise.
+    from playhouse.migrations import Runner
+
+    runner = Runner(db, directory=str(_migrations_dir()), table_name=HISTORY_TABLE)
     # Foreign keys must be off while tables change shape (a rebuild would
     # cascade-delete child rows), and the pragma is a no-op inside a transaction.
     db.execute_sql("PRAGMA foreign_keys = OFF")
     try:
         with db.atomic("IMMEDIATE"):
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            if db.execute_sql("PRAGMA user_version").fetchone()[0] == latest:
+            # Decide again under the write lock: another process may have migrated meanwhile.
+            pending = set(_pending(db, path))
+            if not pending:
                 return
+            before = int(db.execute_sql("PRAGMA user_version").fetchone()[0])
             runner.History.create_table(safe=True)
-            applied = runner.applied()
             for migration in runner.migrations():
-                if migration.name in applied:
-                    continue
-                migration.load().up(runner.migrator, db)
-                runner.History.create(name=migration.name)
-            db.execute_sql(f"PRAGMA user_version = {latest}")
+                if migration.name in pending:
+                    migration.load().up(runner.migrator, db)
+                    runner.History.create(name=migration.name)
+            db.execute_sql(f"PRAGMA user_version = {schema_version()}")
             problems = db.execute_sql("PRAGMA foreign_key_check").fetchall()
             if problems:
                 raise StoreError(
                     f"migration left {len(problems)} broken references; it was rolled back.",
                     path=path,
                 )
+        log.info(
+            "upgraded the store from schema version %d to %d (%s)",
+            before, schema_version(), ", ".join(sorted(pending)),
+        )
     finally:
         db.execute_sql("PRAGMA foreign_keys = ON")
+
+
+def _set_journal_mode(db: peewee.SqliteDatabase, mode: str, deadline: float) -> None:
+    # Changing the journal mode needs the database to itself, and SQLite
+    # reports "locked" at once instead of waiting on the busy handler when
+    # another process is doing the same during its first start: retry until
+    # the busy timeout. Once the file is in WAL, the read below takes no lock.
+    connection = db.connection()
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] == mode:
+                return
+            got = connection.execute(f"PRAGMA journal_mode = {mode}").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if not any(word in str(exc) for word in _LOCKED) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+            continue
+        if got != mode:
+            raise StoreError(f"SQLite refused journal_mode={mode} (it stayed {got}).", path=db.database)
+        return
+
+
+def _create_db_file(db_path: Path, root: Path) -> None:
+    # Made here rather than by SQLite so that its group permissions are right
+    # before any teammate opens it; SQLite gives -wal, -shm and -journal files
+    # the database file's own mode, whatever the umask.
+    try:
+        fd = os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return
+    os.close(fd)
+    share_like_folder(db_path, root)
+
+
+def _check_filesystem(root: Path, allow_network_fs: bool) -> bool:
+    network, fstype = is_network_fs(root)
+    if network and not allow_network_fs:
+        raise StoreError(
+            f"the store folder is on a network or unknown filesystem ({fstype}), where SQLite's "
+            "locking is not safe and the store could be corrupted.",
+            path=root,
+            hint="Keep the store on a local disk of the shared machine ([store] path in "
+            "mayuri.toml), or set `[store] allow_network_fs = true` to accept the risk.",
+        )
+    if network:
+        log.warning(
+            "warning: store on a network filesystem (%s); using a rollback journal. "
+            "Never use it from two machines at once.",
+            fstype,
+        )
+    return network
 
 
 def open_store(
@@ -142,41 +297,38 @@ def open_store(
         raise StoreError(
             "no store here yet.", path=db_path, hint="Run `mayuri init`, or `mayuri run` an experiment."
         )
-    make_dirs(root, root.parent if root.parent.exists() else root)
-    network, fstype = is_network_fs(root)
-    if network and not allow_network_fs:
+    try:
+        make_dirs(root, root.parent if root.parent.exists() else root)
+        network = _check_filesystem(root, allow_network_fs)
+        for folder in ("blobs", "runs"):
+            make_dirs(root / folder, root)
+        _create_db_file(db_path, root)
+    except OSError as exc:
         raise StoreError(
-            f"the store folder is on a network filesystem ({fstype}), where SQLite's locking "
-            "is not safe and the store could be corrupted.",
-            path=root,
-            hint="Keep the store on a local disk of the shared machine ([store] path in "
-            "mayuri.toml), or set `[store] allow_network_fs = true` to accept the risk.",
-        )
-    if network:
-        print(
-            f"warning: store on a network filesystem ({fstype}); using a rollback journal. "
-            "Never use it from two machines at once.",
-            file=sys.stderr,
-        )
-    for folder in ("blobs", "runs"):
-        make_dirs(root / folder, root)
-    pragmas = {
-        "journal_mode": "delete" if network else "wal",
-        "synchronous": "full" if network else "normal",
-        "foreign_keys": 1,
-        "cache_size": -16000,
-    }
-    db = peewee.SqliteDatabase(
+            f"cannot create the store ({exc.strerror}).",
+            path=exc.filename or root,
+            hint="Check the permissions of the store folder, or set `[store] path` in mayuri.toml.",
+        ) from exc
+    db = _StoreDatabase(
         str(db_path),
-        pragmas=pragmas,
+        # journal_mode is set after connecting, with retries (see _set_journal_mode).
+        pragmas={"synchronous": "full" if network else "normal", "foreign_keys": 1, "cache_size": -16000},
         timeout=busy_timeout,
         lock_type="IMMEDIATE",
         check_same_thread=False,
     )
-    with store_errors(db_path):
-        # busy_timeout must be in force before journal_mode, which needs a lock.
-        db.connect()
-        _migrate_with_retry(db, db_path, busy_timeout)
+    deadline = time.monotonic() + busy_timeout
+    try:
+        with store_errors(db_path):
+            db.connect()
+            # Refuse a store we must not touch before anything (even the journal mode) changes.
+            pending = _pending(db, db_path)
+            _set_journal_mode(db, "delete" if network else "wal", deadline)
+            if pending:
+                _migrate(db, db_path)
+    except BaseException:
+        db.close()
+        raise
     database_proxy.initialize(db)
     for suffix in ("", "-wal", "-shm"):
         file = Path(str(db_path) + suffix)
@@ -185,18 +337,4 @@ def open_store(
     return Store(root=root, db=db)
 
 
-def _migrate_with_retry(db: peewee.SqliteDatabase, path: Path, busy_timeout: float) -> None:
-    # Switching to WAL during another process's first start can report "locked"
-    # without waiting on the busy handler; retry until the busy timeout.
-    deadline = time.monotonic() + busy_timeout
-    while True:
-        try:
-            _migrate(db, path)
-            return
-        except peewee.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-__all__ = ["MODELS", "Store", "open_store", "schema_version", "store_errors"]
+__all__ = ["MODELS", "Store", "StoreLocked", "open_store", "schema_version", "store_errors"]

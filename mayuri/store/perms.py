@@ -1,7 +1,9 @@
 """Group permissions in a shared store: files Mayuri creates keep the folder's group access.
 
-Teammates share one store through a group-writable folder; a file created with
-a private umask would lock the others out.
+Teammates share one store through a group-writable folder (chmod 2770, setgid
+so that new files keep its group); a file created under a private umask would
+lock the others out. This module only adds group bits, it never takes any
+away, and it never changes files in a folder that is not group-writable.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from pathlib import Path
 
 
 def share_like_folder(path: Path, folder: Path) -> None:
-    """Give `path` the group read/write bits when `folder` is group-writable."""
+    """When `folder` is group-writable, give the group of `path` what its owner has.
+
+    A file the owner may write (the database, a log) becomes group read/write;
+    a read-only blob stays read-only for everyone; a folder also gets the
+    setgid bit of `folder`, so that what is made inside keeps the group.
+    """
     try:
         folder_mode = folder.stat().st_mode
         if not folder_mode & stat.S_IWGRP:
             return
         mode = path.stat().st_mode
-        wanted = mode | stat.S_IRGRP | stat.S_IWGRP
+        wanted = mode | ((mode & stat.S_IRWXU) >> 3)
         if stat.S_ISDIR(mode):
-            wanted |= stat.S_IXGRP | (folder_mode & stat.S_ISGID)
+            wanted |= folder_mode & stat.S_ISGID
         if wanted != mode:
             os.chmod(path, stat.S_IMODE(wanted))
     except OSError:
@@ -39,3 +46,18 @@ def make_dirs(path: Path, store_root: Path) -> Path:
     for folder in reversed(missing):
         share_like_folder(folder, store_root)
     return path
+
+
+def share_umask(folder: Path) -> None:
+    """In a group-writable store, let this process and the jobs it starts create group-writable files.
+
+    Job output (logs, checkpoints, anything written to the run folder) must be
+    readable by the teammates who share the store, whatever their umask.
+    """
+    try:
+        if not folder.stat().st_mode & stat.S_IWGRP:
+            return
+    except OSError:
+        return
+    current = os.umask(0)
+    os.umask(current & ~0o070)

@@ -257,3 +257,28 @@ def stat_cache_rows(store: Store, paths: list[str]) -> dict[str, tuple[int, int,
         for row in cursor:
             found[row[0]] = row[1:]
     return found
+
+
+def closure_stat_rows(
+    store: Store, run_id: str, prefix: str, racy_window_ns: int
+) -> list[tuple[str, str, int | None, int | None, int | None, int | None, int | None, str | None]]:
+    """A run's closure joined with the stat cache, for the warm cache check.
+
+    Each row is (path, kind, dev, ino, size, mtime_ns, ctime_ns, recorded): the
+    stat fields are those cached for `prefix + path`, and `recorded` (the digest
+    recorded for the run) is None exactly when the entry is a file whose cached
+    digest equals the recorded one and was not racily clean when hashed (its
+    mtime at least `racy_window_ns` before the hashing). Such a file is
+    unchanged if its stat still matches; comparing in SQL spares decoding two
+    digests per row.
+    """
+    cursor = store.db.execute_sql(
+        "SELECT file.path, file.kind, sc.dev, sc.ino, sc.size, sc.mtime_ns, sc.ctime_ns, "
+        "CASE WHEN file.kind = 'file' AND sc.sha512 = file.sha512 AND sc.mtime_ns + ? <= sc.hashed_at_ns "
+        "THEN NULL ELSE file.sha512 END "
+        "FROM closure_entry JOIN file ON file.id = closure_entry.file_id "
+        "LEFT JOIN stat_cache AS sc ON sc.path = ? || file.path "
+        "WHERE closure_entry.run_id = ?",
+        (racy_window_ns, prefix, run_id),
+    )
+    return cursor.fetchall()

@@ -9,6 +9,8 @@ STATEMENTS = [
     "ALTER TABLE run ADD COLUMN hits INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE run ADD COLUMN last_used_at REAL",
     "ALTER TABLE run ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
+    # The cache check looks runs up by config hash; a sweep has many runs per job.
+    "CREATE INDEX run_cache ON run (experiment_id, job, config_hash, created_at)",
     """CREATE TABLE stat_cache (
         path TEXT PRIMARY KEY,
         dev INTEGER NOT NULL,

@@ -18,7 +18,9 @@ from mayuri.closure.launch import SITE_DIR
 
 
 def _clean_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if not key.startswith("MAYURI_")}
+    # Bytecode caches on, as for real jobs: the import system then opens the .pyc.
+    dropped = ("MAYURI_", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    return {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
 
 
 class Project:
@@ -80,12 +82,16 @@ def test_imported_helper_is_code(project: Project) -> None:
     project.write("main.py", "import json\nimport helper\nprint(helper.VALUE)\n")
     project.write("helper.py", "VALUE = 1\n")
     project.write("unused.py", "VALUE = 2\n")
-    _ok(project.run("main.py"))
-    closure = project.closure()
-    assert closure.code == {"main.py", "helper.py"}
-    assert closure.inputs == set()
-    assert {"json", "helper"} <= closure.modules
-    assert "__main__" not in closure.modules
+    # The second run loads helper from the bytecode cache the first one wrote.
+    for _ in range(2):
+        project.reset()
+        _ok(project.run("main.py"))
+        closure = project.closure()
+        assert closure.code == {"main.py", "helper.py"}
+        assert closure.inputs == set()
+        assert {"json", "helper"} <= closure.modules
+        assert "__main__" not in closure.modules
+    assert list((project.root / "__pycache__").glob("helper.*.pyc"))
 
 
 def test_import_module_is_code(project: Project) -> None:

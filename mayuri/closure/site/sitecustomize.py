@@ -281,6 +281,21 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         # Threads that were inside the hook do not exist in the child.
         busy.clear()
 
+    seen_errors: set[str] = set()
+    previous_excepthook = sys.excepthook
+
+    def excepthook(kind: type, value: BaseException, traceback: object) -> None:
+        # The scheduler reads this to recognise a GPU out-of-memory (torch's
+        # OutOfMemoryError) even when stderr was redirected or truncated.
+        try:
+            first = str(value).splitlines()[0] if str(value) else ""
+            text = "%s.%s: %s" % (kind.__module__, kind.__qualname__, first)
+            emit(seen_errors, "x", text[:2000].replace("\0", " "))
+        except Exception:
+            pass
+        previous_excepthook(kind, value, traceback)
+
+    sys.excepthook = excepthook
     sys.addaudithook(hook)
     atexit.register(sweep)
     if hasattr(os, "register_at_fork"):

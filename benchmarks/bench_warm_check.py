@@ -1,0 +1,172 @@
+"""Benchmark (a): the warm cache check of a job whose closure is 2,000 files.
+
+Builds a temporary project whose one job reads 1,999 small data files (plus
+its own script: 2,000 files in its closure), runs it once, then times
+`mayuri run exp.yaml` with everything cached, end to end, against figures
+measured interleaved in the same run:
+
+- bare interpreter start: `python -c pass` (same interpreter, same environment);
+- CLI import: `python -c "import mayuri.cli"`;
+- run-path import: `python -c "import mayuri.cli, mayuri.run_experiment, mayuri.render"`,
+  all the code `mayuri run` loads before it does any work;
+- raw `os.stat` of the same 2,000 files (in this process, absolute paths).
+
+Target (issue 2): the command takes at most bare start + CLI import + 2x raw
+stat, and under 0.4 s. The script prints each figure, the ratios, and whether
+the target is met, both with the CLI import as `import mayuri.cli` alone and
+as the whole run path.
+
+Usage: python benchmarks/bench_warm_check.py [--files 2000] [--repeat 15] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from timing import Samples, interleave, machine_line, time_call, time_command, verdict
+
+JOB = '''\
+"""Reads every data file named in files.txt (each becomes part of the closure)."""
+import os
+
+total = 0
+with open("files.txt") as names:
+    for name in names.read().split():
+        with open(os.path.join("data", name), "rb") as handle:
+            total += len(handle.read())
+print(total)
+'''
+
+EXPERIMENT = """\
+name: warm-bench
+jobs:
+  read:
+    run: python job.py
+"""
+
+# Old enough that no file is "racily clean" (modified just before it was hashed).
+AN_HOUR_NS = 3600 * 10**9
+
+
+def build_project(root: Path, closure_files: int) -> list[Path]:
+    """A project whose job's closure is `closure_files` files; returns their absolute paths."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    names = [f"d{i:05d}.txt" for i in range(closure_files - 2)]
+    for index, name in enumerate(names):
+        (data / name).write_text(f"row {index}\n" * 4)
+    (root / "files.txt").write_text("\n".join(names) + "\n")
+    (root / "job.py").write_text(JOB)
+    (root / "exp.yaml").write_text(EXPERIMENT)
+    files = [data / n for n in names] + [root / "files.txt", root / "job.py"]
+    old = time.time_ns() - AN_HOUR_NS
+    for path in files:
+        os.utime(path, ns=(old, old))
+    return files
+
+
+def mayuri_command(python: str) -> list[str]:
+    """`mayuri` as users run it: the console script next to the interpreter, else `python -m mayuri`."""
+    script = Path(python).with_name("mayuri")
+    return [str(script)] if script.exists() else [python, "-m", "mayuri"]
+
+
+def check(done: subprocess.CompletedProcess[bytes], what: str) -> None:
+    if done.returncode != 0:
+        sys.exit(f"{what} failed ({done.returncode}):\n{done.stderr.decode(errors='replace')}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=2000, help="files in the job's closure")
+    parser.add_argument("--repeat", type=int, default=15, help="timed repetitions of each figure")
+    parser.add_argument("--keep", type=Path, help="build the project here and keep it")
+    args = parser.parse_args()
+
+    python = sys.executable
+    mayuri = mayuri_command(python)
+    base = args.keep or Path(tempfile.mkdtemp(prefix="mayuri-warm-"))
+    root = base / "project"
+    env = dict(os.environ)
+    env["MAYURI_HOME"] = str(base / "home")
+    env.pop("MAYURI_DEBUG", None)
+    # Start-up is measured as users see it, with bytecode caches: without them
+    # every import recompiles its source and the figures measure the compiler.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    try:
+        files = build_project(root, args.files)
+        check(time_command(mayuri + ["init"], root, env)[2], "mayuri init")
+        cold, _, done = time_command(mayuri + ["run", "exp.yaml"], root, env)
+        check(done, "first mayuri run")
+        listed = time_command(mayuri + ["runs", "--json"], root, env)[2]
+        run_id = json.loads(listed.stdout)[0]["id"]
+        shown = json.loads(time_command(mayuri + ["show", run_id, "--json"], root, env)[2].stdout)
+        closure = [c for c in shown.get("closure", []) if c.get("kind", "file") == "file"]
+        if len(closure) != args.files:
+            sys.exit(f"expected {args.files} files in the closure, found {len(closure)}")
+        # One untimed warm run: the page cache and the stat cache settle.
+        check(time_command(mayuri + ["run", "exp.yaml"], root, env)[2], "warm-up run")
+
+        paths = [str(p) for p in files]
+
+        def raw_stat() -> tuple[float, float]:
+            return time_call(lambda: [os.stat(p) for p in paths])
+
+        def command(argv: list[str], expect_cached: bool = False) -> tuple[float, float]:
+            wall, cpu, done = time_command(argv, root, env)
+            check(done, " ".join(argv))
+            if expect_cached and b"cached" not in done.stderr:
+                sys.exit("the warm run was not cached:\n" + done.stderr.decode(errors="replace"))
+            return wall, cpu
+
+        figures = interleave(
+            {
+                "bare start (python -c pass)": lambda: command([python, "-c", "pass"]),
+                "CLI import (import mayuri.cli)": lambda: command([python, "-c", "import mayuri.cli"]),
+                "run-path import": lambda: command(
+                    [python, "-c", "import mayuri.cli, mayuri.run_experiment, mayuri.render"]),
+                "mayuri run exp.yaml (all cached)": lambda: command(mayuri + ["run", "exp.yaml"], True),
+                f"raw os.stat of {len(paths)} files": raw_stat,
+            },
+            args.repeat,
+        )
+        runs_after = json.loads(time_command(mayuri + ["runs", "--json"], root, env)[2].stdout)
+        if len(runs_after) != 1:
+            sys.exit(f"a warm run launched the job again ({len(runs_after)} runs)")
+        report(figures, cold, args.files)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def report(figures: dict[str, Samples], cold: float, files: int) -> None:
+    bare, cli, run_path, run, stat = figures.values()
+    print(f"warm cache check, closure of {files:,} files ({machine_line()})")
+    print(f"{'first run (cold, launches the job)':<44} {cold * 1e3:15.2f} ms")
+    for samples in figures.values():
+        print(samples.line())
+    for label, pick in (("wall", lambda s: s.median), ("cpu", lambda s: s.cpu_median)):
+        cli_import = pick(cli) - pick(bare)
+        path_import = pick(run_path) - pick(bare)
+        work = pick(run) - pick(run_path)
+        print(f"[{label}] CLI import {cli_import * 1e3:.2f} ms; run-path import {path_import * 1e3:.2f} ms;"
+              f" the check itself (run - run-path import) {work * 1e3:.2f} ms = {work / pick(stat):.2f}x raw stat")
+        literal = pick(bare) + cli_import + 2 * pick(stat)
+        loaded = pick(bare) + path_import + 2 * pick(stat)
+        print(f"[{label}] limit with CLI import = import mayuri.cli: {literal * 1e3:.2f} ms;"
+              f" run / limit = {pick(run) / literal:.2f} -> {verdict(pick(run) <= literal)}")
+        print(f"[{label}] limit with CLI import = whole run path:   {loaded * 1e3:.2f} ms;"
+              f" run / limit = {pick(run) / loaded:.2f} -> {verdict(pick(run) <= loaded)}")
+    print(f"whole command under 0.4 s (wall median): {run.median * 1e3:.2f} ms -> {verdict(run.median < 0.4)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Integrations with training libraries, each imported only when used (`mayuri.integrations.transformers`)."""

@@ -1,0 +1,177 @@
+"""Planning a DAG of job instances: cache decisions, GPU requests, and the `--dry-run` plan.
+
+The base of the scheduler: it keeps each instance's state and decides, once an
+instance's upstreams are settled, whether a cached run answers it or it must
+run. It also works out what each instance asks of the GPUs and refuses, before
+anything runs or is written, a request that this machine can never satisfy.
+It launches nothing (that is `loop.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mayuri.cache import CacheDecision, check
+from mayuri.config import Settings
+from mayuri.experiment.expand import JobInstance
+from mayuri.gpu import Gpu, inventory
+from mayuri.scheduler.events import JobEvent, Reporter
+from mayuri.scheduler.placement import Request, check_feasible, request_for, usable
+from mayuri.store.db import Store
+from mayuri.store.queries import outputs_of
+from mayuri.store.scheduler_queries import peak_history
+
+if TYPE_CHECKING:
+    from mayuri.scheduler import attempts
+
+SETTLED_OK = ("cached", "succeeded")
+
+
+@dataclass
+class Slot:
+    """The state of one instance as the scheduler works through the plan."""
+
+    instance: JobInstance
+    state: str = "pending"
+    reason: str = ""
+    run_id: str | None = None
+    fingerprint: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+    upstream_fps: dict[str, list[str]] = field(default_factory=dict)
+    request: Request = field(default_factory=Request)
+    current: JobInstance | None = None
+    attempt: int = 0
+    causes: list[str] = field(default_factory=list)
+    active: attempts.Active | None = None
+    not_before: float = 0.0
+    avoid: frozenset[str] = frozenset()
+    sys_step: int = 0
+
+
+@dataclass
+class Outcome:
+    """The result of scheduling a plan: every slot, and whether it was interrupted."""
+
+    slots: list[Slot]
+    interrupted: bool = False
+
+    def count(self, state: str) -> int:
+        return sum(1 for s in self.slots if s.state == state)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(s.state in SETTLED_OK for s in self.slots)
+
+class Planner:
+    """The states of one expanded experiment's instances, and the decisions that need no process."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        experiment: str,
+        instances: Sequence[JobInstance],
+        reporter: Reporter,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.experiment = experiment
+        self.slots = {inst.key: Slot(inst) for inst in instances}
+        self.reporter = reporter
+        self.force = force
+        self.dry_run = dry_run
+        self.devices: list[Gpu] = []
+
+    def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
+        slot.state = state
+        slot.reason = reason or slot.reason
+        gpus = tuple(slot.active.gpus) if slot.active else ()
+        self.reporter.event(JobEvent(slot.instance.key, state, slot.reason, slot.run_id,
+                                     attempt=slot.attempt, gpus=gpus, **extra))
+
+    def _upstream_state(self, slot: Slot) -> tuple[bool, str | None]:
+        """(all upstreams settled ok, the reason it can never run) for one slot."""
+        for key in slot.instance.upstream_keys:
+            up = self.slots[key]
+            if up.state in ("failed", "skipped", "cancelled", "blocked"):
+                return False, f"upstream {up.instance.key} {up.state}"
+            if self.dry_run and up.state == "will run":
+                return False, None
+            if up.state not in SETTLED_OK:
+                return False, None
+        return True, None
+
+    def _decide(self, slot: Slot) -> CacheDecision:
+        inst = slot.instance
+        slot.upstream_fps = {
+            name: [self.slots[k].fingerprint or "" for k in keys] for name, keys in inst.upstream.items()
+        }
+        return check(
+            self.store, self.settings.root, self.experiment, inst, slot.upstream_fps,
+            self.settings.key_env, self.force,
+        )
+
+    def _settle_cached(self, slot: Slot, decision: CacheDecision) -> None:
+        assert decision.cached is not None
+        slot.run_id = decision.cached.id
+        slot.fingerprint = decision.cached.fingerprint
+        slot.outputs = outputs_of(self.store, decision.cached.id)
+        self._emit(slot, "cached", decision.reason)
+
+    def _with_gpu(self, slot: Slot, reason: str) -> str:
+        return f"{reason} · GPU: {slot.request.describe()}" if slot.request.gpus else reason
+
+    def _advance_pending(self) -> list[Slot]:
+        """Decide every pending slot whose upstreams are settled; returns the ones to launch."""
+        ready = []
+        for slot in self.slots.values():
+            if slot.state != "pending":
+                continue
+            ok, blocked = self._upstream_state(slot)
+            if blocked:
+                self._emit(slot, "blocked" if self.dry_run else "skipped", blocked)
+                continue
+            if not ok:
+                if self.dry_run and any(self.slots[k].state == "will run" for k in slot.instance.upstream_keys):
+                    names = sorted({self.slots[k].instance.name for k in slot.instance.upstream_keys
+                                    if self.slots[k].state == "will run"})
+                    self._emit(slot, "will run", self._with_gpu(slot, "upstream " + ", ".join(names) + " will run"))
+                continue
+            decision = self._decide(slot)
+            if decision.hit:
+                self._settle_cached(slot, decision)
+            elif self.dry_run:
+                self._emit(slot, "will run", self._with_gpu(slot, decision.reason))
+            else:
+                slot.state = "ready"
+                slot.reason = decision.reason
+                ready.append(slot)
+        return ready
+
+    def _check_resources(self) -> None:
+        """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""
+        if not any((s.instance.job.resources.get("gpus") or 0) > 0 for s in self.slots.values()):
+            return
+        self.devices = usable(inventory(), self.settings.scheduler.gpus)
+        for slot in self.slots.values():
+            inst = slot.instance
+            slot.request = request_for(inst, lambda i=inst: peak_history(
+                self.store, self.experiment, i.name, i.config_hash))
+            check_feasible(slot.request, self.devices, inst.key)
+
+    def plan(self) -> Outcome:
+        """Decide every instance without running anything (`--dry-run`)."""
+        self._check_resources()
+        while True:
+            before = [s.state for s in self.slots.values()]
+            self._advance_pending()
+            if [s.state for s in self.slots.values()] == before:
+                break
+        return Outcome(list(self.slots.values()))

@@ -1,0 +1,270 @@
+"""Read-only queries behind the dashboard's runs list: paged, filtered, sorted, grouped.
+
+Built for stores of 100,000 runs: a screen asks for the count and for one page
+at a time, never for every row, and watches `PRAGMA data_version` to know when
+to ask again. Nothing here writes, and nothing here knows about Textual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from mayuri.errors import StoreError
+from mayuri.store.db import Store
+from mayuri.store.gc_queries import table_exists
+
+SORTABLE = ("id", "experiment", "job", "status", "params", "metric", "gpu", "duration", "user",
+            "started")
+# (expression, may be NULL). "started" orders by creation, which the index
+# run_created serves: a run is created when queued and starts right after.
+_SORT_SQL = {
+    "id": ("run.id", False),
+    "experiment": ("experiment.name", False),
+    "job": ("run.job", False),
+    "status": ("run.status", False),
+    "params": ("run.params", False),
+    "metric": ("main_metric", True),
+    "gpu": ("gpus", True),
+    "duration": ("(run.ended_at - run.started_at)", True),
+    "user": ("run.user", False),
+    "started": ("run.created_at", False),
+}
+_FIELDS = {"experiment": "experiment.name", "job": "run.job", "status": "run.status",
+           "user": "run.user", "host": "run.host"}
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
+
+
+@dataclass(frozen=True)
+class ParamCondition:
+    """`key op value` on a run's params (dotted keys reach into nested params)."""
+
+    key: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """What the runs list shows: filters, the main metric column, and the order."""
+
+    fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    params: tuple[ParamCondition, ...] = ()
+    words: tuple[str, ...] = ()
+    metric: str | None = None
+    sort: str = "started"
+    descending: bool = True
+
+
+@dataclass(frozen=True)
+class RunListRow:
+    """One line of the runs list: only what the table shows."""
+
+    id: str
+    experiment: str
+    job: str
+    status: str
+    params: dict[str, Any]
+    metric: float | None
+    gpus: list[str]
+    started_at: float | None
+    ended_at: float | None
+    created_at: float
+    user: str
+    host: str
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+
+def _json_path(key: str) -> str:
+    return "$" + "".join(f'."{part}"' for part in key.split("."))
+
+
+def _where(query: RunQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for name, values in query.fields.items():
+        column = _FIELDS[name]
+        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        args.extend(values)
+    for cond in query.params:
+        if cond.op not in OPERATORS:
+            raise ValueError(f"unknown operator {cond.op!r}")
+        clauses.append(f"json_extract(run.params, ?) {'<>' if cond.op == '!=' else cond.op} ?")
+        args.extend([_json_path(cond.key), cond.value])
+    for word in query.words:
+        low = word.lower()
+        # An id prefix is a range on the primary key; names match anywhere.
+        clauses.append("((run.id >= ? AND run.id < ?) OR run.job LIKE ? OR experiment.name LIKE ?)")
+        args.extend([low, low + "\uffff", f"%{word}%", f"%{word}%"])
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+class QueryStopped(Exception):
+    """A query was abandoned because its caller no longer wanted the answer."""
+
+
+@contextlib.contextmanager
+def stoppable(store: Store, stop: Callable[[], bool] | None) -> Iterator[None]:
+    """Abandon the statements run inside when `stop()` turns true (checked every 500 SQLite steps).
+
+    A count over a param filter reads every run; when the user has typed the
+    next filter meanwhile, finishing it would only take the CPU from the new one.
+    """
+    if stop is None:
+        yield
+        return
+    connection = store.db.connection()
+    connection.set_progress_handler(lambda: 1 if stop() else 0, 500)
+    try:
+        yield
+    except (sqlite3.OperationalError, peewee.OperationalError, StoreError) as exc:
+        if "interrupted" in str(exc) and stop():
+            raise QueryStopped() from None
+        raise
+    finally:
+        connection.set_progress_handler(None, 0)
+
+
+def count_runs(store: Store, query: RunQuery, stop: Callable[[], bool] | None = None) -> int:
+    """How many runs match the query's filters (QueryStopped if `stop()` turns true first)."""
+    where, args = _where(query)
+    join = "JOIN experiment ON experiment.id = run.experiment_id" if _needs_experiment(query) else ""
+    sql = f"SELECT count(*) FROM run {join} {where}"
+    with stoppable(store, stop):
+        return int(store.db.execute_sql(sql, tuple(args)).fetchone()[0])
+
+
+def _metric_key_id(store: Store, name: str | None) -> int | None:
+    if name is None or not table_exists(store, "metric_key"):
+        return None
+    row = store.db.execute_sql("SELECT id FROM metric_key WHERE name = ?", (name,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+# The key id is an integer read from the store, written into the SQL so that
+# the expression can appear in ORDER BY twice without counting placeholders.
+_METRIC_SQL = "(SELECT last FROM metric_summary WHERE run_id = run.id AND key_id = {:d})"
+_GPUS_SQL = "(SELECT gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY number DESC LIMIT 1)"
+
+
+def _needs_experiment(query: RunQuery) -> bool:
+    return "experiment" in query.fields or bool(query.words) or query.sort == "experiment"
+
+
+def page_run_ids(store: Store, query: RunQuery, offset: int, limit: int,
+                 stop: Callable[[], bool] | None = None) -> list[str]:
+    """Ids of `limit` runs from position `offset` of the query's order.
+
+    Only what the order needs is computed here: SQLite evaluates every
+    selected column of every matching row before it sorts, so the columns of
+    the rows on screen are read afterwards, for those rows alone.
+    """
+    where, args = _where(query)
+    order, nullable = _SORT_SQL[query.sort]
+    if query.sort == "metric":
+        key_id = _metric_key_id(store, query.metric)
+        order = _METRIC_SQL.format(key_id) if key_id is not None else "NULL"
+    elif query.sort == "gpu":
+        order = _GPUS_SQL
+    direction = "DESC" if query.descending else "ASC"
+    # NULLs (no metric, not finished) go last whichever way the order runs.
+    nulls_last = f"{order} IS NULL, " if nullable else ""
+    tie = "" if query.sort == "started" else f", run.created_at {direction}"
+    join = "JOIN experiment ON experiment.id = run.experiment_id" if _needs_experiment(query) else ""
+    sql = (f"SELECT run.id FROM run {join} {where} ORDER BY {nulls_last}{order} {direction}{tie} "
+           "LIMIT ? OFFSET ?")
+    with stoppable(store, stop):
+        return [r[0] for r in store.db.execute_sql(sql, (*args, int(limit), int(offset))).fetchall()]
+
+
+def runs_by_id(store: Store, run_ids: list[str], metric: str | None = None) -> list[RunListRow]:
+    """The list rows of these runs, in the order given; `metric` names the metric column."""
+    if not run_ids:
+        return []
+    key_id = _metric_key_id(store, metric)
+    metric_sql = _METRIC_SQL.format(key_id) if key_id is not None else "NULL"
+    sql = (
+        f"SELECT run.id, experiment.name, run.job, run.status, run.params, {metric_sql}, {_GPUS_SQL}, "
+        "run.started_at, run.ended_at, run.created_at, run.user, run.host "
+        "FROM run JOIN experiment ON experiment.id = run.experiment_id "
+        f"WHERE run.id IN ({','.join('?' * len(run_ids))})"
+    )
+    found = {}
+    for rid, exp, job, status, params, value, gpus, started, ended, created, user, host in \
+            store.db.execute_sql(sql, tuple(run_ids)).fetchall():
+        found[rid] = RunListRow(rid, exp, job, status, json.loads(params), value,
+                                json.loads(gpus) if gpus else [], started, ended, created, user, host)
+    return [found[rid] for rid in run_ids if rid in found]
+
+
+def page_runs(store: Store, query: RunQuery, offset: int, limit: int,
+              stop: Callable[[], bool] | None = None) -> list[RunListRow]:
+    """`limit` runs from position `offset` of the query's order (QueryStopped as count_runs)."""
+    return runs_by_id(store, page_run_ids(store, query, offset, limit, stop), query.metric)
+
+
+def metric_key_names(store: Store, include_system: bool = False) -> list[str]:
+    """Every metric key logged in the store, in the order they first appeared."""
+    if not table_exists(store, "metric_key"):
+        return []
+    rows = store.db.execute_sql("SELECT name FROM metric_key ORDER BY id").fetchall()
+    return [name for (name,) in rows if include_system or not name.startswith("sys/")]
+
+
+@dataclass(frozen=True)
+class ExperimentGroup:
+    """Runs of one experiment, counted by status."""
+
+    experiment: str
+    runs: int
+    by_status: dict[str, int]
+    last_started: float | None
+
+
+def experiment_groups(store: Store, query: RunQuery) -> list[ExperimentGroup]:
+    """The runs matching the query, grouped by experiment (most recently active first)."""
+    where, args = _where(query)
+    rows = store.db.execute_sql(
+        "SELECT experiment.name, run.status, count(*), max(COALESCE(run.started_at, run.created_at)) "
+        f"FROM run JOIN experiment ON experiment.id = run.experiment_id {where} "
+        "GROUP BY experiment.name, run.status",
+        tuple(args),
+    ).fetchall()
+    groups: dict[str, ExperimentGroup] = {}
+    for name, status, count, last in rows:
+        group = groups.setdefault(name, ExperimentGroup(name, 0, {}, None))
+        group.by_status[status] = count
+        latest = max(filter(None, (group.last_started, last)), default=None)
+        groups[name] = ExperimentGroup(name, group.runs + count, group.by_status, latest)
+    return sorted(groups.values(), key=lambda g: -(g.last_started or 0))
+
+
+class ChangeWatch:
+    """Tells cheaply whether anyone committed to the store since the last look.
+
+    `PRAGMA data_version` changes when another connection commits; values are
+    only comparable on one connection, and each reading thread has its own, so
+    the last value is kept per connection. A connection seen for the first
+    time counts as a change: at worst one extra refresh, never a missed one.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}
+
+    def changed(self, store: Store) -> bool:
+        connection = store.db.connection()
+        version = int(connection.execute("PRAGMA data_version").fetchone()[0])
+        previous = self._seen.get(id(connection))
+        self._seen[id(connection)] = version
+        return previous != version

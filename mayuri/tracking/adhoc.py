@@ -1,0 +1,149 @@
+"""Ad-hoc runs: `mayuri.init(experiment=...)` in a script or notebook started by hand.
+
+The process becomes its own (one-attempt) run in the project's store: the run
+row is `running` with this process as its owner, and the MAYURI_* variables
+are set so that the rest of the in-job API (`log`, `output`, `artifact`,
+`params`) works as in a job, child processes included. At exit, or on
+`mayuri.finish()`, metrics are written out, outputs recorded and the run closed:
+`succeeded`, `failed` after an uncaught exception, `cancelled` after Ctrl-C.
+
+Must not: be used inside a job that Mayuri launched (`init` returns that run).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from mayuri.config import load_settings
+from mayuri.environment import platform_info, python_info
+from mayuri.hashing import hash_structure
+from mayuri.job import PARAMS_FILE, read_outputs
+from mayuri.store.db import Store
+from mayuri.store.models import database_proxy
+from mayuri.store.perms import make_dirs
+from mayuri.store.records import (
+    create_run,
+    ensure_experiment,
+    finish_attempt,
+    finish_run,
+    new_run_id,
+    start_attempt,
+)
+from mayuri.tracking.artifacts import process_store
+
+_VARIABLES = ("MAYURI_RUN_ID", "MAYURI_RUN_DIR", "MAYURI_STORE", "MAYURI_ATTEMPT", "MAYURI_PROJECT_ROOT")
+
+
+@dataclass
+class _Active:
+    run_id: str
+    store_root: Path
+    error: str | None = None
+    status: str | None = None
+
+
+_active: _Active | None = None
+_lock = threading.Lock()
+_hooked = False
+
+
+def _job_name() -> str:
+    if "ipykernel" in sys.modules:
+        return "notebook"
+    return Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "adhoc"
+
+
+def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    active = _active
+    if active is not None:
+        active.status = "cancelled" if issubclass(kind, KeyboardInterrupt) else "failed"
+        active.error = f"{kind.__name__}: {value}"
+    _previous_hook(kind, value, tb)
+
+
+_previous_hook = sys.excepthook
+
+
+def _bind(store: Store) -> None:
+    # The record functions use peewee models bound to the store opened last;
+    # a notebook may have opened another store since.
+    database_proxy.initialize(store.db)
+
+
+def start_adhoc(experiment: str, params: dict[str, Any], job: str | None) -> str:
+    """Create a running ad-hoc run in the project's store and make this process its job."""
+    global _active, _hooked
+    if not isinstance(experiment, str) or not experiment.strip():
+        raise ValueError("mayuri.init: experiment must be a non-empty name.")
+    settings = load_settings()
+    store = process_store(
+        settings.store.path, allow_network_fs=settings.store.allow_network_fs, create=True,
+        busy_timeout=settings.store.busy_timeout,
+    )
+    _bind(store)
+    run_id = new_run_id()
+    run_dir = make_dirs(store.runs / run_id, store.root)
+    with open(run_dir / PARAMS_FILE, "w", encoding="utf-8") as handle:
+        json.dump(params, handle, indent=2, sort_keys=True)
+    create_run(
+        store, run_id=run_id, experiment_id=ensure_experiment(store, experiment),
+        job=job or _job_name(), kind="adhoc", config_hash=hash_structure("adhoc-config", params),
+        params=params, config={"command": list(sys.argv)}, upstream={},
+        reason="ad-hoc run (mayuri.init)", run_dir=run_dir, status="running",
+    )
+    import psutil
+
+    start_attempt(store, run_id, 1, pid=os.getpid(), pid_create_time=psutil.Process().create_time(),
+                  params=params)
+    os.environ.update({
+        "MAYURI_RUN_ID": run_id,
+        "MAYURI_RUN_DIR": str(run_dir),
+        "MAYURI_STORE": str(store.root),
+        "MAYURI_ATTEMPT": "1",
+        "MAYURI_PROJECT_ROOT": str(settings.root),
+    })
+    with _lock:
+        _active = _Active(run_id, store.root)
+        if not _hooked:
+            _hooked = True
+            sys.excepthook = _excepthook
+            atexit.register(_at_exit)
+    return run_id
+
+
+def finish_adhoc(status: str | None = None) -> None:
+    """Close the ad-hoc run of this process, if there is one (metrics must be flushed first)."""
+    global _active
+    with _lock:
+        active, _active = _active, None
+    if active is None:
+        return
+    final = status or active.status or "succeeded"
+    store = process_store(active.store_root)
+    _bind(store)
+    run_dir = store.runs / active.run_id
+    cause = None if final == "succeeded" else ("cancelled" if final == "cancelled" else "exception")
+    finish_attempt(store, active.run_id, 1, status=final, exit_code=None, signal=None, cause=cause)
+    finish_run(
+        store, active.run_id, status=final, exit_code=None, error=active.error,
+        environment={"python": python_info(), "platform": platform_info()},
+        outputs=read_outputs(run_dir),
+    )
+    for name in _VARIABLES:
+        os.environ.pop(name, None)
+
+
+def _at_exit() -> None:
+    # Registered after mayuri.job's own exit handler, so it runs first: the
+    # metrics are written out here, before the run is closed.
+    from mayuri.job import finish
+
+    finish()

@@ -1,0 +1,75 @@
+"""The in-job API's edges: a cheap import, clear errors outside a job, checkpoint and resume folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mayuri
+from tests.conftest import Project
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_import_mayuri_stays_cheap(tmp_path: Path) -> None:
+    done = _python(
+        "import sys, mayuri\n"
+        "heavy = {'peewee', 'sqlite3', 'torch', 'transformers', 'textual', 'pynvml', 'numpy'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+        "mayuri.runs  # the read-back API loads on first use\n"
+        "print('peewee' in sys.modules)\n",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "True"]
+
+
+def test_log_outside_a_job_says_how_to_run_it(tmp_path: Path) -> None:
+    done = _python("import mayuri\nmayuri.log(step=0, loss=1.0)", tmp_path)
+    assert done.returncode == 1
+    assert "not a job launched by `mayuri run`" in done.stderr
+
+
+def test_checkpoint_dir_and_resume_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAYURI_RUN_ID", "ab" * 16)
+    monkeypatch.setenv("MAYURI_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("MAYURI_CHECKPOINT_DIR", raising=False)
+    monkeypatch.delenv("MAYURI_RESUME_FROM", raising=False)
+    assert mayuri.checkpoint_dir() == tmp_path / "run" / "checkpoints"
+    assert mayuri.checkpoint_dir().is_dir()
+    assert mayuri.resume_from() is None
+    monkeypatch.setenv("MAYURI_CHECKPOINT_DIR", str(tmp_path / "run" / "checkpoints" / "2"))
+    monkeypatch.setenv("MAYURI_RESUME_FROM", str(tmp_path / "run" / "checkpoints" / "1"))
+    assert mayuri.checkpoint_dir() == tmp_path / "run" / "checkpoints" / "2"
+    assert mayuri.resume_from() == tmp_path / "run" / "checkpoints" / "1"
+
+
+def test_bad_steps_and_names_are_refused(project: Project) -> None:
+    project.write("bad_step.py", """
+        import mayuri
+        for bad in ({"step": 1.5}, {"step": "3"}):
+            try:
+                mayuri.log(x=1.0, **bad)
+            except mayuri.job.MetricValueError as exc:
+                print("refused:", exc)
+        try:
+            mayuri.log({"": 1.0}, step=0)
+        except TypeError as exc:
+            print("refused:", exc)
+    """)
+    project.write("exp.yaml", "name: steps\njobs:\n  s:\n    run: python bad_step.py\n")
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = project.runs()
+    out = (project.root / ".mayuri" / "runs" / run["id"] / "stdout.log").read_text().splitlines()
+    assert out == [
+        "refused: mayuri.log: step must be an integer, not float (1.5).",
+        "refused: mayuri.log: step must be an integer, not str ('3').",
+        "refused: mayuri.log: metric names must be non-empty strings, not ''.",
+    ]
