@@ -33,6 +33,8 @@ def default_config(name: str) -> tomlkit.TOMLDocument:
     store.add("path", ".mayuri")
     store.add(tomlkit.comment("SQLite locking is unsafe on NFS/SMB; set true only if you accept that."))
     store.add("allow_network_fs", False)
+    store.add(tomlkit.comment("Seconds to wait for another process's write lock before giving up."))
+    store.add("busy_timeout", 30)
     doc.add("store", store)
 
     scheduler = tomlkit.table()

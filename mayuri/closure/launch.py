@@ -12,6 +12,10 @@ import os
 from pathlib import Path
 
 SITE_DIR = Path(__file__).resolve().parent / "site"
+# Mayuri itself is the tool, not the job's code, even when it is installed
+# inside the project (an editable install in Mayuri's own repository): its
+# version is recorded with the environment instead.
+MAYURI_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def closure_env(
@@ -29,5 +33,7 @@ def closure_env(
     result["MAYURI_CLOSURE_DIR"] = str(closure_dir)
     # The hook compares unresolved paths by prefix, so it gets resolved ones.
     result["MAYURI_PROJECT_ROOT"] = os.path.realpath(project_root)
-    result["MAYURI_CLOSURE_EXCLUDE"] = os.pathsep.join(os.path.realpath(path) for path in exclude)
+    result["MAYURI_CLOSURE_EXCLUDE"] = os.pathsep.join(
+        os.path.realpath(path) for path in [*exclude, MAYURI_PACKAGE]
+    )
     return result

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mayuri.closure import Closure, closure_env, collect_closure
-from mayuri.closure.launch import SITE_DIR
+from mayuri.closure.launch import MAYURI_PACKAGE, SITE_DIR
 
 
 def _clean_env() -> dict[str, str]:
@@ -386,7 +386,8 @@ def test_closure_env_prefixes_pythonpath(tmp_path: Path) -> None:
     assert env["PYTHONPATH"] == os.pathsep.join([str(SITE_DIR), "/a", "/b"])
     assert env["HOME"] == "/h"
     assert env["MAYURI_PROJECT_ROOT"] == os.path.realpath(tmp_path)
-    assert env["MAYURI_CLOSURE_EXCLUDE"] == os.path.realpath(tmp_path / ".mayuri")
+    assert env["MAYURI_CLOSURE_EXCLUDE"].split(os.pathsep) == [
+        os.path.realpath(tmp_path / ".mayuri"), os.path.realpath(MAYURI_PACKAGE)]
     assert closure_dir.is_dir()
     again = closure_env(env, closure_dir, tmp_path, [])
     assert again["PYTHONPATH"] == env["PYTHONPATH"]
