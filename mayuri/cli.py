@@ -169,7 +169,7 @@ def test(file: Path, overrides: tuple[str, ...], force: bool) -> None:
 
 def _store() -> Any:
     from mayuri.config import load_settings
-    from mayuri.run_experiment import open_project_store
+    from mayuri.store import open_project_store
 
     return open_project_store(load_settings())
 
@@ -205,7 +205,7 @@ def runs(experiment: str | None, job: str | None, status: str | None, user: str 
     if as_json:
         print_json([r.to_json() for r in rows])
     elif rows:
-        out.print(runs_table(rows))
+        out.print(runs_table(rows, out.width))
     else:
         err.print("no runs yet: start one with `mayuri run FILE`.")
 
@@ -222,9 +222,10 @@ def show(run_ref: str, why: bool, as_json: bool) -> None:
       mayuri show 3f2a91c0 --why
     """
     from mayuri.config import load_settings
-    from mayuri.inspect_runs import run_detail, why as why_breakdown
+    from mayuri.inspect_runs import run_detail
+    from mayuri.inspect_runs import why as why_breakdown
     from mayuri.render import show_detail, why_detail
-    from mayuri.run_experiment import open_project_store
+    from mayuri.store import open_project_store
 
     settings = load_settings()
     store = open_project_store(settings)
@@ -395,7 +396,7 @@ def gc(older_than: str | None, keep_last: int | None, failed: bool | None, max_s
     """
     from mayuri.config import load_settings
     from mayuri.gc import collect_garbage, gc_policy
-    from mayuri.run_experiment import open_project_store
+    from mayuri.store import open_project_store
 
     settings = load_settings()
     flags = {"older_than": older_than, "keep_last": keep_last, "failed": failed, "max_size": max_size,
@@ -483,7 +484,7 @@ def cache_rm(target: str, experiment: str | None, dry_run: bool, yes: bool, as_j
     from mayuri.cache_admin import remove_cached
     from mayuri.config import load_settings
     from mayuri.gc import gc_policy
-    from mayuri.run_experiment import open_project_store
+    from mayuri.store import open_project_store
 
     settings = load_settings()
     policy = gc_policy(settings, {})

@@ -41,6 +41,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "experiment": dict,
     },
     "user": {},
+    # Dashboard key bindings by binding id (`"runs.filter" = "f"`); ids are listed in docs/dashboard.md.
+    "keys": {},
 }
 
 
@@ -70,6 +72,7 @@ class Settings:
     key_env: tuple[str, ...] = ()
     gc: dict[str, Any] = field(default_factory=dict)
     user_overrides: dict[str, Any] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def config_path(self) -> Path:
@@ -113,6 +116,15 @@ def _check_table(text: str, path: Path, table: str, values: Any) -> None:
             f"'{table}' must be a table.", path=path, line=_line_of(text, table)
         )
     if table == "user":
+        return
+    if table == "keys":
+        for key, value in values.items():
+            if not isinstance(value, str) or not value:
+                raise ConfigError(
+                    f"[keys] {key} must be a key name like \"f5\" or \"ctrl+r\", not {value!r}.",
+                    path=path,
+                    line=_line_of(text, key, table),
+                )
         return
     for key, value in values.items():
         if key not in allowed:
@@ -203,6 +215,7 @@ def load_settings(root: Path | None = None) -> Settings:
         key_env=key_env,
         gc=dict(data.get("gc", {})),
         user_overrides=dict(users.get(current_user(), {})),
+        keys=dict(data.get("keys", {})),
     )
 
 

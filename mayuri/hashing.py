@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,27 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.sha512(data).hexdigest()
 
 
+# One read buffer per thread, reused: allocating a fresh 1 MiB buffer per file
+# costs more than hashing a small source file.
+_buffers = threading.local()
+
+
+def _read_buffer() -> tuple[bytearray, memoryview]:
+    try:
+        pair: tuple[bytearray, memoryview] = _buffers.pair
+    except AttributeError:
+        buffer = bytearray(_CHUNK)
+        pair = _buffers.pair = (buffer, memoryview(buffer))
+    return pair
+
+
 def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """SHA-512 hex of a file's contents and its size; `(ABSENT, 0)` if it does not exist."""
     digest = hashlib.sha512()
     size = 0
+    buffer, view = _read_buffer()
     try:
         with open(path, "rb", buffering=0) as handle:
-            buffer = bytearray(_CHUNK)
-            view = memoryview(buffer)
             while True:
                 count = handle.readinto(buffer)
                 if not count:

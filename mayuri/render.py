@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,8 +54,45 @@ def when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
+_UPSTREAM = re.compile(r"^\$\{mayuri\.upstream\.(.+)\}$")
+
+
+def param_value(value: Any) -> str:
+    """A param for people: an upstream output reads `<- job.output` instead of its placeholder."""
+    if isinstance(value, str):
+        match = _UPSTREAM.match(value)
+        if match:
+            return "<- " + match.group(1)
+    return as_text(value)
+
+
+def number(value: Any) -> str:
+    """A measured value for people: floats to six significant digits, anything else as written."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return as_text(value)
+
+
+def short_gpu(uuid: str) -> str:
+    """A GPU's UUID cut to what tells GPUs apart in a narrow column."""
+    for prefix in ("GPU-", "MIG-"):
+        if uuid.startswith(prefix):
+            return uuid[len(prefix):len(prefix) + 8]
+    return uuid
+
+
+def short_when(timestamp: float | None) -> str:
+    """A start time in a narrow column: the time today, the date otherwise."""
+    if timestamp is None:
+        return "-"
+    moment = dt.datetime.fromtimestamp(timestamp)
+    return moment.strftime("%H:%M:%S" if moment.date() == dt.date.today() else "%Y-%m-%d")
+
+
 def params_text(params: dict[str, Any], limit: int = 60) -> str:
-    text = " ".join(f"{k}={as_text(v)}" for k, v in params.items())
+    """The params of a run on one line, without the ones filled from upstream outputs."""
+    text = " ".join(f"{k}={as_text(v)}" for k, v in params.items()
+                    if not (isinstance(v, str) and _UPSTREAM.match(v)))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -82,7 +120,7 @@ class RunView:
 
     def _table(self) -> Table:
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-        for column in ("job", "status", "run", "attempt", "time", "why"):
+        for column in ("job", "status", "run", "gpu", "attempt", "time", "why"):
             table.add_column(column, overflow="fold")
         for key, event in self.rows.items():
             elapsed = event.duration
@@ -90,7 +128,7 @@ class RunView:
                 elapsed = time.monotonic() - self.started[key]
             table.add_row(
                 Text(key), status_text(event.state), (event.run_id or "")[:8],
-                str(event.attempt or ""), format_duration(elapsed) if elapsed is not None else "",
+                Text(",".join(short_gpu(g) for g in event.gpus)), str(event.attempt or ""), format_duration(elapsed) if elapsed is not None else "",
                 Text(event.reason),
             )
         return table
@@ -104,9 +142,11 @@ class RunView:
             return
         if event.state in ("ready", "pending"):
             return
+        where = f" gpu {','.join(event.gpus)}" if event.gpus else ""
+        attempt = f" attempt {event.attempt}" if event.attempt > 1 else ""
         line = Text.assemble(
             (f"{event.key:<24} ", "bold"), status_text(f"{event.state:<9}"), " ",
-            ((event.run_id or "")[:8] + " ") if event.run_id else "", event.reason,
+            ((event.run_id or "")[:8] + " ") if event.run_id else "", event.reason, where, attempt,
         )
         self.console.print(line, highlight=False, soft_wrap=True)
 
@@ -132,7 +172,7 @@ def verdict_table(verdicts: Sequence[Verdict]) -> Table:
     for v in sorted(verdicts, key=lambda v: (v.passed, v.test)):
         table.add_row(
             Text(v.test), Text(f"{v.expectation.name} {v.expectation.text}"),
-            Text("-" if v.actual is None else as_text(v.actual)),
+            Text("-" if v.actual is None else number(v.actual)),
             Text("pass", style="green") if v.passed else Text("FAIL", style="bold red"),
             (v.run_id or "")[:8], Text(v.note),
         )
@@ -161,15 +201,26 @@ def plan_tree(outcome: Outcome) -> Text:
     return text
 
 
-def runs_table(runs: Sequence[RunRow]) -> Table:
+def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
+    """The `mayuri runs` table; on a narrow terminal, user and host make room for params."""
+    columns = ["id", "experiment", "job", "status", "params", "gpu", "started", "took", "user", "host"]
+    if width < 120:
+        columns = columns[:-2]
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for column in ("id", "experiment", "job", "status", "params", "started", "duration", "user", "host"):
-        table.add_column(column, overflow="fold" if column == "params" else "ellipsis")
+    for column in columns:
+        if column == "params":
+            table.add_column(column, overflow="fold", ratio=1, min_width=12)
+        elif column in ("experiment", "job"):
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=16)
+        else:
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
     for run in runs:
-        table.add_row(
+        cells = [
             run.short_id, Text(run.experiment), Text(run.job), status_text(run.status), Text(params_text(run.params)),
-            when(run.started_at), format_duration(run.duration), run.user, run.host,
-        )
+            Text(",".join(short_gpu(g) for g in run.gpus) or "-"), short_when(run.started_at), format_duration(run.duration),
+            run.user, run.host,
+        ]
+        table.add_row(*cells[: len(columns)])
     return table
 
 
@@ -194,7 +245,7 @@ def show_detail(detail: RunDetail) -> Group:
             ("cache hits", run.hits), ("run folder", run.run_dir),
             ("stdout", detail.logs["stdout"]), ("stderr", detail.logs["stderr"]),
         ]),
-        _kv("params", [(k, as_text(v)) for k, v in sorted(run.params.items())] or [("-", "")]),
+        _kv("params", [(k, param_value(v)) for k, v in sorted(run.params.items())] or [("-", "")]),
     ]
     command = run.config.get("command")
     parts.append(_kv("command", [("run", command if isinstance(command, str) else " ".join(command or []))]))
@@ -220,7 +271,7 @@ def show_detail(detail: RunDetail) -> Group:
         for column in ("metric", "last", "min", "max", "points", "last step"):
             metrics.add_column(column)
         for key, summary in sorted(detail.metrics.items()):
-            metrics.add_row(Text(key), as_text(summary.last), as_text(summary.min), as_text(summary.max),
+            metrics.add_row(Text(key), number(summary.last), number(summary.min), number(summary.max),
                             str(summary.count), "-" if summary.last_step is None else str(summary.last_step))
         parts.append(Group(Text("metrics", style="bold"), metrics))
     if detail.artifacts:

@@ -6,17 +6,16 @@ opened, so a bad file leaves the store untouched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mayuri.config import Settings, load_settings
+from mayuri.config import load_settings
 from mayuri.errors import ExperimentError
 from mayuri.experiment import expand, parse_experiment, parse_override
-from mayuri.scheduler.events import Reporter
 from mayuri.experiment.expectations import Verdict, judge, parse_expectation
+from mayuri.scheduler.events import Reporter
 from mayuri.scheduler.loop import SETTLED_OK, Outcome, Scheduler
-from mayuri.store import Store, open_store
+from mayuri.store import Store, open_project_store
 from mayuri.store.perms import share_umask
 
 
@@ -30,15 +29,6 @@ class RunRequest:
     only: tuple[str, ...] = ()
     dry_run: bool = False
     tests: bool = False
-
-
-def open_project_store(settings: Settings) -> Store:
-    """The store named by the project's settings."""
-    return open_store(
-        settings.store.path,
-        allow_network_fs=settings.store.allow_network_fs,
-        busy_timeout=settings.store.busy_timeout,
-    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --upgrade pip "setuptools>=77"
 if [ -n "$extras" ]; then
   case ",$extras," in
     *,test,*|*,torch,*|*,transformers,*)

@@ -21,7 +21,7 @@ from textual.worker import Worker, WorkerState
 
 from mayuri.config import Settings
 from mayuri.errors import ExitCode
-from mayuri.store import Store, open_store, schema_version
+from mayuri.store import Store, open_project_store, schema_version
 from mayuri.store.browse_queries import ChangeWatch
 from mayuri.store.db import DB_NAME
 from mayuri.tui.messages import OpenRun, StoreChanged
@@ -65,6 +65,8 @@ class MayuriApp(App[None]):
         self._watch = ChangeWatch()
         self._pending_change = False
         self.sub_title = settings.name
+        # Users remap keys by binding id in mayuri.toml's [keys] table.
+        self.set_keymap(settings.keys)
 
     def compose(self) -> ComposeResult:
         # Only a line here: this screen lasts a moment, and when the store fails
@@ -76,11 +78,8 @@ class MayuriApp(App[None]):
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_store(self) -> Store:
-        # Not `run_experiment.open_project_store`: that module pulls in the scheduler.
-        settings = self.settings.store
-        before = stored_schema(settings.path / DB_NAME)
-        store = open_store(settings.path, allow_network_fs=settings.allow_network_fs,
-                           busy_timeout=settings.busy_timeout)
+        before = stored_schema(self.settings.store.path / DB_NAME)
+        store = open_project_store(self.settings)
         if before is not None and 0 < before < schema_version():
             self.notify(f"The store had schema version {before}; it was upgraded to {schema_version()} "
                         "(as every mayuri command does). Older Mayuri versions can no longer open it.",

@@ -119,6 +119,10 @@ def config_schema() -> dict[str, Any]:
         if table == "user":
             tables[table] = {"type": "object", "description": "[user.NAME]: personal param overrides."}
             continue
+        if table == "keys":
+            tables[table] = {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+                             "description": "Dashboard key bindings by binding id."}
+            continue
         tables[table] = _object({key: kind(expected) for key, expected in keys.items()})
     tables["cache"]["properties"]["key_env"] = {"type": "array", "items": {"enum": list(KEY_ENV_PARTS)}}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "mayuri-toml", **_object(tables)}

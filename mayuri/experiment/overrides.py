@@ -49,7 +49,9 @@ def parse_value(text: str) -> Any:
 
 def _split_values(text: str) -> list[str]:
     # Commas inside brackets belong to a list or mapping value, not to a sweep.
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    depth = 0
+    current: list[str] = []
     for char in text:
         if char in "[{":
             depth += 1

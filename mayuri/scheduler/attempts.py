@@ -2,15 +2,17 @@
 
 The loop (`mayuri.scheduler.loop`) decides when and what to launch; this
 module starts the process with its GPUs pinned (`CUDA_VISIBLE_DEVICES`, PCI
-bus order), records the attempt, and at the end classifies why it stopped and
-writes the attempt's end together with the release of its leases. It never
-decides retries (`retry.py`) and never walks the DAG.
+bus order) inside the transaction that records the attempt (and the run, on
+its first attempt), and at the end classifies why it stopped. Recording the
+end is the loop's, batched with the other attempts that ended at the same
+time. It never decides retries (`retry.py`) and never walks the DAG.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,10 @@ from mayuri.scheduler.launch import Launch, prepare
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.monitor import Sampler
 from mayuri.scheduler.process import JobProcess, spawn, stop
-from mayuri.store.attempt_records import AttemptEnd, begin_attempt, end_attempt
+from mayuri.store.attempt_records import AttemptEnd, begin_attempt
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
+from mayuri.store.records import NewRun
 
 CHECKPOINTS = "checkpoints"
 
@@ -48,14 +51,14 @@ class Active:
 
 @dataclass(frozen=True)
 class Ended:
-    """How an attempt ended, as recorded."""
+    """How an attempt ended, and the attempt's end as it is to be recorded."""
 
     status: str
     cause: str | None
     error: str | None
     code: int
     duration: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    record: AttemptEnd
 
 
 def checkpoint_dir(run_dir: Path, number: int) -> Path:
@@ -85,40 +88,60 @@ def gpu_env(leases: list[Lease], devices: dict[str, Gpu]) -> dict[str, str]:
 def start(
     store: Store, keeper: LeaseKeeper, instance: JobInstance, *, run_id: str, run_dir: Path, project_root: Path,
     number: int, upstream: dict[str, Any], leases: list[Lease], devices: dict[str, Gpu], timeout: float | None,
+    new_run: NewRun | None = None, base_env: Mapping[str, str] | None = None,
 ) -> Active:
-    """Launch attempt `number` of a run on its leased GPUs and record it; raises ExecutorError or Fenced."""
+    """Launch attempt `number` of a run on its leased GPUs and record it (with the run when `new_run` is given).
+
+    The process is started inside the transaction that records it, so that no
+    job runs unrecorded and none is recorded without running. Raises
+    ExecutorError (the process could not start: nothing was recorded),
+    Fenced (this scheduler was reclaimed: nothing was started) or a
+    StoreError (nothing was recorded, and a process already started was stopped).
+    """
     launch = prepare(instance, run_id=run_id, run_dir=run_dir, store_root=store.root, project_root=project_root,
-                     attempt=number, upstream=upstream)
-    env = dict(launch.env)
-    pinned = gpu_env(leases, devices)
-    for name, value in pinned.items():
+                     attempt=number, upstream=upstream, base_env=base_env)
+    env = launch.env
+    for name, value in gpu_env(leases, devices).items():
         if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
             env[name] = value
     # Made on first use (mayuri.checkpoint_dir()), not here: most jobs never checkpoint.
     env["MAYURI_CHECKPOINT_DIR"] = str(checkpoint_dir(run_dir, number))
-    source = resume_source(run_dir, number)
-    if source is not None:
-        env["MAYURI_RESUME_FROM"] = str(source)
     stderr = run_dir / "stderr.log"
-    stderr_start = stderr.stat().st_size if number > 1 and stderr.exists() else 0
+    stderr_start = 0
+    if number > 1:
+        source = resume_source(run_dir, number)
+        if source is not None:
+            env["MAYURI_RESUME_FROM"] = str(source)
+        stderr_start = stderr.stat().st_size if stderr.exists() else 0
     before = oom_kill_count()
-    process = spawn(launch.command, cwd=project_root, env=env, stdout=run_dir / "stdout.log", stderr=stderr,
-                    shell=instance.job.shell, append=number > 1)
+    started: list[JobProcess] = []
+
+    def launch_process() -> tuple[int, float | None]:
+        process = spawn(launch.command, cwd=project_root, env=env, stdout=run_dir / "stdout.log", stderr=stderr,
+                        shell=instance.job.shell, append=number > 1)
+        started.append(process)
+        return process.pid, process.create_time
+
     gpus = [lease.gpu_uuid for lease in leases]
-    recorded = begin_attempt(
-        store, run_id, number, scheduler_id=keeper.id, pid=process.pid, pid_create_time=process.create_time,
-        host=keeper.host, params=launch.params, gpus=gpus, lease_tokens=[lease.token for lease in leases],
-    )
+    try:
+        recorded = begin_attempt(
+            store, run_id, number, scheduler_id=keeper.id, host=keeper.host, params=launch.params, gpus=gpus,
+            lease_tokens=[lease.token for lease in leases], launch=launch_process, new_run=new_run,
+        )
+    except BaseException:
+        # The transaction that would have recorded it was rolled back: the job must not run unrecorded.
+        for process in started:
+            stop(process, 0.0)
+        raise
     if not recorded:
-        # Another process reclaimed this scheduler: the job must not run unrecorded.
-        stop(process, 0.0)
-        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; attempt {number} of {run_id[:8]} not recorded")
+        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; attempt {number} of {run_id[:8]} not started")
+    process = started[0]
     deadline = time.monotonic() + timeout if timeout else None
     return Active(number, process, launch, leases, gpus, Sampler(process), stderr_start, before, deadline)
 
 
-def finish(store: Store, keeper: LeaseKeeper, run_id: str, run_dir: Path, active: Active, code: int) -> Ended:
-    """Record how an attempt ended (status, cause, peaks) and free its leases; raises Fenced."""
+def conclude(run_dir: Path, active: Active, code: int) -> Ended:
+    """How an attempt ended (status, cause, peaks), from its exit code and its files; writes nothing."""
     process = active.process
     process.close()
     duration = time.time() - process.started
@@ -144,7 +167,4 @@ def finish(store: Store, keeper: LeaseKeeper, run_id: str, run_dir: Path, active
         peak_rss=max(active.sampler.peak_rss, process.max_rss) or None,
         peak_gpu_memory=active.sampler.peak_gpu or None,
     )
-    if not end_attempt(store, run_id, active.number, scheduler_id=keeper.id, end=end, lease_tokens=[
-            lease.token for lease in active.leases]):
-        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; the end of {run_id[:8]} was not recorded")
-    return Ended(status, cause, error, code, duration)
+    return Ended(status, cause, error, code, duration, end)

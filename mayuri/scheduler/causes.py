@@ -7,6 +7,7 @@ up"). Pure reading: deciding what to do about it is `mayuri.scheduler.retry`'s.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -51,9 +52,17 @@ def _events_file() -> Path | None:
     override = os.environ.get(MEMORY_EVENTS_ENV)
     if override:
         return Path(override)
+    return _cgroup_events_file()
+
+
+@functools.cache
+def _cgroup_events_file() -> Path | None:
+    # Read once: jobs run in the scheduler's own cgroup, which does not change
+    # while it runs, and this is read at every launch.
     try:
-        line = Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines()[0]
-    except (OSError, IndexError):
+        with open("/proc/self/cgroup", encoding="ascii") as handle:
+            line = handle.readline().rstrip("\n")
+    except OSError:
         return None
     # cgroup v2: a single "0::/path" line.
     if not line.startswith("0::"):
@@ -67,7 +76,9 @@ def oom_kill_count() -> int | None:
     if path is None:
         return None
     try:
-        for line in path.read_text(encoding="ascii").splitlines():
+        with open(path, encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+        for line in lines:
             name, _, value = line.partition(" ")
             if name == "oom_kill":
                 return int(value)

@@ -2,7 +2,10 @@
 
 The closure is hashed after the job ends; a file modified while the job ran
 may not be the version it read, so such a run is recorded but not made
-reusable (its fingerprint is left empty, with the reason).
+reusable (its fingerprint is left empty, with the reason). A job that left no
+closure records (it ran no tracked Python) costs no hashing, no store query
+and no blob write. What is computed here is written to the store by the
+loop, in the transaction that records the attempt's end.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,6 @@ from mayuri.hashing import ABSENT
 from mayuri.store.blobs import write_blobs
 from mayuri.store.db import Store
 from mayuri.store.records import ClosureRow
-
 
 # Removing a closure folder costs a few rmdir calls on a slow filesystem; the loop need not wait for them.
 _cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mayuri-cleanup")
@@ -78,6 +80,28 @@ def gather_closure(closure: Closure, root: Path, inputs: tuple[str, ...]) -> lis
     return [(role, path, kind) for (path, kind), role in sorted(entries.items())]
 
 
+def _records_in(closure_dir: Path) -> bool | None:
+    """Whether the job left closure records (None: its processes never made the folder)."""
+    try:
+        return any(name.endswith(".rec") for name in os.listdir(closure_dir))
+    except FileNotFoundError:
+        return None
+
+
+def _remove_closure_folder(closure_dir: Path, made: bool) -> None:
+    # Empty folders go at once (an rmdir each); records are left to the
+    # cleaner thread, off the loop. The folder of an earlier attempt (a retry)
+    # may be there even when this attempt's is not.
+    folders = (str(closure_dir), os.path.dirname(closure_dir)) if made else (os.path.dirname(closure_dir),)
+    try:
+        for folder in folders:
+            os.rmdir(folder)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        _cleaner.submit(shutil.rmtree, closure_dir.parent, True)
+
+
 def record_attempt(
     store: Store,
     root: Path,
@@ -90,17 +114,21 @@ def record_attempt(
     base_environment: Mapping[str, Any],
 ) -> Recorded:
     """Collect the closure of a finished attempt, hash it, keep code in blobs, fingerprint it."""
-    closure = collect_closure(closure_dir, root, [store.root])
+    records = _records_in(closure_dir)
+    closure = collect_closure(closure_dir, root, [store.root]) if records else Closure()
     entries = gather_closure(closure, root, instance.job.inputs)
-    digests = current_digests(store, root, [(path, kind) for _, path, kind in entries])
-    rows = [ClosureRow(role, path, kind, *digests[(path, kind)]) for role, path, kind in entries]
-    code = [row for row in rows if row.role == "code" and row.sha512 != ABSENT]
-    write_blobs(store, [(root / row.path, row.sha512) for row in code])
+    rows: list[ClosureRow] = []
+    if entries:
+        digests = current_digests(store, root, [(path, kind) for _, path, kind in entries])
+        rows = [ClosureRow(role, path, kind, *digests[(path, kind)]) for role, path, kind in entries]
+        code = [row for row in rows if row.role == "code" and row.sha512 != ABSENT]
+        if code:
+            write_blobs(store, [(root / row.path, row.sha512) for row in code])
     environment = dict(base_environment)
-    environment["packages"] = distribution_versions(closure.modules)
+    environment["packages"] = distribution_versions(closure.modules) if closure.modules else {}
     note = _changed_while_running(root, rows, started_at)
     fp = None if note else fingerprint(instance.config_hash, upstream, rows, key_parts(key_env, environment))
-    _cleaner.submit(shutil.rmtree, closure_dir.parent, True)
+    _remove_closure_folder(closure_dir, made=records is not None)
     return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note)
 
 

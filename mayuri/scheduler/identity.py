@@ -7,6 +7,7 @@ pid check is wrong once pids are reused. Nothing here touches the store.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 
@@ -15,6 +16,8 @@ import psutil
 HOST_ENV = "MAYURI_HOST"
 # Create times read through psutil are rounded differently over the years; allow a little slack.
 CREATE_TIME_SLACK = 0.05
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_HAS_PROC = os.path.exists("/proc/self/stat")
 
 
 def host() -> str:
@@ -31,8 +34,29 @@ def boot_id() -> str:
         return f"boot-{psutil.boot_time():.0f}"
 
 
+@functools.cache
+def _boot_time() -> float:
+    return float(psutil.boot_time())
+
+
 def create_time(pid: int) -> float | None:
-    """When process `pid` started, or None when there is no such process."""
+    """When process `pid` started, or None when there is no such process.
+
+    The same figure as psutil's (the kernel's start time in clock ticks after
+    boot, plus the boot time), read with one system call: it is taken at
+    every launch.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        # Fields after the command name (which may hold spaces and parentheses); starttime is the 22nd.
+        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
+        return ticks / _CLOCK_TICKS + _boot_time()
+    except FileNotFoundError:
+        if _HAS_PROC:
+            return None
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:

@@ -1,10 +1,19 @@
-"""Preparing one attempt of a run: its folder, params.json, environment and final command."""
+"""Preparing one attempt of a run: its folder, params.json, environment and final command.
+
+Runs once per launch, so it keeps to a few system calls: one mkdir for the
+run folder, one write for params.json. The closure folder is not made here:
+the closure hook makes it when a tracked process first reports into it, so a
+job that runs no Python costs none. It starts no process and writes nothing
+to the store.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +23,7 @@ from mayuri.closure import closure_env
 from mayuri.experiment.expand import JobInstance, upstream_name
 from mayuri.experiment.interpolate import Interpolator, as_text
 from mayuri.job import PARAMS_FILE
-from mayuri.store.perms import make_dirs
+from mayuri.store.perms import make_dirs, share_like_folder
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,37 @@ def upstream_values(instance: JobInstance, outputs: Mapping[str, Mapping[str, An
     return values
 
 
+# The variable naming the folder the closure hook reports into (see mayuri/closure/site).
+CLOSURE_DIR_VAR = "MAYURI_CLOSURE_DIR"
+
+
+def make_run_folder(run_dir: Path, store_root: Path) -> None:
+    """Make the run folder (on its first attempt), shared like the store."""
+    try:
+        os.mkdir(run_dir)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        # The store's runs folder itself is gone: make the whole chain.
+        make_dirs(run_dir, store_root)
+        return
+    if os.stat(store_root).st_mode & stat.S_IWGRP:
+        share_like_folder(run_dir, store_root)
+
+
+@functools.lru_cache(maxsize=64)
+def _closure_vars(pythonpath: str | None, project_root: Path, store_root: Path) -> tuple[tuple[str, str], ...]:
+    """What `closure_env` sets for a job with this PYTHONPATH, except the closure folder.
+
+    Those depend only on the PYTHONPATH, the project and the store, so they
+    are worked out (with their realpath walks) once per scheduler. The store
+    root stands in for the closure folder: it exists, so nothing is made.
+    """
+    base = {} if pythonpath is None else {"PYTHONPATH": pythonpath}
+    full = closure_env(base, store_root, project_root, [store_root])
+    return tuple((k, v) for k, v in full.items() if k != CLOSURE_DIR_VAR and base.get(k) != v)
+
+
 def prepare(
     instance: JobInstance,
     *,
@@ -51,12 +91,18 @@ def prepare(
     project_root: Path,
     attempt: int,
     upstream: Mapping[str, Any],
+    base_env: Mapping[str, str] | None = None,
 ) -> Launch:
-    """Resolve the run-time built-ins into params and command, write params.json, build the env."""
-    make_dirs(run_dir, store_root)
-    closure_dir = make_dirs(run_dir / "closure" / str(attempt), store_root)
+    """Resolve the run-time built-ins into params and command, write params.json, build the env.
+
+    `base_env` is the environment jobs inherit (this process's, read once by
+    the caller when it launches many).
+    """
+    closure_dir = run_dir / "closure" / str(attempt)
+    make_run_folder(run_dir, store_root)
+    run_dir_text = str(run_dir)
     builtins = {
-        "mayuri.run_dir": str(run_dir),
+        "mayuri.run_dir": run_dir_text,
         "mayuri.project_root": str(project_root),
         "mayuri.run_id": run_id,
         **upstream,
@@ -68,20 +114,21 @@ def prepare(
         command = _fill(instance.command, builtins, quote=True)
     else:
         command = [_fill(token, builtins, quote=False) for token in instance.command]
-    with open(run_dir / PARAMS_FILE, "w", encoding="utf-8") as handle:
-        json.dump(params, handle, indent=2, sort_keys=True)
-    env = dict(os.environ)
-    env.update({k: _fill(v, builtins, quote=False) for k, v in instance.env.items()})
-    env.update(
-        {
-            "MAYURI_RUN_ID": run_id,
-            "MAYURI_RUN_DIR": str(run_dir),
-            "MAYURI_STORE": str(store_root),
-            "MAYURI_ATTEMPT": str(attempt),
-            "MAYURI_PROJECT_ROOT": str(project_root),
-        }
-    )
-    env = closure_env(env, closure_dir, project_root, [store_root])
+    fd = os.open(os.path.join(run_dir_text, PARAMS_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, json.dumps(params, indent=2, sort_keys=True).encode("utf-8"))
+    finally:
+        os.close(fd)
+    env = dict(os.environ if base_env is None else base_env)
+    if instance.env:
+        env.update({k: _fill(v, builtins, quote=False) for k, v in instance.env.items()})
+    env["MAYURI_RUN_ID"] = run_id
+    env["MAYURI_RUN_DIR"] = run_dir_text
+    env["MAYURI_STORE"] = str(store_root)
+    env["MAYURI_ATTEMPT"] = str(attempt)
+    env["MAYURI_PROJECT_ROOT"] = str(project_root)
+    env.update(_closure_vars(env.get("PYTHONPATH"), project_root, store_root))
+    env[CLOSURE_DIR_VAR] = os.path.abspath(closure_dir)
     return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=closure_dir)
 
 

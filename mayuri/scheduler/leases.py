@@ -8,6 +8,7 @@ scheduler (fencing: it must then stop its jobs and write nothing more).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -17,10 +18,19 @@ from mayuri.errors import ExecutorError, ExitCode
 from mayuri.gpu import Gpu
 from mayuri.scheduler.identity import boot_id, create_time, host
 from mayuri.scheduler.placement import Request, choose
-from mayuri.store.db import Store
-from mayuri.store.lease_records import Lease, acquire, end_scheduler, heartbeat, register_scheduler, release
+from mayuri.store.db import Store, StoreLocked
+from mayuri.store.lease_records import (
+    Lease,
+    acquire,
+    end_scheduler,
+    heartbeat,
+    register_scheduler,
+    release,
+)
 
 HEARTBEAT_INTERVAL = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class Fenced(ExecutorError):
@@ -49,7 +59,14 @@ class LeaseKeeper:
         if now < self.next_beat:
             return
         self.next_beat = now + HEARTBEAT_INTERVAL
-        if not heartbeat(self.store, self.id):
+        try:
+            alive = heartbeat(self.store, self.id)
+        except StoreLocked:
+            # Nobody can reclaim this scheduler while the store is locked either;
+            # a late beat is harmless, and the next one is due soon.
+            log.info("the store is locked; the scheduler's heartbeat is late")
+            return
+        if not alive:
             raise Fenced(f"scheduler {self.id[:8]} was reclaimed by another process while it was stopped; "
                          "its jobs were stopped and their results are not recorded here.")
         self.last_beat = time.time()

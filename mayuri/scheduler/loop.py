@@ -7,37 +7,58 @@ schedulers) allow. A failed attempt may be retried (`retry.py`); a failed
 instance marks its dependents skipped while unrelated branches go on.
 Timeouts, `mayuri cancel`, Ctrl-C and SIGTERM stop a job's process tree
 without blocking the loop. Launching and recording one attempt is
-`attempts.py`'s job; this module only decides what happens next.
+`attempts.py`'s job; this module decides what happens next, and records
+together the attempts that ended in the same turn (one transaction). With
+jobs in flight, a store locked past its busy timeout only delays the
+records (`patience.py`); it never abandons the jobs.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import select
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mayuri.environment import git_info, gpu_info, platform_info, python_info
 from mayuri.errors import ExecutorError
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.gpu import inventory, process_gpu_memory
 from mayuri.job import read_outputs
+from mayuri.scheduler.events import JobEvent
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
+from mayuri.scheduler.patience import patiently
 from mayuri.scheduler.placement import usable
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner, Slot
 from mayuri.scheduler.process import kill, reap, stop, terminate
 from mayuri.scheduler.recovery import recover
+from mayuri.store.attempt_records import EndRecord, record_ends
+from mayuri.store.db import StoreLocked
 from mayuri.store.metric_records import append_points
-from mayuri.store.records import add_lineage, create_run, ensure_experiment, finish_run, mark_run, new_run_id, record_hits
+from mayuri.store.records import (
+    NewRun,
+    RunClose,
+    ensure_experiment,
+    mark_run,
+    new_run_id,
+    record_hits,
+    record_unstarted,
+)
 from mayuri.store.scheduler_queries import cancel_requests
 
 if TYPE_CHECKING:
     from mayuri.scheduler import attempts
 
 __all__ = ["SETTLED_OK", "Outcome", "Scheduler", "Slot"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How often the store is asked for cancel requests and for GPUs when none was free.
 CANCEL_CHECK_INTERVAL = 0.5
@@ -61,6 +82,8 @@ class Scheduler(Planner):
         self._next_cancel_check = 0.0
         self._stopping = False
         self._devices_at = 0.0
+        self._runs_dir = self.store.runs
+        self._job_env: dict[str, str] | None = None
 
     # -- launching ----------------------------------------------------------
 
@@ -84,19 +107,54 @@ class Scheduler(Planner):
                     parents[name if len(keys) == 1 else f"{name}[{index}]"] = run_id
         return parents
 
-    def _create_run(self, slot: Slot) -> None:
+    def _patiently(self, write: Callable[[], T], slots: Sequence[Slot]) -> T:
+        """A recording write, tried again while the store is locked; the jobs concerned show why they wait."""
+        def warn(waited: float) -> None:
+            note = f"store locked for {waited:.0f}s: recording delayed, retrying"
+            if not slots:
+                log.warning("warning: %s", note)
+            for slot in slots:
+                gpus = tuple(slot.active.gpus) if slot.active else ()
+                self.reporter.event(JobEvent(slot.instance.key, slot.state, note, slot.run_id,
+                                             attempt=slot.attempt, gpus=gpus))
+
+        return patiently(write, warn)
+
+    def _new_run(self, slot: Slot) -> NewRun:
+        """Give a slot its run (id, folder), to be inserted with its first attempt."""
         inst = slot.instance
         if self._experiment_id is None:
-            self._experiment_id = ensure_experiment(self.store, self.experiment)
+            self._experiment_id = self._patiently(lambda: ensure_experiment(self.store, self.experiment), [slot])
         slot.run_id = new_run_id()
-        slot.run_dir = self.store.runs / slot.run_id
+        slot.run_dir = self._runs_dir / slot.run_id
         slot.current = inst
-        create_run(
-            self.store, run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name,
-            kind=inst.job.kind, config_hash=inst.config_hash, params=inst.params, config=inst.config,
-            upstream=slot.upstream_fps, reason=slot.reason, run_dir=slot.run_dir,
+        return NewRun(
+            run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name, kind=inst.job.kind,
+            config_hash=inst.config_hash, params=inst.params, config=inst.config, upstream=slot.upstream_fps,
+            reason=slot.reason, run_dir=str(slot.run_dir), parents=self._parents(inst),
         )
-        add_lineage(self.store, slot.run_id, self._parents(inst))
+
+    def _take_gpus(self, slot: Slot, keeper: LeaseKeeper, now: float) -> list[Any] | None:
+        if now < self._gpu_retry_at:
+            return None
+        if now >= self._devices_at + DEVICE_REFRESH and not all(d.fake for d in self.devices):
+            self._devices_at = now
+            self.devices = usable(inventory(), self.settings.scheduler.gpus)
+        try:
+            taken = keeper.take(slot.request, self.devices, slot.avoid)
+            if taken is None and slot.avoid:
+                # Nowhere else to move to right now: any GPU will do rather than none.
+                taken = keeper.take(slot.request, self.devices)
+        except StoreLocked:
+            self._gpu_retry_at = now + GPU_RETRY_INTERVAL
+            self.reporter.event(JobEvent(slot.instance.key, slot.state, "store locked: waiting to take a GPU",
+                                         slot.run_id, attempt=slot.attempt))
+            return None
+        if taken is None:
+            self._gpu_retry_at = now + GPU_RETRY_INTERVAL
+            if slot.reason != "waiting for a GPU":
+                self._emit(slot, "ready", "waiting for a GPU")
+        return taken
 
     def _try_launch(self, slot: Slot, keeper: LeaseKeeper, now: float) -> bool:
         """Start the next attempt of a ready slot if its time has come and its GPUs are free."""
@@ -104,19 +162,8 @@ class Scheduler(Planner):
             return False
         leases: list[Any] = []
         if slot.request.gpus:
-            if now < self._gpu_retry_at:
-                return False
-            if now >= self._devices_at + DEVICE_REFRESH and not all(d.fake for d in self.devices):
-                self._devices_at = now
-                self.devices = usable(inventory(), self.settings.scheduler.gpus)
-            taken = keeper.take(slot.request, self.devices, slot.avoid)
-            if taken is None and slot.avoid:
-                # Nowhere else to move to right now: any GPU will do rather than none.
-                taken = keeper.take(slot.request, self.devices)
+            taken = self._take_gpus(slot, keeper, now)
             if taken is None:
-                self._gpu_retry_at = now + GPU_RETRY_INTERVAL
-                if slot.reason != "waiting for a GPU":
-                    self._emit(slot, "ready", "waiting for a GPU")
                 return False
             leases = taken
         # Imported on first launch: an all-cached run never needs the launch machinery.
@@ -127,23 +174,29 @@ class Scheduler(Planner):
         try:
             upstream = upstream_values(inst, {k: self.slots[k].outputs for k in inst.upstream_keys})
         except KeyError as exc:
-            keeper.give_back(leases)
+            self._patiently(lambda: keeper.give_back(leases), [slot])
             self._emit(slot, "skipped", str(exc.args[0]))
             return True
-        if slot.run_id is None:
-            self._create_run(slot)
-        assert slot.run_id is not None and slot.run_dir is not None and slot.current is not None
+        new_run = self._new_run(slot) if slot.run_id is None else None
+        run_id, run_dir, current = slot.run_id, slot.run_dir, slot.current
+        assert run_id is not None and run_dir is not None and current is not None
+        if self._job_env is None:
+            self._job_env = dict(os.environ)
         slot.attempt += 1
         try:
-            slot.active = attempts.start(
-                self.store, keeper, slot.current, run_id=slot.run_id, run_dir=slot.run_dir,
+            slot.active = self._patiently(lambda: attempts.start(
+                self.store, keeper, current, run_id=run_id, run_dir=run_dir,
                 project_root=self.settings.root, number=slot.attempt, upstream=upstream, leases=leases,
-                devices={d.uuid: d for d in self.devices}, timeout=inst.job.timeout,
-            )
+                devices={d.uuid: d for d in self.devices}, timeout=inst.job.timeout, new_run=new_run,
+                base_env=self._job_env,
+            ), [slot])
+        except Fenced:
+            raise
         except ExecutorError as exc:
-            keeper.give_back(leases)
-            finish_run(self.store, slot.run_id, status="failed", exit_code=None, error=exc.message)
-            self._emit(slot, "failed", exc.message)
+            message = exc.message
+            self._patiently(lambda: keeper.give_back(leases), [slot])
+            self._patiently(lambda: record_unstarted(self.store, new_run, run_id, message), [slot])
+            self._emit(slot, "failed", message)
             return True
         slot.active.sampler.step = slot.sys_step
         self._running.add(slot.instance.key)
@@ -152,36 +205,74 @@ class Scheduler(Planner):
 
     # -- finishing ------------------------------------------------------------
 
-    def _finish(self, slot: Slot, code: int, keeper: LeaseKeeper) -> None:
+    def _record(self, keeper: LeaseKeeper, records: list[EndRecord], slots: list[Slot]) -> None:
+        if not self._patiently(lambda: record_ends(self.store, keeper.id, records), slots):
+            raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; the end of {len(records)} attempt(s) "
+                         "was not recorded")
+
+    def _finish(self, done: list[tuple[Slot, int]], keeper: LeaseKeeper) -> None:
+        """Record the attempts that ended in this turn, then retry or close each one's run."""
         from mayuri.scheduler import attempts
+
+        ended: list[tuple[Slot, attempts.Active, attempts.Ended]] = []
+        for slot, code in done:
+            active = slot.active
+            assert active is not None and slot.run_dir is not None
+            self._running.discard(slot.instance.key)
+            slot.sys_step = active.sampler.step
+            ended.append((slot, active, attempts.conclude(slot.run_dir, active, code)))
+        # GPUs are given back before any closure is hashed: other jobs may be waiting for them.
+        early = [(s, a, e) for s, a, e in ended if a.leases]
+        if early:
+            self._record(keeper, [EndRecord(s.run_id or "", a.number, e.record, tuple(lease.token for lease in a.leases))
+                                  for s, a, e in early], [s for s, _, _ in early])
+        self._gpu_retry_at = 0.0
+        records = []
+        follow: list[Callable[[], None]] = []
+        for slot, active, end in ended:
+            assert slot.run_id is not None
+            record = None if active.leases else end.record
+            slot.causes.append(end.cause or "ok")
+            retried, error = self._retry_or_error(slot, active, end)
+            if retried is not None:
+                records.append(EndRecord(slot.run_id, active.number, record))
+                follow.append(retried)
+            else:
+                close, closed = self._close_run(slot, active, end, error)
+                records.append(EndRecord(slot.run_id, active.number, record, close=close))
+                follow.append(closed)
+        self._record(keeper, records, [s for s, _, _ in ended])
+        for step in follow:
+            step()
+
+    def _retry_or_error(self, slot: Slot, active: attempts.Active,
+                        ended: attempts.Ended) -> tuple[Callable[[], None] | None, str | None]:
+        """(what to do once the end is recorded, when the attempt is retried; else the run's error)."""
         from mayuri.scheduler.retry import decide
 
-        active = slot.active
-        assert active is not None and slot.run_id is not None and slot.run_dir is not None
+        if ended.status != "failed" or self._stopping:
+            return None, ended.error
         assert slot.current is not None
-        self._running.discard(slot.instance.key)
-        slot.sys_step = active.sampler.step
-        ended = attempts.finish(self.store, keeper, slot.run_id, slot.run_dir, active, code)
-        self._gpu_retry_at = 0.0
-        slot.causes.append(ended.cause or "ok")
-        if ended.status == "failed" and not self._stopping:
-            choice = decide(slot.instance.job.retry, ended.cause or "exit", slot.causes, slot.current.params,
-                            active.gpus)
-            if choice.retry:
-                if choice.changes:
-                    slot.current = with_params(slot.current, choice.changes)
-                slot.not_before = time.monotonic() + choice.delay
-                slot.avoid = choice.avoid_gpus
-                slot.active = None
-                self._queue.insert(0, slot)
-                self._emit(slot, "ready", choice.reason)
-                return
-            error = f"{ended.error}; {choice.reason}" if choice.reason != "failed" else ended.error
-        else:
-            error = ended.error
-        self._close_run(slot, active, ended, error)
+        choice = decide(slot.instance.job.retry, ended.cause or "exit", slot.causes, slot.current.params,
+                        active.gpus)
+        if not choice.retry:
+            return None, f"{ended.error}; {choice.reason}" if choice.reason != "failed" else ended.error
 
-    def _close_run(self, slot: Slot, active: attempts.Active, ended: attempts.Ended, error: str | None) -> None:
+        def requeue() -> None:
+            assert slot.current is not None
+            if choice.changes:
+                slot.current = with_params(slot.current, choice.changes)
+            slot.not_before = time.monotonic() + choice.delay
+            slot.avoid = choice.avoid_gpus
+            slot.active = None
+            self._queue.insert(0, slot)
+            self._emit(slot, "ready", choice.reason)
+
+        return requeue, None
+
+    def _close_run(self, slot: Slot, active: attempts.Active, ended: attempts.Ended,
+                   error: str | None) -> tuple[RunClose, Callable[[], None]]:
+        """How the run closes, and what to do once that is recorded."""
         from mayuri.scheduler.finish import record_attempt
 
         assert slot.run_id is not None and slot.run_dir is not None and slot.current is not None
@@ -192,20 +283,25 @@ class Scheduler(Planner):
             status = "failed"
             error = "exited 0 but did not set declared output " + ", ".join(f"'{m}'" for m in missing) + \
                 " (call mayuri.output(name, value) in the job)"
-        recorded = record_attempt(
-            self.store, self.settings.root, slot.current, slot.run_dir, active.launch.closure_dir,
+        current, run_dir = slot.current, slot.run_dir
+        # Hashing the closure may write (stat cache, code blobs): it waits out a locked store too.
+        recorded = self._patiently(lambda: record_attempt(
+            self.store, self.settings.root, current, run_dir, active.launch.closure_dir,
             active.process.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
-        )
-        finish_run(
-            self.store, slot.run_id, status=status, exit_code=ended.code,
-            error=error or recorded.note,
+        ), [slot])
+        close = RunClose(
+            status, ended.code, error or recorded.note,
             fingerprint=recorded.fingerprint if status == "succeeded" else None,
-            closure=recorded.closure, environment=recorded.environment, outputs=outputs,
+            closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs,
         )
-        slot.fingerprint = recorded.fingerprint or f"unreusable:{slot.run_id}"
-        slot.outputs = outputs
-        self._emit(slot, status, error or slot.reason, duration=ended.duration)
-        slot.active = None
+
+        def closed() -> None:
+            slot.fingerprint = recorded.fingerprint or f"unreusable:{slot.run_id}"
+            slot.outputs = outputs
+            self._emit(slot, status, error or slot.reason, duration=ended.duration)
+            slot.active = None
+
+        return close, closed
 
     # -- watching -------------------------------------------------------------
 
@@ -230,13 +326,7 @@ class Scheduler(Planner):
                 active.kill_at = now + 1.0
         if now >= self._next_cancel_check:
             self._next_cancel_check = now + CANCEL_CHECK_INTERVAL
-            wanted = set(cancel_requests(self.store, keeper.id))
-            for slot in self.slots.values():
-                if slot.run_id in wanted:
-                    if slot.active is not None:
-                        self._stop_slot(slot, "cancelled", now)
-                    elif slot.state == "ready":
-                        self._cancel_waiting(slot, "cancelled (mayuri cancel)")
+            self._check_cancels(keeper, now)
         due = [s for s in running if s.active is not None and s.active.sampler.due(now)]
         if due:
             gpu_memory = process_gpu_memory() if any(s.active and s.active.gpus for s in due) else {}
@@ -244,14 +334,33 @@ class Scheduler(Planner):
                 assert slot.active is not None and slot.run_id is not None
                 points = slot.active.sampler.sample(gpu_memory, now)
                 if points:
-                    append_points(self.store, slot.run_id, points)
+                    try:
+                        append_points(self.store, slot.run_id, points)
+                    except StoreLocked:
+                        # A lost sample costs nothing that matters: the peaks are kept in memory.
+                        log.debug("store locked: system metrics of %s not stored", slot.run_id)
         keeper.beat_if_due(now)
+
+    def _check_cancels(self, keeper: LeaseKeeper, now: float) -> None:
+        try:
+            wanted = set(cancel_requests(self.store, keeper.id))
+        except StoreLocked:
+            return  # a rollback journal keeps readers out too; ask again at the next check
+        if not wanted:
+            return
+        for slot in self.slots.values():
+            if slot.run_id in wanted:
+                if slot.active is not None:
+                    self._stop_slot(slot, "cancelled", now)
+                elif slot.state == "ready":
+                    self._cancel_waiting(slot, "cancelled (mayuri cancel)")
 
     def _cancel_waiting(self, slot: Slot, note: str) -> None:
         if slot in self._queue:
             self._queue.remove(slot)
-        if slot.run_id:
-            mark_run(self.store, slot.run_id, "cancelled", note)
+        run_id = slot.run_id
+        if run_id:
+            self._patiently(lambda: mark_run(self.store, run_id, "cancelled", note), [slot])
         self._emit(slot, "cancelled", note)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -294,30 +403,29 @@ class Scheduler(Planner):
         keeper = LeaseKeeper(self.store, self.experiment)
         recover(self.store, skip=keeper.id)
         previous = self._install_signals()
-        hits: set[str] = set()
         fenced = False
         try:
-            self._loop(keeper, hits)
+            self._loop(keeper)
         except Fenced:
             fenced = True
             raise
         finally:
             self._kill_leftovers()
             self._restore_signals(previous)
-            record_hits(self.store, hits)
+            self._patiently(lambda: record_hits(self.store, self.cache_hits), [])
             if not fenced:
-                keeper.close()
+                self._patiently(keeper.close, [])
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)
 
-    def _loop(self, keeper: LeaseKeeper, hits: set[str]) -> None:
+    def _loop(self, keeper: LeaseKeeper) -> None:
         limit = self.settings.scheduler.max_parallel
         while True:
             now = time.monotonic()
             if self._signals:
                 self._begin_stopping(now)
             else:
-                self._queue.extend(self._advance_pending())
-                hits.update(s.run_id for s in self.slots.values() if s.state == "cached" and s.run_id)
+                if self._changed:
+                    self._queue.extend(self._advance_pending())
                 index = 0
                 while index < len(self._queue) and len(self._running) < limit:
                     slot = self._queue[index]
@@ -325,25 +433,28 @@ class Scheduler(Planner):
                         self._queue.pop(index)
                     else:
                         index += 1
-            finished = 0
+            done = []
             for key in list(self._running):
                 slot = self.slots[key]
                 assert slot.active is not None
                 code = reap(slot.active.process)
                 if code is not None:
-                    self._finish(slot, code, keeper)
-                    finished += 1
+                    done.append((slot, code))
+            if done:
+                self._finish(done, keeper)
             if not self._running:
                 if self._stopping or not self._queue and not self._can_progress():
                     return
             self._watch(keeper, time.monotonic())
-            if not finished:
+            if not done:
                 # A job that ended may have freed a slot or a GPU: launch before waiting again.
                 self._wait(time.monotonic())
 
     def _can_progress(self) -> bool:
-        return any(s.state == "pending" and self._upstream_state(s)[0] for s in self.slots.values()) or any(
-            s.state == "pending" and self._upstream_state(s)[1] for s in self.slots.values())
+        if any(self._upstream_state(s) != (False, None) for s in self._pending if s.state == "pending"):
+            self._changed = True
+            return True
+        return False
 
     def _kill_leftovers(self) -> None:
         # Whatever happened (a bug, a fenced scheduler), no job outlives its scheduler.

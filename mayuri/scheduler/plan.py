@@ -88,8 +88,15 @@ class Planner:
         self.force = force
         self.dry_run = dry_run
         self.devices: list[Gpu] = []
+        # Only these can change state in `_advance_pending`; the rest is never looked at again.
+        self._pending = list(self.slots.values())
+        # Set when a slot settles: only then can a pending slot have become decidable.
+        self._changed = True
+        self.cache_hits: set[str] = set()
 
     def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
+        if state != "running":
+            self._changed = True
         slot.state = state
         slot.reason = reason or slot.reason
         gpus = tuple(slot.active.gpus) if slot.active else ()
@@ -123,6 +130,7 @@ class Planner:
         slot.run_id = decision.cached.id
         slot.fingerprint = decision.cached.fingerprint
         slot.outputs = outputs_of(self.store, decision.cached.id)
+        self.cache_hits.add(decision.cached.id)
         self._emit(slot, "cached", decision.reason)
 
     def _with_gpu(self, slot: Slot, reason: str) -> str:
@@ -130,8 +138,9 @@ class Planner:
 
     def _advance_pending(self) -> list[Slot]:
         """Decide every pending slot whose upstreams are settled; returns the ones to launch."""
+        self._changed = False
         ready = []
-        for slot in self.slots.values():
+        for slot in self._pending:
             if slot.state != "pending":
                 continue
             ok, blocked = self._upstream_state(slot)
@@ -153,6 +162,7 @@ class Planner:
                 slot.state = "ready"
                 slot.reason = decision.reason
                 ready.append(slot)
+        self._pending = [slot for slot in self._pending if slot.state == "pending"]
         return ready
 
     def _check_resources(self) -> None:

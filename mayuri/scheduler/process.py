@@ -11,6 +11,7 @@ the parent chain): RELIABILITY.md decision 5. Nothing here touches the store.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from mayuri.errors import ExecutorError
+from mayuri.scheduler.identity import create_time
 
 RUN_ID_ENV = "MAYURI_RUN_ID"
 # The exit code recorded when another part of the process reaped the job first.
@@ -51,6 +53,12 @@ class JobProcess:
             self.pidfd = None
 
 
+@functools.cache
+def _devnull() -> int:
+    # Every job's stdin; opened once rather than at each launch (close-on-exec, dup'ed into each child).
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
 def spawn(
     command: Sequence[str] | str,
     *,
@@ -63,19 +71,26 @@ def spawn(
 ) -> JobProcess:
     """Start a job in a new session with its output going to the two files (appended for retries)."""
     argv: Sequence[str] | str = ["/bin/sh", "-c", command] if shell and isinstance(command, str) else command
-    mode = "ab" if append else "wb"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
     try:
-        with open(stdout, mode) as out, open(stderr, mode) as err:
-            popen = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                close_fds=True,
-            )
+        out = os.open(stdout, flags, 0o666)
+        try:
+            err = os.open(stderr, flags, 0o666)
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=_devnull(),
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            finally:
+                os.close(err)
+        finally:
+            os.close(out)
     except FileNotFoundError:
         program = argv[0] if not isinstance(argv, str) else argv
         raise ExecutorError(
@@ -86,15 +101,12 @@ def spawn(
         program = argv[0] if not isinstance(argv, str) else argv
         raise ExecutorError(f"cannot start '{program}': permission denied.",
                             hint="Make it executable (chmod +x) or run it through its interpreter.") from None
-    try:
-        create_time: float | None = psutil.Process(popen.pid).create_time()
-    except psutil.Error:
-        create_time = None
+    created = create_time(popen.pid)
     try:
         pidfd: int | None = os.pidfd_open(popen.pid)
     except (OSError, AttributeError):
         pidfd = None
-    return JobProcess(popen=popen, create_time=create_time, started=time.time(),
+    return JobProcess(popen=popen, create_time=created, started=time.time(),
                       run_id=env.get(RUN_ID_ENV, ""), pidfd=pidfd)
 
 

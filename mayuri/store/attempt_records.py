@@ -3,19 +3,24 @@
 Every write is one `store.write()` transaction and is fenced by the
 scheduler's id: once another process has reclaimed a scheduler (it looked
 dead), that scheduler's late writes change nothing and report False, so a job
-is never recorded twice.
+is never recorded twice. A launch is one transaction (the run when new, its
+lineage, the attempt, its leases) held across the start of the process; the
+ends of the attempts that finished together are one transaction too, with
+their runs' closes. Nothing here starts or watches a process itself.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
+from mayuri.store.records import NewRun, RunClose, close_run_rows, insert_run_rows
 
 
 @dataclass(frozen=True)
@@ -31,57 +36,101 @@ class AttemptEnd:
     peak_gpu_memory: int | None = None
 
 
-def _alive(store: Store, scheduler_id: str) -> bool:
-    row = store.db.execute_sql("SELECT status FROM scheduler WHERE id = ?", (scheduler_id,)).fetchone()
+@dataclass(frozen=True)
+class EndRecord:
+    """What to record when an attempt's process has ended: its end, its leases to free, its run's close.
+
+    `end` is None when the attempt's end was recorded already (its leases were
+    freed early) and only the run's close remains; `close` is None when the
+    run goes on (a retry follows).
+    """
+
+    run_id: str
+    number: int
+    end: AttemptEnd | None
+    lease_tokens: tuple[str, ...] = ()
+    close: RunClose | None = None
+
+
+def _alive(conn: sqlite3.Connection, scheduler_id: str) -> bool:
+    row = conn.execute("SELECT status FROM scheduler WHERE id = ?", (scheduler_id,)).fetchone()
     return row is not None and row[0] == "running"
 
 
 def begin_attempt(
-    store: Store, run_id: str, number: int, *, scheduler_id: str, pid: int, pid_create_time: float | None,
-    host: str, params: Mapping[str, Any], gpus: Sequence[str], lease_tokens: Sequence[str],
+    store: Store, run_id: str, number: int, *, scheduler_id: str, host: str, params: Mapping[str, Any],
+    gpus: Sequence[str], lease_tokens: Sequence[str], launch: Callable[[], tuple[int, float | None]],
+    new_run: NewRun | None = None,
 ) -> bool:
-    """Record attempt `number` as launched and bind its leases to the process; False when fenced."""
-    now = time.time()
+    """Launch attempt `number` and record it, at once; False when fenced (then nothing is launched).
+
+    Inside one write transaction: insert the run and its lineage when it is
+    new, call `launch` (which starts the process and returns its pid and
+    create time), record the attempt as running and bind its leases to the
+    process. Holding the write lock while the process starts means that a job
+    writing to the store from its first instant waits until its run exists.
+    If `launch` raises, nothing is recorded.
+    """
     with store.write():
-        if not _alive(store, scheduler_id):
+        conn = store.db.connection()
+        if not _alive(conn, scheduler_id):
             return False
-        store.db.execute_sql(
+        now = time.time()
+        if new_run is not None:
+            insert_run_rows(conn, new_run, status="running", now=now, scheduler_id=scheduler_id, started=True)
+        pid, pid_create_time = launch()
+        now = time.time()
+        conn.execute(
             "INSERT INTO attempt (run_id, number, status, pid, pid_create_time, host, started_at, gpus, params, "
             "scheduler_id) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
             (run_id, number, pid, pid_create_time, host, now, json.dumps(list(gpus)), canonical_json(params),
              scheduler_id),
         )
-        store.db.execute_sql(
-            "UPDATE run SET status = 'running', scheduler_id = ?, started_at = COALESCE(started_at, ?) "
-            "WHERE id = ?", (scheduler_id, now, run_id),
-        )
-        store.db.cursor().executemany(
-            "UPDATE gpu_lease SET run_id = ?, attempt = ?, pid = ?, pid_create_time = ? WHERE token = ?",
-            [(run_id, number, pid, pid_create_time, token) for token in lease_tokens],
-        )
+        if new_run is None:
+            conn.execute(
+                "UPDATE run SET status = 'running', scheduler_id = ?, started_at = COALESCE(started_at, ?) "
+                "WHERE id = ?", (scheduler_id, now, run_id),
+            )
+        if lease_tokens:
+            conn.executemany(
+                "UPDATE gpu_lease SET run_id = ?, attempt = ?, pid = ?, pid_create_time = ? WHERE token = ?",
+                [(run_id, number, pid, pid_create_time, token) for token in lease_tokens],
+            )
     return True
 
 
-def end_attempt(
-    store: Store, run_id: str, number: int, *, scheduler_id: str, end: AttemptEnd, lease_tokens: Iterable[str],
-) -> bool:
-    """Close an attempt, keep the run's peaks, and free its leases, at once; False when fenced."""
-    now = time.time()
-    with store.write():
-        if not _alive(store, scheduler_id):
-            return False
-        store.db.execute_sql(
+def _end_rows(conn: sqlite3.Connection, record: EndRecord, now: float) -> None:
+    end = record.end
+    if end is not None:
+        conn.execute(
             "UPDATE attempt SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cause = ?, error = ?, "
             "peak_rss = ?, peak_gpu_memory = ? WHERE run_id = ? AND number = ?",
             (end.status, now, end.exit_code, end.signal, end.cause, end.error, end.peak_rss,
-             end.peak_gpu_memory, run_id, number),
+             end.peak_gpu_memory, record.run_id, record.number),
         )
-        store.db.execute_sql(
-            "UPDATE run SET peak_rss = MAX(COALESCE(peak_rss, 0), COALESCE(?, 0)), "
-            "peak_gpu_memory = MAX(COALESCE(peak_gpu_memory, 0), COALESCE(?, 0)) WHERE id = ?",
-            (end.peak_rss, end.peak_gpu_memory, run_id),
-        )
-        store.db.cursor().executemany("DELETE FROM gpu_lease WHERE token = ?", [(t,) for t in lease_tokens])
+        if end.peak_rss or end.peak_gpu_memory:
+            conn.execute(
+                "UPDATE run SET peak_rss = MAX(COALESCE(peak_rss, 0), COALESCE(?, 0)), "
+                "peak_gpu_memory = MAX(COALESCE(peak_gpu_memory, 0), COALESCE(?, 0)) WHERE id = ?",
+                (end.peak_rss, end.peak_gpu_memory, record.run_id),
+            )
+    if record.lease_tokens:
+        conn.executemany("DELETE FROM gpu_lease WHERE token = ?", [(t,) for t in record.lease_tokens])
+    if record.close is not None:
+        close_run_rows(conn, record.run_id, record.close, now)
+
+
+def record_ends(store: Store, scheduler_id: str, records: Sequence[EndRecord]) -> bool:
+    """Record the ends of attempts (their leases freed, their runs closed), all at once; False when fenced."""
+    if not records:
+        return True
+    with store.write():
+        conn = store.db.connection()
+        if not _alive(conn, scheduler_id):
+            return False
+        now = time.time()
+        for record in records:
+            _end_rows(conn, record, now)
     return True
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import peewee
 
+from mayuri.config import Settings
 from mayuri.errors import StoreError
 from mayuri.store.fsinfo import is_network_fs
 from mayuri.store.models import MODELS, database_proxy
@@ -338,3 +339,12 @@ def open_store(
 
 
 __all__ = ["MODELS", "Store", "StoreLocked", "open_store", "schema_version", "store_errors"]
+
+
+def open_project_store(settings: Settings) -> Store:
+    """The store that a project's `mayuri.toml` names, opened with its settings."""
+    return open_store(
+        settings.store.path,
+        allow_network_fs=settings.store.allow_network_fs,
+        busy_timeout=settings.store.busy_timeout,
+    )

@@ -20,7 +20,8 @@ _RUN_COLUMNS = (
     "run.id, experiment.name, run.job, run.kind, run.status, run.fingerprint, run.config_hash, "
     "run.params, run.config, run.upstream, run.environment, run.reason, run.error, run.exit_code, "
     "run.created_at, run.started_at, run.ended_at, run.user, run.host, run.run_dir, run.hits, "
-    "run.last_used_at, run.pinned"
+    "run.last_used_at, run.pinned, "
+    "(SELECT attempt.gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY attempt.number DESC LIMIT 1)"
 )
 _RUN_FROM = "FROM run JOIN experiment ON experiment.id = run.experiment_id"
 
@@ -38,7 +39,7 @@ class RunRow:
     config_hash: str
     params: dict[str, Any]
     config: dict[str, Any]
-    upstream: dict[str, str]
+    upstream: dict[str, list[str]]
     environment: dict[str, Any]
     reason: str | None
     error: str | None
@@ -52,6 +53,8 @@ class RunRow:
     hits: int
     last_used_at: float | None
     pinned: bool
+    # The GPUs of the run's latest attempt.
+    gpus: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -83,16 +86,17 @@ class RunRow:
             "run_dir": self.run_dir,
             "hits": self.hits,
             "pinned": self.pinned,
+            "gpus": self.gpus,
         }
 
 
 def _row(values: tuple[Any, ...]) -> RunRow:
     (rid, exp, job, kind, status, fp, ch, params, config, upstream, env, reason, error, code,
-     created, started, ended, user, host, run_dir, hits, last_used, pinned) = values
+     created, started, ended, user, host, run_dir, hits, last_used, pinned, gpus) = values
     return RunRow(
         rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
         json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
-        user, host, run_dir, hits, last_used, bool(pinned),
+        user, host, run_dir, hits, last_used, bool(pinned), json.loads(gpus) if gpus else [],
     )
 
 

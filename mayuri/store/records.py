@@ -1,28 +1,32 @@
 """Writes to the store: runs, attempts, closures, outputs, lineage, cache hits.
 
-Every function here writes inside one `store.write()` transaction (BEGIN
-IMMEDIATE), so that concurrent `mayuri run` processes never see half a record
-and never upgrade a read lock into a write.
+Every public function here writes inside one `store.write()` transaction
+(BEGIN IMMEDIATE), so that concurrent `mayuri run` processes never see half a
+record and never upgrade a read lock into a write. The `*_rows` helpers write
+the rows of one record through a raw connection and open no transaction:
+they are the parts from which the scheduler builds its own larger
+transactions (`attempt_records.py`), so that a run and its first attempt, or
+an attempt's end and its run's close, are written at once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from peewee import fn
 
 from mayuri.config import current_user
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
-from mayuri.store.models import Attempt, Experiment, Run
+from mayuri.store.models import Experiment
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,90 @@ def ensure_experiment(store: Store, name: str) -> int:
         return int(Experiment.get(Experiment.name == name).id)
 
 
+@dataclass(frozen=True)
+class NewRun:
+    """A run about to be launched, as its row (and its lineage) will record it."""
+
+    run_id: str
+    experiment_id: int
+    job: str
+    kind: str
+    config_hash: str
+    params: Mapping[str, Any]
+    config: Mapping[str, Any]
+    upstream: Mapping[str, Any]
+    reason: str
+    run_dir: str
+    parents: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunClose:
+    """How a run ends: status, closure with digests, environment, outputs and fingerprint."""
+
+    status: str
+    exit_code: int | None
+    error: str | None = None
+    fingerprint: str | None = None
+    closure: tuple[ClosureRow, ...] = ()
+    environment: Mapping[str, Any] | None = None
+    outputs: Mapping[str, Any] | None = None
+
+
+@functools.cache
+def _recorder() -> tuple[str, str]:
+    # Who and where a run is recorded from: read once per process, as it is
+    # needed for every run (the user may take a read of /etc/passwd).
+    return current_user(), socket.gethostname()
+
+
+def insert_run_rows(
+    conn: sqlite3.Connection, run: NewRun, *, status: str, now: float, scheduler_id: str | None = None,
+    started: bool = False, error: str | None = None,
+) -> None:
+    """Insert a run and its lineage; the caller holds the write transaction."""
+    user, host = _recorder()
+    conn.execute(
+        "INSERT INTO run (id, experiment_id, job, kind, status, config_hash, params, config, upstream, reason, "
+        "error, created_at, started_at, ended_at, user, host, run_dir, scheduler_pid, scheduler_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run.run_id, run.experiment_id, run.job, run.kind, status, run.config_hash, canonical_json(run.params),
+         canonical_json(run.config), canonical_json(run.upstream), run.reason, error, now,
+         now if started else None, now if status not in ("queued", "running") else None, user, host,
+         run.run_dir, os.getpid(), scheduler_id),
+    )
+    if run.parents:
+        conn.executemany(
+            "INSERT OR IGNORE INTO lineage (parent_id, child_id, name) VALUES (?, ?, ?)",
+            [(parent, run.run_id, name) for name, parent in run.parents.items()],
+        )
+
+
+def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: float) -> None:
+    """Write a run's end (status, closure, outputs, fingerprint); the caller holds the write transaction."""
+    if close.closure:
+        conn.executemany(
+            "INSERT OR IGNORE INTO file (path, kind, size, sha512) VALUES (?, ?, ?, ?)",
+            [(r.path, r.kind, r.size, r.sha512) for r in close.closure],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO closure_entry (run_id, file_id, role) "
+            "SELECT ?, id, ? FROM file WHERE path = ? AND sha512 = ?",
+            [(run_id, r.role, r.path, r.sha512) for r in close.closure],
+        )
+    if close.outputs:
+        conn.executemany(
+            "INSERT OR REPLACE INTO output (run_id, name, value) VALUES (?, ?, ?)",
+            [(run_id, name, canonical_json(value)) for name, value in close.outputs.items()],
+        )
+    conn.execute(
+        "UPDATE run SET status = ?, exit_code = ?, error = ?, fingerprint = ?, environment = ?, "
+        "ended_at = ?, last_used_at = ? WHERE id = ?",
+        (close.status, close.exit_code, close.error, close.fingerprint, canonical_json(close.environment or {}),
+         now, now, run_id),
+    )
+
+
 def create_run(
     store: Store,
     *,
@@ -69,24 +157,9 @@ def create_run(
     status: str = "queued",
 ) -> None:
     """Insert a run that is about to be launched (queued until its first attempt starts)."""
+    run = NewRun(run_id, experiment_id, job, kind, config_hash, params, config, upstream, reason, str(run_dir))
     with store.write():
-        Run.insert(
-            id=run_id,
-            experiment=experiment_id,
-            job=job,
-            kind=kind,
-            status=status,
-            config_hash=config_hash,
-            params=canonical_json(params),
-            config=canonical_json(config),
-            upstream=canonical_json(upstream),
-            reason=reason,
-            created_at=time.time(),
-            user=current_user(),
-            host=socket.gethostname(),
-            run_dir=str(run_dir),
-            scheduler_pid=os.getpid(),
-        ).execute()
+        insert_run_rows(store.db.connection(), run, status=status, now=time.time())
 
 
 def start_attempt(
@@ -102,20 +175,16 @@ def start_attempt(
     """Record that attempt `number` of a run has been launched as process `pid`."""
     now = time.time()
     with store.write():
-        Attempt.insert(
-            run=run_id,
-            number=number,
-            status="running",
-            pid=pid,
-            pid_create_time=pid_create_time,
-            host=socket.gethostname(),
-            started_at=now,
-            gpus=json.dumps(list(gpus)),
-            params=canonical_json(params),
-        ).execute()
-        Run.update(status="running", started_at=fn.COALESCE(Run.started_at, now)).where(
-            Run.id == run_id
-        ).execute()
+        conn = store.db.connection()
+        conn.execute(
+            "INSERT INTO attempt (run_id, number, status, pid, pid_create_time, host, started_at, gpus, params) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            (run_id, number, pid, pid_create_time, socket.gethostname(), now, json.dumps(list(gpus)),
+             canonical_json(params)),
+        )
+        conn.execute(
+            "UPDATE run SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?", (now, run_id)
+        )
 
 
 def finish_attempt(
@@ -130,9 +199,11 @@ def finish_attempt(
 ) -> None:
     """Close an attempt with how its process ended."""
     with store.write():
-        Attempt.update(
-            status=status, ended_at=time.time(), exit_code=exit_code, signal=signal, cause=cause
-        ).where((Attempt.run == run_id) & (Attempt.number == number)).execute()
+        store.db.connection().execute(
+            "UPDATE attempt SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cause = ? "
+            "WHERE run_id = ? AND number = ?",
+            (status, time.time(), exit_code, signal, cause, run_id, number),
+        )
 
 
 def finish_run(
@@ -148,39 +219,20 @@ def finish_run(
     outputs: Mapping[str, Any] | None = None,
 ) -> None:
     """Close a run: status, closure with digests, environment, outputs and fingerprint, at once."""
-    rows = list(closure)
+    close = RunClose(status, exit_code, error, fingerprint, tuple(closure), environment, outputs)
+    with store.write():
+        close_run_rows(store.db.connection(), run_id, close, time.time())
+
+
+def record_unstarted(store: Store, run: NewRun | None, run_id: str, error: str) -> None:
+    """A run whose process could not be started: failed, with why (inserted first if it is new)."""
     now = time.time()
     with store.write():
-        cursor = store.db.cursor()
-        if rows:
-            cursor.executemany(
-                "INSERT OR IGNORE INTO file (path, kind, size, sha512) VALUES (?, ?, ?, ?)",
-                [(r.path, r.kind, r.size, r.sha512) for r in rows],
-            )
-            cursor.executemany(
-                "INSERT OR IGNORE INTO closure_entry (run_id, file_id, role) "
-                "SELECT ?, id, ? FROM file WHERE path = ? AND sha512 = ?",
-                [(run_id, r.role, r.path, r.sha512) for r in rows],
-            )
-        if outputs:
-            cursor.executemany(
-                "INSERT OR REPLACE INTO output (run_id, name, value) VALUES (?, ?, ?)",
-                [(run_id, name, canonical_json(value)) for name, value in outputs.items()],
-            )
-        cursor.execute(
-            "UPDATE run SET status = ?, exit_code = ?, error = ?, fingerprint = ?, environment = ?, "
-            "ended_at = ?, last_used_at = ? WHERE id = ?",
-            (
-                status,
-                exit_code,
-                error,
-                fingerprint,
-                canonical_json(environment or {}),
-                now,
-                now,
-                run_id,
-            ),
-        )
+        conn = store.db.connection()
+        if run is not None:
+            insert_run_rows(conn, run, status="failed", now=now, error=error)
+        else:
+            close_run_rows(conn, run_id, RunClose("failed", None, error), now)
 
 
 def add_lineage(store: Store, child_id: str, parents: Mapping[str, str]) -> None:
@@ -209,7 +261,9 @@ def record_hits(store: Store, run_ids: Iterable[str]) -> None:
 def mark_run(store: Store, run_id: str, status: str, error: str | None = None) -> None:
     """Set a run's final status without a process result (skipped, cancelled before start)."""
     with store.write():
-        Run.update(status=status, error=error, ended_at=time.time()).where(Run.id == run_id).execute()
+        store.db.connection().execute(
+            "UPDATE run SET status = ?, error = ?, ended_at = ? WHERE id = ?", (status, error, time.time(), run_id)
+        )
 
 
 def save_stat_cache(store: Store, rows: Iterable[tuple[str, int, int, int, int, int, str, int]]) -> None:

@@ -11,6 +11,9 @@ STATEMENTS = [
     "ALTER TABLE run ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
     # The cache check looks runs up by config hash; a sweep has many runs per job.
     "CREATE INDEX run_cache ON run (experiment_id, job, config_hash, created_at)",
+    # Listings filter by status newest first (the dashboard, `mayuri runs -s`).
+    "DROP INDEX run_status",
+    "CREATE INDEX run_status_created ON run (status, created_at)",
     """CREATE TABLE stat_cache (
         path TEXT PRIMARY KEY,
         dev INTEGER NOT NULL,

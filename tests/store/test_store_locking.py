@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import tomlkit
+
 from tests.conftest import Project
 from tests.store.store_workers import LockHolder, fake_mounts, integrity, mayuri_with_mounts
 
@@ -35,9 +37,12 @@ WORK = """
 
 
 def set_store_option(project: Project, line: str) -> None:
+    """Set one `[store]` key through tomlkit, keeping what `mayuri init` wrote around it."""
     config = project.root / "mayuri.toml"
-    text = config.read_text()
-    config.write_text(text.replace("[store]\n", f"[store]\n{line}\n", 1))
+    document = tomlkit.parse(config.read_text())
+    key, _, value = line.partition("=")
+    document["store"][key.strip()] = tomlkit.parse(f"v = {value.strip()}")["v"]
+    config.write_text(tomlkit.dumps(document))
 
 
 def launches(project: Project) -> list[str]:

@@ -76,7 +76,9 @@ def fill_demo(project: Project) -> Project:
     project.write("src/helpers.py", HELPERS)
     project.write("src/broken.py", BROKEN)
     done = project.mayuri("run", "exp.yaml")
-    assert done.returncode == 1, done.stderr
+    statuses = sorted((r["job"], r["status"]) for r in project.runs())
+    assert statuses == [("broken", "failed"), ("prep", "succeeded"), ("train", "succeeded"),
+                        ("train", "succeeded")], done.stderr
     return project
 
 
@@ -100,7 +102,9 @@ async def wait_until(pilot: Pilot[None], check: Callable[[], bool], timeout: flo
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            # Failed store reads show up as notifications: say what they were.
+            notes = [str(n.message) for n in pilot.app._notifications]
+            raise AssertionError(f"timed out waiting for {what}; notifications: {notes}")
         await pilot.pause(0.02)
 
 

@@ -110,3 +110,20 @@ async def test_forced_rerun_starts_a_detached_mayuri_run(project: Project) -> No
     while {r["status"] for r in project.runs()} != {"succeeded"}:
         assert time.monotonic() < deadline, project.runs()
         await asyncio.sleep(0.2)
+
+
+async def test_keys_remapped_in_mayuri_toml_work(demo: Project) -> None:
+    config = demo.root / "mayuri.toml"
+    original = config.read_text()
+    config.write_text(original + '\n[keys]\n"app.caches" = "f7"\n')
+    try:
+        app = app_for(demo.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await runs_loaded(pilot)
+            await pilot.press("f2")
+            await pilot.pause()
+            assert not isinstance(app.screen, CachesScreen)
+            await pilot.press("f7")
+            await wait_until(pilot, lambda: isinstance(app.screen, CachesScreen), what="the caches screen")
+    finally:
+        config.write_text(original)

@@ -17,6 +17,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
+from mayuri.tui.app import MayuriApp
 from mayuri.tui.screens.caches_screen import CachesScreen
 from mayuri.tui.screens.gpus_screen import GpusScreen
 from mayuri.tui.screens.run_screen import RunScreen
@@ -49,6 +50,12 @@ def first_train_run(root: Path) -> str:
         store.close()
 
 
+def still(app: MayuriApp) -> MayuriApp:
+    """No animations (a tab's underline slides): a snapshot must not catch one halfway."""
+    app.animation_level = "none"
+    return app
+
+
 async def calm(pilot: Pilot[None]) -> None:
     """Let tables settle their column widths (done when the app is idle)."""
     await pilot.pause(0.2)
@@ -62,11 +69,11 @@ async def settled(pilot: Pilot[None]) -> None:
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 def test_runs_screen(snap_compare: Snap, fixed: Path, utc: None, size: tuple[int, int]) -> None:
-    assert snap_compare(app_for(fixed), terminal_size=size, run_before=settled)
+    assert snap_compare(still(app_for(fixed)), terminal_size=size, run_before=settled)
 
 
 def test_runs_screen_light_theme(snap_compare: Snap, fixed: Path, utc: None) -> None:
-    app = app_for(fixed)
+    app = still(app_for(fixed))
 
     async def light(pilot: Pilot[None]) -> None:
         await settled(pilot)
@@ -86,7 +93,7 @@ def test_runs_screen_filtered_and_grouped(snap_compare: Snap, fixed: Path, utc: 
         await wait_until(pilot, lambda: groups.row_count > 0)
         await calm(pilot)
 
-    assert snap_compare(app_for(fixed), terminal_size=(100, 30), run_before=grouped)
+    assert snap_compare(still(app_for(fixed)), terminal_size=(100, 30), run_before=grouped)
 
 
 def run_screen(tab: str, ready: Callable[[RunScreen], bool]) -> Callable[[Pilot[None]], Any]:
@@ -103,12 +110,12 @@ def run_screen(tab: str, ready: Callable[[RunScreen], bool]) -> Callable[[Pilot[
 
 
 def test_run_overview(snap_compare: Snap, fixed: Path, utc: None) -> None:
-    assert snap_compare(app_for(fixed), terminal_size=(100, 30), run_before=run_screen("1", lambda s: True))
+    assert snap_compare(still(app_for(fixed)), terminal_size=(100, 30), run_before=run_screen("1", lambda s: True))
 
 
 def test_run_metrics_chart(snap_compare: Snap, fixed: Path, utc: None) -> None:
     ready = run_screen("2", lambda s: bool(s.query_one(MetricChart).labels))
-    assert snap_compare(app_for(fixed), terminal_size=(100, 30), run_before=ready)
+    assert snap_compare(still(app_for(fixed)), terminal_size=(100, 30), run_before=ready)
 
 
 def test_caches_screen(snap_compare: Snap, fixed: Path, utc: None) -> None:
@@ -119,7 +126,7 @@ def test_caches_screen(snap_compare: Snap, fixed: Path, utc: None) -> None:
                          and pilot.app.screen.query_one("#cache-table", DataTable).row_count > 0)
         await calm(pilot)
 
-    assert snap_compare(app_for(fixed), terminal_size=(100, 30), run_before=caches)
+    assert snap_compare(still(app_for(fixed)), terminal_size=(100, 30), run_before=caches)
 
 
 def test_gpus_screen(snap_compare: Snap, fixed: Path, utc: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,8 +140,8 @@ def test_gpus_screen(snap_compare: Snap, fixed: Path, utc: None, monkeypatch: py
                          and pilot.app.screen.query_one("#queue-table", DataTable).row_count > 0)
         await calm(pilot)
 
-    assert snap_compare(app_for(fixed), terminal_size=(100, 30), run_before=gpus)
+    assert snap_compare(still(app_for(fixed)), terminal_size=(100, 30), run_before=gpus)
 
 
 def test_empty_store(snap_compare: Snap, project: Project) -> None:
-    assert snap_compare(app_for(project.root), terminal_size=(80, 24), run_before=settled)
+    assert snap_compare(still(app_for(project.root)), terminal_size=(80, 24), run_before=settled)
