@@ -49,6 +49,10 @@ class MayuriGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
+        except KeyboardInterrupt:
+            # Ctrl-C in a reading command (`logs -f`, a confirmation prompt).
+            err.print("interrupted")
+            sys.exit(ExitCode.INTERRUPTED)
 
 
 def json_option(func: F) -> F:

@@ -15,6 +15,7 @@ records (`patience.py`); it never abandons the jobs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -388,8 +389,11 @@ class Scheduler(Planner):
             for moment in (active.deadline, active.kill_at, active.sampler.next_at):
                 if moment is not None:
                     timeout = min(timeout, max(0.0, moment - now))
-        fds = [self.slots[k].active.process.pidfd for k in self._running  # type: ignore[union-attr]
-               if self.slots[k].active.process.pidfd is not None]  # type: ignore[union-attr]
+        fds: list[int] = []
+        for key in self._running:
+            active = self.slots[key].active
+            if active is not None and active.process.pidfd is not None:
+                fds.append(active.process.pidfd)
         if fds:
             select.select(fds, [], [], timeout)
         else:
@@ -403,19 +407,34 @@ class Scheduler(Planner):
         keeper = LeaseKeeper(self.store, self.experiment)
         recover(self.store, skip=keeper.id)
         previous = self._install_signals()
-        fenced = False
+        fenced = locked = False
         try:
             self._loop(keeper)
         except Fenced:
             fenced = True
             raise
+        except StoreLocked:
+            locked = True
+            raise
         finally:
             self._kill_leftovers()
             self._restore_signals(previous)
-            self._patiently(lambda: record_hits(self.store, self.cache_hits), [])
-            if not fenced:
-                self._patiently(keeper.close, [])
+            self._close_books(keeper, fenced, locked)
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)
+
+    def _close_books(self, keeper: LeaseKeeper, fenced: bool, locked: bool) -> None:
+        """Count the cache hits and end the scheduler's registration (its leases go with it)."""
+        writes: list[Callable[[], None]] = [lambda: record_hits(self.store, self.cache_hits)]
+        if not fenced:
+            writes.append(keeper.close)
+        for write in writes:
+            if not locked:
+                self._patiently(write, [])
+                continue
+            # The patience is spent already: one more try each, and what is left
+            # (a scheduler that looks dead, its runs) is tidied up by the next recovery.
+            with contextlib.suppress(StoreLocked):
+                write()
 
     def _loop(self, keeper: LeaseKeeper) -> None:
         limit = self.settings.scheduler.max_parallel
@@ -467,7 +486,7 @@ class Scheduler(Planner):
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, self._on_signal)
         return previous

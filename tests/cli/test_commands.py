@@ -179,3 +179,30 @@ def test_every_command_has_help_with_an_example() -> None:
         commands = getattr(command, "commands", {name: command})
         for sub_name, sub in commands.items():
             assert sub.help and "Example" in sub.help, f"`mayuri {name} {sub_name}` needs help with an example"
+
+
+def test_logs_follow_prints_output_as_it_comes_until_the_run_ends(project: Project) -> None:
+    import subprocess
+    import sys
+    import time
+
+    project.write("slow.py", """
+        import time
+        for i in range(3):
+            print("tick", i, flush=True)
+            time.sleep(0.7)
+    """)
+    project.write("exp.yaml", "jobs:\n  slow:\n    run: python slow.py\n")
+    scheduler = subprocess.Popen([sys.executable, "-m", "mayuri", "run", "exp.yaml"], cwd=project.root,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (runs := project.runs()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        follower = project.mayuri("logs", runs[0]["id"][:8], "-f", timeout=60)
+        assert follower.returncode == 0
+        assert [line for line in follower.stdout.splitlines() if line.startswith("tick")] == \
+            ["tick 0", "tick 1", "tick 2"]
+        assert project.runs()[0]["status"] == "succeeded"
+    finally:
+        scheduler.wait(timeout=60)

@@ -1,9 +1,10 @@
 """A store locked past its busy timeout while a job runs only delays the job's records.
 
 Through the real CLI with `[store] busy_timeout = 1`: another process holds
-`BEGIN EXCLUSIVE` for about 3 s, and the job ends while it does. The
-scheduler must retry its records (showing why it waits), and the run must
-end `succeeded`, recorded exactly once, with nothing left running.
+`BEGIN EXCLUSIVE` for 3.5 s (longer than a blocked heartbeat and a blocked
+sample together), and the job ends while it does. The scheduler must retry
+its records (showing why it waits), and the run must end `succeeded`,
+recorded exactly once, with nothing left running.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def test_a_lock_longer_than_the_busy_timeout_only_delays_the_records(project, si
     wait_for(lambda: (project.root / "started").exists() or run.poll() is not None, message="the job to start")
     assert run.poll() is None, run.communicate()
 
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(project.db), "3"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(project.db), "3.5"], stdout=subprocess.PIPE, text=True)
     sigkill_later.append(holder.pid)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     locked_at = time.monotonic()
