@@ -96,17 +96,25 @@ def params_text(params: dict[str, Any], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Beyond this many jobs the live view shows the active ones and counts the rest.
+LIVE_ROWS = 30
+QUIET_STATES = ("cached", "succeeded", "pending")
+
+
 class RunView:
-    """The scheduler's reporter for `mayuri run`: a live table at a terminal, lines elsewhere."""
+    """The scheduler's reporter for `mayuri run`: a live table at a terminal, lines elsewhere.
+
+    Events only update a dict; the table is built when Rich draws (a few times
+    a second), so a plan of thousands of jobs costs the scheduler nothing.
+    """
 
     def __init__(self, console: Console, keys: Sequence[str]) -> None:
         self.console = console
         self.rows: dict[str, JobEvent] = {key: JobEvent(key, "pending") for key in keys}
         self.started: dict[str, float] = {}
-        self.began = time.monotonic()
         self.live: Live | None = None
         if console.is_terminal:
-            self.live = Live(self._table(), console=console, refresh_per_second=4, transient=False)
+            self.live = Live(self, console=console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> RunView:
         if self.live is not None:
@@ -115,30 +123,47 @@ class RunView:
 
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
             self.live.__exit__(None, None, None)
 
-    def _table(self) -> Table:
+    def __rich__(self) -> Group:
+        return self._table()
+
+    def _table(self) -> Group:
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         for column in ("job", "status", "run", "gpu", "attempt", "time", "why"):
             table.add_column(column, overflow="fold")
-        for key, event in self.rows.items():
+        rows = list(self.rows.items())
+        hidden: dict[str, int] = {}
+        if len(rows) > LIVE_ROWS:
+            shown = [(k, e) for k, e in rows if e.state not in QUIET_STATES]
+            if len(shown) > LIVE_ROWS:
+                shown = shown[-LIVE_ROWS:]
+            keep = {k for k, _ in shown}
+            for key, event in rows:
+                if key not in keep:
+                    hidden[event.state] = hidden.get(event.state, 0) + 1
+            rows = shown
+        now = time.monotonic()
+        for key, event in rows:
             elapsed = event.duration
             if event.state == "running" and key in self.started:
-                elapsed = time.monotonic() - self.started[key]
+                elapsed = now - self.started[key]
             table.add_row(
                 Text(key), status_text(event.state), (event.run_id or "")[:8],
-                Text(",".join(short_gpu(g) for g in event.gpus)), str(event.attempt or ""), format_duration(elapsed) if elapsed is not None else "",
-                Text(event.reason),
+                Text(",".join(short_gpu(g) for g in event.gpus)), str(event.attempt or ""),
+                format_duration(elapsed) if elapsed is not None else "", Text(event.reason),
             )
-        return table
+        if not hidden:
+            return Group(table)
+        more = ", ".join(f"{n} {state}" for state, n in sorted(hidden.items()))
+        return Group(table, Text(f"... and {more}", style="dim"))
 
     def event(self, event: JobEvent) -> None:
         if event.state == "running":
             self.started[event.key] = time.monotonic()
         self.rows[event.key] = event
         if self.live is not None:
-            self.live.update(self._table())
             return
         if event.state in ("ready", "pending"):
             return

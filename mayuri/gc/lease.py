@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from mayuri.config import current_user
 from mayuri.errors import StoreError
-from mayuri.scheduler.identity import boot_id, create_time, host, same_process
+from mayuri.process_identity import boot_id, create_time, host, same_process
 from mayuri.store.db import Store
 from mayuri.store.gc_records import LeaseHolder, drop_gc_lease, renew_gc_lease, take_gc_lease
 

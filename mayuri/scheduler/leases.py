@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from mayuri.config import current_user
 from mayuri.errors import ExecutorError, ExitCode
 from mayuri.gpu import Gpu
-from mayuri.scheduler.identity import boot_id, create_time, host
+from mayuri.process_identity import boot_id, create_time, host
 from mayuri.scheduler.placement import Request, choose
 from mayuri.store.db import Store, StoreLocked
 from mayuri.store.lease_records import (

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from mayuri.errors import ExecutorError
-from mayuri.scheduler.identity import create_time
+from mayuri.process_identity import create_time
 
 RUN_ID_ENV = "MAYURI_RUN_ID"
 # The exit code recorded when another part of the process reaped the job first.

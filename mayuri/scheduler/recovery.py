@@ -12,27 +12,17 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 
-from mayuri.scheduler.identity import boot_id, host, same_process
+from mayuri.liveness import scheduler_alive
+from mayuri.process_identity import boot_id, host, same_process
 from mayuri.scheduler.process import kill_recorded
 from mayuri.store.attempt_records import settle_abandoned
 from mayuri.store.db import Store
 from mayuri.store.lease_records import drop_stray_leases, reclaim
-from mayuri.store.scheduler_queries import SchedulerRow, running_schedulers, unfinished_runs
+from mayuri.store.scheduler_queries import running_schedulers, unfinished_runs
 
-LEASE_TTL_ENV = "MAYURI_LEASE_TTL"
-DEFAULT_LEASE_TTL = 60.0
 KILL_GRACE = 3.0
-
-
-def lease_ttl() -> float:
-    """How long a heartbeat from another host stays fresh."""
-    try:
-        return float(os.environ.get(LEASE_TTL_ENV, DEFAULT_LEASE_TTL))
-    except ValueError:
-        return DEFAULT_LEASE_TTL
 
 
 @dataclass
@@ -43,13 +33,6 @@ class Recovery:
     orphaned: list[str] = field(default_factory=list)
     killed: list[int] = field(default_factory=list)
     stray_leases: int = 0
-
-
-def scheduler_alive(row: SchedulerRow, now: float | None = None) -> bool:
-    """Whether a scheduler recorded as running still is (see the module docstring)."""
-    if row.host == host():
-        return row.boot_id == boot_id() and same_process(row.pid, row.pid_create_time, row.boot_id)
-    return (now or time.time()) - row.heartbeat_at < lease_ttl()
 
 
 def _pid_alive(pid: int | None) -> bool:

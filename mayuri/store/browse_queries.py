@@ -18,7 +18,6 @@ import peewee
 
 from mayuri.errors import StoreError
 from mayuri.store.db import Store
-from mayuri.store.gc_queries import table_exists
 
 SORTABLE = ("id", "experiment", "job", "status", "params", "metric", "gpu", "duration", "user",
             "started")
@@ -146,7 +145,7 @@ def count_runs(store: Store, query: RunQuery, stop: Callable[[], bool] | None = 
 
 
 def _metric_key_id(store: Store, name: str | None) -> int | None:
-    if name is None or not table_exists(store, "metric_key"):
+    if name is None:
         return None
     row = store.db.execute_sql("SELECT id FROM metric_key WHERE name = ?", (name,)).fetchone()
     return None if row is None else int(row[0])
@@ -216,8 +215,6 @@ def page_runs(store: Store, query: RunQuery, offset: int, limit: int,
 
 def metric_key_names(store: Store, include_system: bool = False) -> list[str]:
     """Every metric key logged in the store, in the order they first appeared."""
-    if not table_exists(store, "metric_key"):
-        return []
     rows = store.db.execute_sql("SELECT name FROM metric_key ORDER BY id").fetchall()
     return [name for (name,) in rows if include_system or not name.startswith("sys/")]
 

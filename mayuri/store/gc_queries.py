@@ -52,14 +52,6 @@ class GcRun:
         return self.status == COLLECTED
 
 
-def table_exists(store: Store, name: str) -> bool:
-    """Whether the store has table `name` (tables of later migrations may be missing)."""
-    row = store.db.execute_sql(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    )
-    return row.fetchone() is not None
-
-
 def gc_runs(store: Store) -> list[GcRun]:
     """Every run, oldest first; `reusable` when the cache could pick it (succeeded, fingerprinted)."""
     cursor = store.db.execute_sql(
@@ -75,10 +67,8 @@ def gc_runs(store: Store) -> list[GcRun]:
 
 def live_scheduler_experiments(store: Store) -> dict[str | None, int]:
     """Experiment -> pid of a live `mayuri run` running it (None: a run of an unknown experiment)."""
-    if not table_exists(store, "scheduler"):
-        return {}
     # Imported here: the scheduler's liveness rule is the one authority on who is alive.
-    from mayuri.scheduler.recovery import scheduler_alive
+    from mayuri.liveness import scheduler_alive
     from mayuri.store.scheduler_queries import running_schedulers
 
     return {row.experiment: row.pid for row in running_schedulers(store) if scheduler_alive(row)}
@@ -127,11 +117,8 @@ def blob_references(store: Store) -> dict[str, set[str]]:
     )
     for sha, run_id in cursor:
         refs[sha].add(run_id)
-    if table_exists(store, "artifact_file"):
-        for sha, run_id in store.db.execute_sql(
-            "SELECT DISTINCT sha512, run_id FROM artifact_file"
-        ):
-            refs[sha].add(run_id)
+    for sha, run_id in store.db.execute_sql("SELECT DISTINCT sha512, run_id FROM artifact_file"):
+        refs[sha].add(run_id)
     return refs
 
 
@@ -181,17 +168,16 @@ def blob_references_of(store: Store, digests: list[str]) -> set[str]:
         (*digests, COLLECTED),
     )
     found = {row[0] for row in cursor}
-    if table_exists(store, "artifact_file"):
-        cursor = store.db.execute_sql(
-            f"SELECT DISTINCT sha512 FROM artifact_file WHERE sha512 IN ({marks})", tuple(digests)
-        )
-        found |= {row[0] for row in cursor}
+    cursor = store.db.execute_sql(
+        f"SELECT DISTINCT sha512 FROM artifact_file WHERE sha512 IN ({marks})", tuple(digests)
+    )
+    found |= {row[0] for row in cursor}
     return found
 
 
 def metric_point_count(store: Store, run_ids: list[str]) -> int:
-    """How many metric points the runs have (0 when the store has no metrics table)."""
-    if not run_ids or not table_exists(store, "metric"):
+    """How many metric points the runs have."""
+    if not run_ids:
         return 0
     total = 0
     for start in range(0, len(run_ids), 500):
@@ -249,9 +235,7 @@ def cached_runs(
 
 
 def artifact_bytes(store: Store) -> dict[str, int]:
-    """run id -> bytes of its artifacts (empty when the store has no artifacts yet)."""
-    if not table_exists(store, "artifact"):
-        return {}
+    """run id -> bytes of its artifacts."""
     return {
         rid: int(size)
         for rid, size in store.db.execute_sql(

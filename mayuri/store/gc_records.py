@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import peewee
 
 from mayuri.store.db import Store
-from mayuri.store.gc_queries import COLLECTED, FINISHED, still_unreferenced, table_exists
+from mayuri.store.gc_queries import COLLECTED, FINISHED, still_unreferenced
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,9 @@ def tombstone_run(
             "UPDATE run SET collected_status = status, status = ?, collected_at = ? WHERE id = ?",
             (COLLECTED, time.time(), run_id),
         )
-        if table_exists(store, "artifact"):
-            store.db.execute_sql("DELETE FROM artifact_file WHERE run_id = ?", (run_id,))
-            store.db.execute_sql("DELETE FROM artifact WHERE run_id = ?", (run_id,))
-        if drop_metrics and table_exists(store, "metric"):
+        store.db.execute_sql("DELETE FROM artifact_file WHERE run_id = ?", (run_id,))
+        store.db.execute_sql("DELETE FROM artifact WHERE run_id = ?", (run_id,))
+        if drop_metrics:
             store.db.execute_sql("DELETE FROM metric WHERE run_id = ?", (run_id,))
         store.db.execute_sql("DELETE FROM blob_hold WHERE run_id = ?", (run_id,))
     return True
@@ -77,7 +76,7 @@ def tombstone_run(
 def drop_metric_points(store: Store, run_ids: Iterable[str]) -> int:
     """Delete the metric points (never the summaries) of collected runs; returns how many went."""
     ids = list(run_ids)
-    if not ids or not table_exists(store, "metric"):
+    if not ids:
         return 0
     removed = 0
     for start in range(0, len(ids), 500):

@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 
 from mayuri.store.db import Store
-from mayuri.store.gc_queries import table_exists
 from mayuri.store.scheduler_queries import leases
 
 
@@ -43,8 +42,7 @@ def _names(store: Store, run_ids: set[str]) -> dict[str, tuple[str | None, str |
 def gpu_holders(store: Store) -> list[GpuHolder]:
     """Every current GPU claim by a Mayuri run, leases first."""
     claims: list[tuple[str, str | None, str | None, int | None]] = []
-    if table_exists(store, "gpu_lease"):
-        claims += [(lease.gpu_uuid, lease.run_id, lease.host, lease.memory) for lease in leases(store)]
+    claims += [(lease.gpu_uuid, lease.run_id, lease.host, lease.memory) for lease in leases(store)]
     leased = {(gpu, rid) for gpu, rid, _, _ in claims}
     rows = store.db.execute_sql(
         "SELECT gpus, run_id, host FROM attempt WHERE status = 'running' AND gpus <> '[]' ORDER BY started_at"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import resource
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-import resource
 
 from mayuri.errors import ExperimentError
 from mayuri.experiment import expand, parse_experiment, parse_override

@@ -54,9 +54,9 @@ def test_schema_and_loader_agree_on_an_unknown_key(tmp_path: Path) -> None:
 def test_mayuri_toml_of_init_validates(tmp_path: Path) -> None:
     import tomllib
 
-    from mayuri.init_project import default_config
-
     import tomlkit
+
+    from mayuri.init_project import default_config
 
     data = tomllib.loads(tomlkit.dumps(default_config("demo")))
     jsonschema.validate(data, config_schema())

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mayuri.gc.lease import LeaseLost, gc_lease
-from mayuri.scheduler.identity import boot_id
+from mayuri.process_identity import boot_id
 from mayuri.units import format_size
 from tests.gc.gc_helpers import Filler, disk_usage
 

@@ -195,7 +195,7 @@ def test_reusable_runs_of_an_experiment_being_run_are_kept(project: Any, filler:
     import socket
     import time
 
-    from mayuri.scheduler.identity import boot_id, create_time
+    from mayuri.process_identity import boot_id, create_time
 
     reusable = filler.run(age_days=40)
     failed = filler.run(status="failed", age_days=40)

@@ -13,7 +13,14 @@ import uuid
 
 import psutil
 from sched_helpers import (
-    attempts, fake, processes_with_run_ids, query, running_pids, start_mayuri, store_is_sound, wait_for,
+    attempts,
+    fake,
+    processes_with_run_ids,
+    query,
+    running_pids,
+    start_mayuri,
+    store_is_sound,
+    wait_for,
 )
 
 
@@ -92,7 +99,7 @@ def forge_running_scheduler(project, pid: int, create_time: float, boot: str, ho
 
 
 def test_pid_reuse_is_never_mistaken_for_a_live_scheduler(project, sigkill_later) -> None:
-    from mayuri.scheduler.identity import boot_id, host
+    from mayuri.process_identity import boot_id, host
 
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     sigkill_later.append(bystander.pid)
@@ -108,7 +115,7 @@ def test_pid_reuse_is_never_mistaken_for_a_live_scheduler(project, sigkill_later
 
 
 def test_a_live_scheduler_is_left_alone(project) -> None:
-    from mayuri.scheduler.identity import boot_id, host
+    from mayuri.process_identity import boot_id, host
 
     me = psutil.Process()
     run_id = forge_running_scheduler(project, me.pid, me.create_time(), boot_id(), host())

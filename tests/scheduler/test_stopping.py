@@ -10,7 +10,14 @@ from pathlib import Path
 
 import psutil
 from sched_helpers import (
-    attempts, fake, processes_with_run_ids, query, running_pids, start_mayuri, store_is_sound, wait_for,
+    attempts,
+    fake,
+    processes_with_run_ids,
+    query,
+    running_pids,
+    start_mayuri,
+    store_is_sound,
+    wait_for,
 )
 
 

@@ -26,14 +26,9 @@ def tui_modules() -> list[str]:
     return names
 
 
-# The gc planner (used for the gc preview) reaches `mayuri.scheduler.identity`
-# through its lease module: a helper that tells processes apart, no scheduling.
-ALLOWED_FROM_SCHEDULER = {"mayuri.scheduler", "mayuri.scheduler.identity"}
-
-
 def test_no_dashboard_module_imports_the_scheduler() -> None:
     loaded = modules_after(tui_modules())
-    assert not [m for m in loaded if m.startswith("mayuri.scheduler") and m not in ALLOWED_FROM_SCHEDULER], \
+    assert not [m for m in loaded if m.startswith("mayuri.scheduler")], \
         "the dashboard reads the store through mayuri.store queries and must not import mayuri.scheduler"
 
 

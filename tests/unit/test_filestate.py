@@ -22,7 +22,13 @@ from mayuri.filestate import RACY_WINDOW_NS, current_digests, unchanged_except
 from mayuri.hashing import ABSENT, hash_bytes, hash_listing
 from mayuri.store import Store, open_store
 from mayuri.store.queries import stat_cache_rows
-from mayuri.store.records import ClosureRow, create_run, ensure_experiment, finish_run, save_stat_cache
+from mayuri.store.records import (
+    ClosureRow,
+    create_run,
+    ensure_experiment,
+    finish_run,
+    save_stat_cache,
+)
 
 PLANTED = "f" * 128
 CONTENT = b"x = 1\n"

@@ -18,8 +18,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from mayuri.inspect_runs import run_detail
+from mayuri.store.artifact_queries import artifacts_of
 from mayuri.store.browse_queries import RunListRow
-from mayuri.store.detail_queries import artifacts_of, peaks_of
+from mayuri.store.detail_queries import peaks_of
 from mayuri.store.metric_queries import metric_summaries
 from mayuri.store.queries import latest_runs
 from mayuri.tui.messages import StoreChanged

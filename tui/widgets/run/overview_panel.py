@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from mayuri.inspect_runs import RunDetail
-from mayuri.store.detail_queries import ArtifactRow
+from mayuri.store.artifact_queries import ArtifactRow
 from mayuri.store.metric_queries import Summary
 from mayuri.tui.formatting import format_gpus, format_number, format_time, format_value, status_text
 from mayuri.units import format_duration, format_size
