@@ -8,8 +8,6 @@ Contract (pinned by golden tests; changing any of it invalidates every cache):
 - file contents are plain SHA-512 of the bytes (what `sha512sum` prints);
 - a folder listing is SHA-512 of its sorted entry names joined by `\\n`;
 - a path that does not exist has the digest `ABSENT`.
-xxhash is used only for internal keys that are never shown or compared across
-versions.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,22 +113,6 @@ def hash_listing(folder: str | os.PathLike[str]) -> tuple[str, int]:
     except (FileNotFoundError, NotADirectoryError):
         return ABSENT, 0
     return hash_bytes("\n".join(names).encode("utf-8", "surrogateescape")), len(names)
-
-
-def fast_key(parts: Iterable[str]) -> str:
-    """A quick internal key for a set of strings (order-insensitive), e.g. a closure's paths."""
-    import xxhash
-
-    h = xxhash.xxh3_128()
-    for part in sorted(parts):
-        h.update(part.encode("utf-8", "surrogateescape"))
-        h.update(b"\0")
-    return "xxh3:" + h.hexdigest()
-
-
-def short(digest: str, length: int = 12) -> str:
-    """A digest shortened for people."""
-    return digest[:length]
 
 
 def file_digest_path(folder: Path, digest: str) -> Path:

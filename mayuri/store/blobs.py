@@ -102,8 +102,3 @@ def write_blobs(store: Store, sources: list[tuple[Path, str | None]]) -> list[tu
             copied.append(made)
     _register(store, copied)
     return results
-
-
-def read_blob(store: Store, digest: str) -> bytes:
-    """The content of a blob (raises FileNotFoundError if it was collected)."""
-    return blob_path(store, digest).read_bytes()

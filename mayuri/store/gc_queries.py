@@ -196,14 +196,6 @@ def free_pages_bytes(store: Store) -> int:
     return int(pages) * int(size)
 
 
-def gc_lease_row(store: Store) -> tuple[str, str, str, int, float | None, str, float, float] | None:
-    """The current gc lease: (token, host, boot_id, pid, pid_create_time, user, acquired_at, heartbeat_at)."""
-    row = store.db.execute_sql(
-        "SELECT token, host, boot_id, pid, pid_create_time, user, acquired_at, heartbeat_at FROM gc_lease"
-    ).fetchone()
-    return tuple(row) if row else None  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class CachedRun:
     """A reusable result: a succeeded run with a fingerprint, not collected."""
