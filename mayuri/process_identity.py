@@ -11,8 +11,6 @@ import functools
 import os
 import socket
 
-import psutil
-
 HOST_ENV = "MAYURI_HOST"
 # Create times read through psutil are rounded differently over the years; allow a little slack.
 CREATE_TIME_SLACK = 0.05
@@ -31,11 +29,15 @@ def boot_id() -> str:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
             return handle.read().strip()
     except OSError:
+        import psutil  # only where there is no /proc: loading it costs every start-up
+
         return f"boot-{psutil.boot_time():.0f}"
 
 
 @functools.cache
 def _boot_time() -> float:
+    import psutil
+
     return float(psutil.boot_time())
 
 
@@ -57,6 +59,8 @@ def create_time(pid: int) -> float | None:
             return None
     except (OSError, ValueError, IndexError):
         pass
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:

@@ -38,7 +38,6 @@ from mayuri.scheduler.patience import patiently
 from mayuri.scheduler.placement import usable
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner, Slot
 from mayuri.scheduler.process import kill, reap, stop, terminate
-from mayuri.scheduler.recovery import recover
 from mayuri.store.attempt_records import EndRecord, record_ends
 from mayuri.store.db import StoreLocked
 from mayuri.store.metric_records import append_points
@@ -405,7 +404,6 @@ class Scheduler(Planner):
         """Run the plan to the end (or until interrupted)."""
         self._check_resources()
         keeper = LeaseKeeper(self.store, self.experiment)
-        recover(self.store, skip=keeper.id)
         previous = self._install_signals()
         fenced = locked = False
         try:
@@ -422,9 +420,33 @@ class Scheduler(Planner):
             self._close_books(keeper, fenced, locked)
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)
 
+    def _secured(self, keeper: LeaseKeeper, ready: list[Slot]) -> list[Slot]:
+        """Before `ready` is launched: register the scheduler and count the cache hits so far, at once.
+
+        A run reused from the cache may hold what a job about to launch reads
+        (its outputs may name files in its folder); counted in the same
+        transaction that registers the scheduler, it is safe from gc from then
+        on (`LeaseKeeper.secure`). A scheduler that launches nothing registers
+        nothing and counts its hits at its end.
+        """
+        fresh = self.cache_hits - self.hits_counted
+        if not ready or (keeper.registered and not fresh):
+            return ready
+        if keeper.registered:
+            lost = self._patiently(lambda: keeper.secure(fresh), ready)
+        else:
+            from mayuri.scheduler.recovery import recover
+
+            # Nothing is in flight yet: a locked store fails the run now, as it always did.
+            recover(self.store)
+            lost = keeper.secure(fresh)
+        self.hits_counted |= fresh
+        return self._drop_lost_hits(lost, ready) if lost else ready
+
     def _close_books(self, keeper: LeaseKeeper, fenced: bool, locked: bool) -> None:
-        """Count the cache hits and end the scheduler's registration (its leases go with it)."""
-        writes: list[Callable[[], None]] = [lambda: record_hits(self.store, self.cache_hits)]
+        """Count the cache hits not counted yet and end the scheduler's registration (its leases go with it)."""
+        fresh = self.cache_hits - self.hits_counted
+        writes: list[Callable[[], None]] = [lambda: record_hits(self.store, fresh)]
         if not fenced:
             writes.append(keeper.close)
         for write in writes:
@@ -444,7 +466,7 @@ class Scheduler(Planner):
                 self._begin_stopping(now)
             else:
                 if self._changed:
-                    self._queue.extend(self._advance_pending())
+                    self._queue.extend(self._secured(keeper, self._advance_pending()))
                 index = 0
                 while index < len(self._queue) and len(self._running) < limit:
                     slot = self._queue[index]

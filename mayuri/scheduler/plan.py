@@ -93,6 +93,8 @@ class Planner:
         # Set when a slot settles: only then can a pending slot have become decidable.
         self._changed = True
         self.cache_hits: set[str] = set()
+        # Those of the hits already counted in the store (before a launch; the rest are at the end).
+        self.hits_counted: set[str] = set()
 
     def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
         if state != "running":
@@ -132,6 +134,21 @@ class Planner:
         slot.outputs = outputs_of(self.store, decision.cached.id)
         self.cache_hits.add(decision.cached.id)
         self._emit(slot, "cached", decision.reason)
+
+    def _drop_lost_hits(self, lost: set[str], ready: list[Slot]) -> list[Slot]:
+        """Fail the slots whose cached run a gc collected after it was chosen; returns what may still launch."""
+        for slot in self.slots.values():
+            if slot.state == "cached" and slot.run_id in lost:
+                self._emit(slot, "failed", f"its cached run {slot.run_id[:8]} was collected by `mayuri gc` "
+                                           "meanwhile; run the file again to redo it")
+        launchable = []
+        for slot in ready:
+            _, blocked = self._upstream_state(slot)
+            if blocked:
+                self._emit(slot, "skipped", blocked)
+            else:
+                launchable.append(slot)
+        return launchable
 
     def _with_gpu(self, slot: Slot, reason: str) -> str:
         return f"{reason} · GPU: {slot.request.describe()}" if slot.request.gpus else reason

@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from mayuri.errors import ExecutorError
 from mayuri.process_identity import create_time
 
@@ -134,6 +132,8 @@ def reap(job: JobProcess) -> int | None:
 
 def remember_descendants(job: JobProcess) -> None:
     """Note the job's current descendants, so that they can be killed even after leaving its group."""
+    import psutil  # here: loading it costs every `mayuri run` start-up, and one that launches nothing needs none
+
     try:
         job.descendants.update(p.pid for p in psutil.Process(job.pid).children(recursive=True))
     except psutil.Error:
@@ -157,6 +157,8 @@ def marked_processes(run_id: str) -> list[int]:
     """Processes of this user whose environment carries this run's id."""
     if not run_id:
         return []
+    import psutil
+
     found = []
     me = os.getpid()
     uid = os.getuid()

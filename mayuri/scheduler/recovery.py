@@ -5,7 +5,7 @@ still names a live process, or, on another host, its heartbeat is fresh
 (RELIABILITY.md decision 4). A dead scheduler's jobs are killed (so they hold
 no GPU after it), its unfinished runs marked `orphaned` (the next `mayuri
 run` runs them again, since they are not cached) and its leases freed. Used
-by every scheduler as it starts, and by `mayuri doctor`.
+by every scheduler before its first launch, and by `mayuri doctor`.
 """
 
 from __future__ import annotations

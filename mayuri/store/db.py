@@ -10,13 +10,13 @@ may connect to the database or set pragmas.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +149,19 @@ class Store:
 
 
 def _migrations_dir() -> Path:
-    return Path(str(resources.files("mayuri.schema.migrations")))
+    # The package's own folder, where the wheel ships the scripts. Not through
+    # importlib.resources: its readers (zipfile among them) cost every start-up
+    # a few milliseconds, and the migration runner needs a real folder anyway.
+    import mayuri.schema.migrations as package
+
+    return Path(next(iter(package.__path__)))
 
 
-def _migration_names() -> list[str]:
-    return sorted(path.stem for path in _migrations_dir().glob("[0-9]*.py"))
+@functools.cache
+def _migration_names() -> tuple[str, ...]:
+    # Read at every open of the store: a plain listing, no glob patterns to compile.
+    names = (name[:-3] for name in os.listdir(_migrations_dir()) if name.endswith(".py"))
+    return tuple(sorted(name for name in names if name[:1].isdigit()))
 
 
 def _number(name: str) -> int:

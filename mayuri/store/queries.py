@@ -163,6 +163,21 @@ def cache_candidates(
     )
 
 
+def reusable_among(store: Store, run_ids: Iterable[str]) -> set[str]:
+    """Those of `run_ids` that the cache may still reuse (succeeded, fingerprinted, not collected by gc)."""
+    ids = list(run_ids)
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        cursor = store.db.execute_sql(
+            f"SELECT id FROM run WHERE id IN ({marks}) AND status = 'succeeded' AND fingerprint IS NOT NULL",
+            tuple(chunk),
+        )
+        found.update(row[0] for row in cursor)
+    return found
+
+
 def latest_runs(store: Store, experiment: str, job: str, limit: int = 1) -> list[RunRow]:
     """The newest runs of a job whatever their config (the "nearest earlier run")."""
     return _select(
@@ -265,24 +280,26 @@ def stat_cache_rows(store: Store, paths: list[str]) -> dict[str, tuple[int, int,
 
 def closure_stat_rows(
     store: Store, run_id: str, prefix: str, racy_window_ns: int
-) -> list[tuple[str, str, int | None, int | None, int | None, int | None, int | None, str | None]]:
+) -> list[tuple[str, str | None, str | None, int | None, int | None, int | None, int | None, int | None]]:
     """A run's closure joined with the stat cache, for the warm cache check.
 
-    Each row is (path, kind, dev, ino, size, mtime_ns, ctime_ns, recorded): the
-    stat fields are those cached for `prefix + path`, and `recorded` (the digest
-    recorded for the run) is None exactly when the entry is a file whose cached
-    digest equals the recorded one and was not racily clean when hashed (its
-    mtime at least `racy_window_ns` before the hashing). Such a file is
-    unchanged if its stat still matches; comparing in SQL spares decoding two
-    digests per row.
+    Each row is (path, kind, recorded, mtime_ns, ctime_ns, ino, size, dev).
+    `kind` and `recorded` (the digest recorded for the run) are None exactly
+    when the entry is a file whose cached digest for `prefix + path` equals the
+    recorded one and was not racily clean when hashed (its mtime at least
+    `racy_window_ns` before the hashing): such a file is unchanged if its stat
+    still matches the cached fields that follow, in that order. Deciding trust
+    here spares decoding two digests and a kind per row; the rows are built for
+    thousands of files on every warm start, so each value left out counts.
     """
+    trusted = "file.kind = 'file' AND sc.sha512 = file.sha512 AND sc.mtime_ns + ?1 <= sc.hashed_at_ns"
     cursor = store.db.execute_sql(
-        "SELECT file.path, file.kind, sc.dev, sc.ino, sc.size, sc.mtime_ns, sc.ctime_ns, "
-        "CASE WHEN file.kind = 'file' AND sc.sha512 = file.sha512 AND sc.mtime_ns + ? <= sc.hashed_at_ns "
-        "THEN NULL ELSE file.sha512 END "
+        f"SELECT file.path, CASE WHEN {trusted} THEN NULL ELSE file.kind END, "
+        f"CASE WHEN {trusted} THEN NULL ELSE file.sha512 END, "
+        "sc.mtime_ns, sc.ctime_ns, sc.ino, sc.size, sc.dev "
         "FROM closure_entry JOIN file ON file.id = closure_entry.file_id "
-        "LEFT JOIN stat_cache AS sc ON sc.path = ? || file.path "
-        "WHERE closure_entry.run_id = ?",
+        "LEFT JOIN stat_cache AS sc ON sc.path = ?2 || file.path "
+        "WHERE closure_entry.run_id = ?3",
         (racy_window_ns, prefix, run_id),
     )
     return cursor.fetchall()
