@@ -105,7 +105,8 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
         outcome = run_experiment(request, SilentReporter()).outcome
         out.print(plan_tree(outcome))
         will = outcome.count("will run")
-        out.print(f"{len(outcome.slots)} jobs: {outcome.count('cached')} cached, {will} will run"
+        total = len(outcome.slots)
+        out.print(f"{total} job{'s' if total != 1 else ''}: {outcome.count('cached')} cached, {will} will run"
                   + (f", {outcome.count('blocked')} blocked" if outcome.count("blocked") else ""))
         sys.exit(ExitCode.OK)
     view = RunView(err, [])

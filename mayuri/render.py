@@ -215,7 +215,7 @@ def plan_tree(outcome: Outcome) -> Text:
         ups = slot.instance.upstream_keys
         depth[slot.instance.key] = 1 + max((depth.get(k, 0) for k in ups), default=-1)
         labels.append("  " * depth[slot.instance.key] + ("└─ " if ups else "") + slot.instance.key)
-    width = max((len(label) for label in labels), default=3)
+    width = max([len("job"), *(len(label) for label in labels)])
     text = Text()
     text.append(f"{'job':<{width}}  {'status':<9} why\n", style="bold")
     for label, slot in zip(labels, outcome.slots, strict=True):
