@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mayuri.store.db import Store
+from mayuri.store.lease_records import Lease
 
 
 @dataclass(frozen=True)
@@ -43,16 +44,9 @@ class RunProcess:
 
 
 @dataclass(frozen=True)
-class LeaseRow:
-    """A lease as `doctor` and the dashboard list it."""
+class LeaseRow(Lease):
+    """A lease as `doctor` and the dashboard list it: with its scheduler's pid and heartbeat."""
 
-    token: str
-    host: str
-    gpu_uuid: str
-    scheduler_id: str
-    run_id: str | None
-    memory: int
-    exclusive: bool
     pid: int | None
     heartbeat_at: float
 
