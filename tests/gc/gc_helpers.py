@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +30,6 @@ from mayuri.store.records import (
 )
 
 DAY = 86400.0
-
-
-def integrity(db_path: Path) -> str:
-    """PRAGMA integrity_check through a plain sqlite3 connection."""
-    connection = sqlite3.connect(db_path, timeout=30)
-    try:
-        return "\n".join(row[0] for row in connection.execute("PRAGMA integrity_check"))
-    finally:
-        connection.close()
 
 
 def disk_usage(*folders: Path) -> int:

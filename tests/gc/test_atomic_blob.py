@@ -21,7 +21,8 @@ import pytest
 
 from mayuri.gc.safe_fs import temp_files
 from mayuri.hashing import hash_file
-from tests.gc.gc_helpers import Filler, integrity
+from tests.gc.gc_helpers import Filler
+from tests.store.store_workers import integrity
 
 WRITE_LOOP = """
 import sys

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from mayuri.store.blobs import write_blobs
-from tests.gc.gc_helpers import Filler, dangling_references, integrity
+from tests.gc.gc_helpers import Filler, dangling_references
+from tests.store.store_workers import integrity
 
 WRITER = Path(__file__).with_name("race_writer.py")
 

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from mayuri.hashing import hash_file
-from tests.gc.gc_helpers import Filler, dangling_references, disk_usage, integrity
+from tests.gc.gc_helpers import Filler, dangling_references, disk_usage
+from tests.store.store_workers import integrity
 
 JOB = """
 import os, sys
