@@ -8,6 +8,7 @@ traceback is shown only with --debug.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -59,8 +60,19 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(func)
 
 
+def _strict(value: Any) -> Any:
+    """`value` with every NaN or infinite float made null: strict JSON parsers refuse them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(json.dumps(_strict(data), indent=2, default=str, allow_nan=False))
 
 
 @click.group(cls=MayuriGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Project
 
@@ -122,6 +125,14 @@ def test_nan_inf_and_non_scalar_values(project: Project) -> None:
     assert found.metrics("flag").values == [1.0, 0.0]
     assert found.best("y", mode="max") == math.inf and found.best("x") == 2.5
     assert "weights" not in found.summary
+    # --json output is strict JSON: the non-finite values are null there.
+    for command in (("show", run["id"], "--json"), ("runs", "--json")):
+        done = project.mayuri(*command)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout, parse_constant=lambda name: pytest.fail(f"{command}: {name} is not JSON"))
+    assert data[0]["id"] == run["id"]
+    shown = json.loads(project.mayuri("show", run["id"], "--json").stdout)
+    assert shown["metrics"]["y"]["max"] is None and shown["metrics"]["x"]["last"] == 2.5
 
 
 def test_numpy_scalars_are_numbers(project: Project) -> None:
