@@ -1,15 +1,21 @@
 """Scheduler overhead: 500 trivial jobs (`true`) through `mayuri run` against the same 500 spawned raw.
 
-Both sides run at the same parallelism, in the same process, interleaved
-(raw, scheduled, raw, scheduled, ...) so that the ratio compares like with
-like on whatever machine runs it, and a change of load hits both alike. The
-raw side is the floor: fork/exec of `true` and a wait, nothing recorded. The
-scheduler side does everything a real run does (cache check, run records,
-run folder, attempt rows, closure, fingerprint). Each side's figure is the
-median of the rounds; the CPU time (this process and its children) is
-printed too, as it moves less than wall time when others load the machine.
-Target: at most 1.25x. Usage: python benchmarks/bench_scheduler.py
-[--jobs 500] [--parallel 4] [--rounds 3]
+All sides run at the same parallelism, in the same process, interleaved
+(raw, raw with files, scheduled, raw, ...) so that the ratios compare like
+with like on whatever machine runs it, and a change of load hits all alike.
+The raw side is the floor: fork/exec of `true` and a wait, nothing recorded.
+The "raw with files" side adds, per job, what any tool that keeps a job's
+output must do on disk: a folder, a small params file and two log files
+that receive the job's stdout and stderr (the four file creations of a
+Mayuri run folder), so that the cost of the filesystem is told apart from
+the scheduler's own. The scheduler side does everything a real run does
+(cache check, run records, run folder, attempt rows, closure, fingerprint).
+Each side's figure is the median of the rounds; the CPU time (this process
+and its children) is printed too, as it moves less than wall time when
+others load the machine. `--dir` chooses where the projects live (the
+filesystem matters: on some disks a file creation costs a good part of a
+millisecond of kernel time). Target: at most 1.25x raw.
+Usage: python benchmarks/bench_scheduler.py [--jobs 500] [--parallel 4] [--rounds 3] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -49,6 +55,30 @@ def raw(jobs: int, parallel: int) -> float:
     return time.perf_counter() - began
 
 
+def raw_with_files(jobs: int, parallel: int, root: Path) -> float:
+    """Like `raw`, each job with a folder, a params file, and its stdout and stderr in two files there."""
+    began = time.perf_counter()
+    running: dict[int, subprocess.Popen[bytes]] = {}
+    started = 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    while started < jobs or running:
+        while started < jobs and len(running) < parallel:
+            folder = root / f"job-{started}"
+            folder.mkdir()
+            (folder / "params.json").write_text(f'{{"i": {started}}}')
+            out = os.open(folder / "stdout.log", flags, 0o666)
+            err = os.open(folder / "stderr.log", flags, 0o666)
+            proc = subprocess.Popen(["true"], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True)
+            os.close(out)
+            os.close(err)
+            running[proc.pid] = proc
+            started += 1
+        pid, status = os.wait()
+        running.pop(pid).returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - began
+
+
 def scheduled(jobs: int, parallel: int, root: Path) -> float:
     (root / "mayuri.toml").write_text(f"[scheduler]\nmax_parallel = {parallel}\n")
     init_project(root)
@@ -81,26 +111,36 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=None, help="where the temporary projects go (default: $TMPDIR)")
     args = parser.parse_args()
     raws: list[tuple[float, float]] = []
+    filed: list[tuple[float, float]] = []
     scheds: list[tuple[float, float]] = []
     here = os.getcwd()
     for _ in range(args.rounds):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             root = Path(tmp)
             os.chdir(root)
+            (root / "raw").mkdir()
+            (root / "project").mkdir()
             raws.append(measured(lambda: raw(args.jobs, args.parallel)))
-            scheds.append(measured(lambda root=root: scheduled(args.jobs, args.parallel, root)))
+            filed.append(measured(lambda root=root: raw_with_files(args.jobs, args.parallel, root / "raw")))
+            scheds.append(measured(lambda root=root: scheduled(args.jobs, args.parallel, root / "project")))
             os.chdir(here)
     raw_s, raw_cpu = (statistics.median(v) for v in zip(*raws))
+    filed_s, filed_cpu = (statistics.median(v) for v in zip(*filed))
     sched_s, sched_cpu = (statistics.median(v) for v in zip(*scheds))
     ratio = sched_s / raw_s
     per = 1000 / args.jobs
     print(f"{args.jobs} trivial jobs, {args.parallel} at a time, median of {args.rounds} rounds; {machine_line()}")
-    print(f"raw spawn:  {raw_s:7.2f} s  ({raw_s * per:.2f} ms/job; cpu {raw_cpu * per:.2f} ms/job)")
-    print(f"scheduler:  {sched_s:7.2f} s  ({sched_s * per:.2f} ms/job; cpu {sched_cpu * per:.2f} ms/job)")
-    print(f"ratio:      {ratio:7.2f}x  (target <= 1.25x) {'OK' if ratio <= 1.25 else 'OVER TARGET'}"
+    print(f"projects in {args.dir or tempfile.gettempdir()}")
+    print(f"raw spawn:             {raw_s:7.2f} s  ({raw_s * per:.2f} ms/job; cpu {raw_cpu * per:.2f} ms/job)")
+    print(f"raw spawn with files:  {filed_s:7.2f} s  ({filed_s * per:.2f} ms/job; cpu {filed_cpu * per:.2f} ms/job)")
+    print(f"scheduler:             {sched_s:7.2f} s  ({sched_s * per:.2f} ms/job; cpu {sched_cpu * per:.2f} ms/job)")
+    print(f"ratio to raw:          {ratio:7.2f}x  (target <= 1.25x) {'OK' if ratio <= 1.25 else 'OVER TARGET'}"
           f"   cpu ratio {sched_cpu / raw_cpu:.2f}x")
+    print(f"ratio to raw w/ files: {sched_s / filed_s:7.2f}x   cpu ratio {sched_cpu / filed_cpu:.2f}x"
+          f"   (files alone: {filed_s / raw_s:.2f}x raw)")
     sys.exit(0)
 
 

@@ -1,30 +1,32 @@
 """One attempt of a run, from launch to its recorded end: env, pinning, process, cause, peaks.
 
 The loop (`mayuri.scheduler.loop`) decides when and what to launch; this
-module starts the process with its GPUs pinned (`CUDA_VISIBLE_DEVICES`, PCI
-bus order) inside the transaction that records the attempt (and the run, on
-its first attempt), and at the end classifies why it stopped. Recording the
-end is the loop's, batched with the other attempts that ended at the same
-time. It never decides retries (`retry.py`) and never walks the DAG.
+module starts the processes of one turn's attempts with their GPUs pinned
+(`CUDA_VISIBLE_DEVICES`, PCI bus order) inside the transaction that records
+them (and their runs, on a first attempt), and at the end classifies why
+each stopped. Recording the end is the loop's, batched with the other
+attempts that ended at the same time. It never decides retries (`retry.py`)
+and never walks the DAG.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mayuri.closure import uncaught_exceptions
+from mayuri.errors import ExecutorError
 from mayuri.experiment.expand import JobInstance
 from mayuri.gpu import Gpu
 from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
-from mayuri.scheduler.launch import Launch, prepare
+from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.monitor import Sampler
 from mayuri.scheduler.process import JobProcess, spawn, stop
-from mayuri.store.attempt_records import AttemptEnd, begin_attempt
+from mayuri.store.attempt_records import AttemptEnd, AttemptStart, begin_attempts
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
 from mayuri.store.records import NewRun
@@ -85,59 +87,91 @@ def gpu_env(leases: list[Lease], devices: dict[str, Gpu]) -> dict[str, str]:
     return env
 
 
-def start(
-    store: Store, keeper: LeaseKeeper, instance: JobInstance, *, run_id: str, run_dir: Path, project_root: Path,
-    number: int, upstream: dict[str, Any], leases: list[Lease], devices: dict[str, Gpu], timeout: float | None,
-    new_run: NewRun | None = None, base_env: Mapping[str, str] | None = None,
-) -> Active:
-    """Launch attempt `number` of a run on its leased GPUs and record it (with the run when `new_run` is given).
+@dataclass
+class Planned:
+    """An attempt about to start: its run, its launch, its GPUs and its open log files."""
 
-    The process is started inside the transaction that records it, so that no
-    job runs unrecorded and none is recorded without running. Raises
-    ExecutorError (the process could not start: nothing was recorded),
-    Fenced (this scheduler was reclaimed: nothing was started) or a
-    StoreError (nothing was recorded, and a process already started was stopped).
-    """
-    launch = prepare(instance, run_id=run_id, run_dir=run_dir, store_root=store.root, project_root=project_root,
-                     attempt=number, upstream=upstream, base_env=base_env)
-    env = launch.env
-    for name, value in gpu_env(leases, devices).items():
-        if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
-            env[name] = value
+    run_id: str
+    number: int
+    shell: bool
+    launch: Launch
+    files: LogFiles
+    leases: list[Lease]
+    timeout: float | None
+    new_run: NewRun | None = None
+    stderr_start: int = 0
+
+
+def plan_attempt(
+    instance: JobInstance, *, run_id: str, run_dir: Path, store_root: Path, project_root: Path, number: int,
+    upstream: dict[str, Any], base_env: Mapping[str, str] | None = None,
+) -> Launch:
+    """The launch of attempt `number` of a run, with the checkpoint and resume variables set."""
+    launch = plan_launch(instance, run_id=run_id, run_dir=run_dir, store_root=store_root,
+                         project_root=project_root, attempt=number, upstream=upstream, base_env=base_env)
     # Made on first use (mayuri.checkpoint_dir()), not here: most jobs never checkpoint.
-    env["MAYURI_CHECKPOINT_DIR"] = str(checkpoint_dir(run_dir, number))
-    stderr = run_dir / "stderr.log"
-    stderr_start = 0
+    launch.env["MAYURI_CHECKPOINT_DIR"] = str(checkpoint_dir(run_dir, number))
     if number > 1:
         source = resume_source(run_dir, number)
         if source is not None:
-            env["MAYURI_RESUME_FROM"] = str(source)
-        stderr_start = stderr.stat().st_size if stderr.exists() else 0
+            launch.env["MAYURI_RESUME_FROM"] = str(source)
+    return launch
+
+
+def start_batch(
+    store: Store, keeper: LeaseKeeper, planned: Sequence[Planned], *, project_root: Path, devices: dict[str, Gpu],
+) -> list[Active | str]:
+    """Launch attempts on their leased GPUs and record them, in one transaction.
+
+    Returns, per attempt, its Active, or why its process could not start
+    (recorded as its run's failure). Raises Fenced (this scheduler was
+    reclaimed: nothing was started) or a StoreError (nothing was recorded,
+    and the processes already started were stopped). The log files stay
+    open: the caller closes them.
+    """
     before = oom_kill_count()
-    started: list[JobProcess] = []
+    started: dict[int, JobProcess] = {}
 
-    def launch_process() -> tuple[int, float | None]:
-        process = spawn(launch.command, cwd=project_root, env=env, stdout=run_dir / "stdout.log", stderr=stderr,
-                        shell=instance.job.shell, append=number > 1)
-        started.append(process)
-        return process.pid, process.create_time
+    def launcher(index: int, item: Planned) -> Callable[[], tuple[int, float | None] | str]:
+        env = item.launch.env
+        for name, value in gpu_env(item.leases, devices).items():
+            if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
+                env[name] = value
 
-    gpus = [lease.gpu_uuid for lease in leases]
+        def launch() -> tuple[int, float | None] | str:
+            try:
+                process = spawn(item.launch.command, cwd=project_root, env=env, stdout=item.files.stdout,
+                                stderr=item.files.stderr, shell=item.shell)
+            except ExecutorError as exc:
+                return exc.message
+            started[index] = process
+            return process.pid, process.create_time
+
+        return launch
+
+    starts = [AttemptStart(item.run_id, item.number, item.launch.params, [lease.gpu_uuid for lease in item.leases],
+                           [lease.token for lease in item.leases], launcher(index, item), item.new_run)
+              for index, item in enumerate(planned)]
     try:
-        recorded = begin_attempt(
-            store, run_id, number, scheduler_id=keeper.id, host=keeper.host, params=launch.params, gpus=gpus,
-            lease_tokens=[lease.token for lease in leases], launch=launch_process, new_run=new_run,
-        )
+        recorded = begin_attempts(store, keeper.id, keeper.host, starts)
     except BaseException:
-        # The transaction that would have recorded it was rolled back: the job must not run unrecorded.
-        for process in started:
+        # The transaction that would have recorded them was rolled back: no job may run unrecorded.
+        for process in started.values():
             stop(process, 0.0)
         raise
-    if not recorded:
-        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; attempt {number} of {run_id[:8]} not started")
-    process = started[0]
-    deadline = time.monotonic() + timeout if timeout else None
-    return Active(number, process, launch, leases, gpus, Sampler(process), stderr_start, before, deadline)
+    if recorded is None:
+        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
+    results: list[Active | str] = []
+    now = time.monotonic()
+    for index, (item, error) in enumerate(zip(planned, recorded)):
+        if error is not None:
+            results.append(error)
+            continue
+        process = started[index]
+        deadline = now + item.timeout if item.timeout else None
+        results.append(Active(item.number, process, item.launch, item.leases, list(starts[index].gpus),
+                              Sampler(process), item.stderr_start, before, deadline))
+    return results
 
 
 def conclude(run_dir: Path, active: Active, code: int) -> Ended:

@@ -1,10 +1,12 @@
-"""Preparing one attempt of a run: its folder, params.json, environment and final command.
+"""Preparing one attempt of a run: its params, environment and command, then its folder and log files.
 
-Runs once per launch, so it keeps to a few system calls: one mkdir for the
-run folder, one write for params.json. The closure folder is not made here:
-the closure hook makes it when a tracked process first reports into it, so a
-job that runs no Python costs none. It starts no process and writes nothing
-to the store.
+Two steps: `plan_launch` works out the params, command and environment
+without touching the disk; `make_files` makes the run folder, writes
+params.json and opens the two log files (four file creations: on some disks
+the largest part of a trivial job's launch). The closure folder
+is not made here: the closure hook makes it when a tracked process first
+reports into it, so a job that runs no Python costs none. It starts no
+process and writes nothing to the store.
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ class Launch:
     params: dict[str, Any]
     run_dir: Path
     closure_dir: Path
+    attempt: int
+
+
+@dataclass
+class LogFiles:
+    """The open stdout and stderr files of an attempt, until its process has them."""
+
+    stdout: int
+    stderr: int
+
+    def close(self) -> None:
+        for fd in (self.stdout, self.stderr):
+            os.close(fd)
 
 
 def upstream_values(instance: JobInstance, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -82,7 +97,7 @@ def _closure_vars(pythonpath: str | None, project_root: Path, store_root: Path) 
     return tuple((k, v) for k, v in full.items() if k != CLOSURE_DIR_VAR and base.get(k) != v)
 
 
-def prepare(
+def plan_launch(
     instance: JobInstance,
     *,
     run_id: str,
@@ -93,13 +108,12 @@ def prepare(
     upstream: Mapping[str, Any],
     base_env: Mapping[str, str] | None = None,
 ) -> Launch:
-    """Resolve the run-time built-ins into params and command, write params.json, build the env.
+    """Resolve the run-time built-ins into params and command, and build the env; touches no file.
 
     `base_env` is the environment jobs inherit (this process's, read once by
     the caller when it launches many).
     """
     closure_dir = run_dir / "closure" / str(attempt)
-    make_run_folder(run_dir, store_root)
     run_dir_text = str(run_dir)
     builtins = {
         "mayuri.run_dir": run_dir_text,
@@ -114,11 +128,6 @@ def prepare(
         command = _fill(instance.command, builtins, quote=True)
     else:
         command = [_fill(token, builtins, quote=False) for token in instance.command]
-    fd = os.open(os.path.join(run_dir_text, PARAMS_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        os.write(fd, json.dumps(params, indent=2, sort_keys=True).encode("utf-8"))
-    finally:
-        os.close(fd)
     env = dict(os.environ if base_env is None else base_env)
     if instance.env:
         env.update({k: _fill(v, builtins, quote=False) for k, v in instance.env.items()})
@@ -129,7 +138,27 @@ def prepare(
     env["MAYURI_PROJECT_ROOT"] = str(project_root)
     env.update(_closure_vars(env.get("PYTHONPATH"), project_root, store_root))
     env[CLOSURE_DIR_VAR] = os.path.abspath(closure_dir)
-    return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=closure_dir)
+    return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=closure_dir, attempt=attempt)
+
+
+def make_files(launch: Launch, store_root: Path) -> LogFiles:
+    """Make the run folder, write params.json, open the log files (appended to after the first attempt)."""
+    run_dir = launch.run_dir
+    make_run_folder(run_dir, store_root)
+    create = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    fd = os.open(run_dir / PARAMS_FILE, create | os.O_TRUNC, 0o666)
+    try:
+        os.write(fd, json.dumps(launch.params, indent=2, sort_keys=True).encode("utf-8"))
+    finally:
+        os.close(fd)
+    flags = create | (os.O_APPEND if launch.attempt > 1 else os.O_TRUNC)
+    stdout = os.open(run_dir / "stdout.log", flags, 0o666)
+    try:
+        stderr = os.open(run_dir / "stderr.log", flags, 0o666)
+    except BaseException:
+        os.close(stdout)
+        raise
+    return LogFiles(stdout, stderr)
 
 
 def _fill(text: str, builtins: Mapping[str, Any], quote: bool) -> str:

@@ -28,7 +28,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mayuri.environment import git_info, gpu_info, platform_info, python_info
-from mayuri.errors import ExecutorError
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.gpu import inventory, process_gpu_memory
 from mayuri.job import read_outputs
@@ -48,7 +47,6 @@ from mayuri.store.records import (
     mark_run,
     new_run_id,
     record_hits,
-    record_unstarted,
 )
 from mayuri.store.scheduler_queries import cancel_requests
 
@@ -156,19 +154,19 @@ class Scheduler(Planner):
                 self._emit(slot, "ready", "waiting for a GPU")
         return taken
 
-    def _try_launch(self, slot: Slot, keeper: LeaseKeeper, now: float) -> bool:
-        """Start the next attempt of a ready slot if its time has come and its GPUs are free."""
+    def _next_attempt(self, slot: Slot, keeper: LeaseKeeper, now: float) -> tuple[bool, attempts.Planned | None]:
+        """(whether the slot leaves the queue, its next attempt, with its files made, if that can start now)."""
         if slot.not_before > now:
-            return False
+            return False, None
         leases: list[Any] = []
         if slot.request.gpus:
             taken = self._take_gpus(slot, keeper, now)
             if taken is None:
-                return False
+                return False, None
             leases = taken
         # Imported on first launch: an all-cached run never needs the launch machinery.
-        from mayuri.scheduler import attempts
-        from mayuri.scheduler.launch import upstream_values
+        from mayuri.scheduler.attempts import Planned, plan_attempt
+        from mayuri.scheduler.launch import make_files, upstream_values
 
         inst = slot.instance
         try:
@@ -176,32 +174,59 @@ class Scheduler(Planner):
         except KeyError as exc:
             self._patiently(lambda: keeper.give_back(leases), [slot])
             self._emit(slot, "skipped", str(exc.args[0]))
-            return True
+            return True, None
         new_run = self._new_run(slot) if slot.run_id is None else None
-        run_id, run_dir, current = slot.run_id, slot.run_dir, slot.current
-        assert run_id is not None and run_dir is not None and current is not None
+        assert slot.run_id is not None and slot.run_dir is not None and slot.current is not None
         if self._job_env is None:
             self._job_env = dict(os.environ)
         slot.attempt += 1
+        launch = plan_attempt(slot.current, run_id=slot.run_id, run_dir=slot.run_dir, store_root=self.store.root,
+                              project_root=self.settings.root, number=slot.attempt, upstream=upstream,
+                              base_env=self._job_env)
+        stderr = slot.run_dir / "stderr.log"
+        stderr_start = stderr.stat().st_size if slot.attempt > 1 and stderr.exists() else 0
+        return True, Planned(slot.run_id, slot.attempt, inst.job.shell, launch, make_files(launch, self.store.root),
+                             leases, inst.job.timeout, new_run, stderr_start)
+
+    def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
+        """Start as many queued attempts as there is room for (in queue order), in one transaction."""
+        room = self.settings.scheduler.max_parallel - len(self._running)
+        batch: list[tuple[Slot, attempts.Planned]] = []
+        index = 0
+        while index < len(self._queue) and len(batch) < room:
+            slot = self._queue[index]
+            leaves, planned = self._next_attempt(slot, keeper, now)
+            if not leaves:
+                index += 1
+                continue
+            self._queue.pop(index)
+            if planned is not None:
+                batch.append((slot, planned))
+        if batch:
+            self._start(batch, keeper)
+
+    def _start(self, batch: list[tuple[Slot, attempts.Planned]], keeper: LeaseKeeper) -> None:
+        from mayuri.scheduler.attempts import start_batch
+
+        planned = [p for _, p in batch]
         try:
-            slot.active = self._patiently(lambda: attempts.start(
-                self.store, keeper, current, run_id=run_id, run_dir=run_dir,
-                project_root=self.settings.root, number=slot.attempt, upstream=upstream, leases=leases,
-                devices={d.uuid: d for d in self.devices}, timeout=inst.job.timeout, new_run=new_run,
-                base_env=self._job_env,
-            ), [slot])
-        except Fenced:
-            raise
-        except ExecutorError as exc:
-            message = exc.message
-            self._patiently(lambda: keeper.give_back(leases), [slot])
-            self._patiently(lambda: record_unstarted(self.store, new_run, run_id, message), [slot])
-            self._emit(slot, "failed", message)
-            return True
-        slot.active.sampler.step = slot.sys_step
-        self._running.add(slot.instance.key)
-        self._emit(slot, "running", slot.reason)
-        return True
+            results = self._patiently(lambda: start_batch(
+                self.store, keeper, planned, project_root=self.settings.root,
+                devices={d.uuid: d for d in self.devices},
+            ), [slot for slot, _ in batch])
+        finally:
+            for item in planned:
+                item.files.close()
+        for (slot, item), result in zip(batch, results):
+            if isinstance(result, str):
+                if item.leases:
+                    self._patiently(lambda leases=item.leases: keeper.give_back(leases), [slot])
+                self._emit(slot, "failed", result)
+                continue
+            slot.active = result
+            result.sampler.step = slot.sys_step
+            self._running.add(slot.instance.key)
+            self._emit(slot, "running", slot.reason)
 
     # -- finishing ------------------------------------------------------------
 
@@ -467,13 +492,8 @@ class Scheduler(Planner):
             else:
                 if self._changed:
                     self._queue.extend(self._secured(keeper, self._advance_pending()))
-                index = 0
-                while index < len(self._queue) and len(self._running) < limit:
-                    slot = self._queue[index]
-                    if self._try_launch(slot, keeper, now):
-                        self._queue.pop(index)
-                    else:
-                        index += 1
+                if len(self._running) < limit:
+                    self._launch_ready(keeper, now)
             done = []
             for key in list(self._running):
                 slot = self.slots[key]

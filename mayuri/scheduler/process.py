@@ -62,33 +62,23 @@ def spawn(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    stdout: Path,
-    stderr: Path,
+    stdout: int,
+    stderr: int,
     shell: bool = False,
-    append: bool = False,
 ) -> JobProcess:
-    """Start a job in a new session with its output going to the two files (appended for retries)."""
+    """Start a job in a new session with its output going to the two open files (the caller closes them)."""
     argv: Sequence[str] | str = ["/bin/sh", "-c", command] if shell and isinstance(command, str) else command
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
     try:
-        out = os.open(stdout, flags, 0o666)
-        try:
-            err = os.open(stderr, flags, 0o666)
-            try:
-                popen = subprocess.Popen(
-                    argv,
-                    cwd=cwd,
-                    env=env,
-                    stdin=_devnull(),
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            finally:
-                os.close(err)
-        finally:
-            os.close(out)
+        popen = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=_devnull(),
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            close_fds=True,
+        )
     except FileNotFoundError:
         program = argv[0] if not isinstance(argv, str) else argv
         raise ExecutorError(

@@ -2,11 +2,11 @@
 
 Every write is one `store.write()` transaction and is fenced by the
 scheduler's id: once another process has reclaimed a scheduler (it looked
-dead), that scheduler's late writes change nothing and report False, so a job
-is never recorded twice. A launch is one transaction (the run when new, its
-lineage, the attempt, its leases) held across the start of the process; the
-ends of the attempts that finished together are one transaction too, with
-their runs' closes. Nothing here starts or watches a process itself.
+dead), that scheduler's late writes change nothing and report so, so a job
+is never recorded twice. The launches of one scheduler turn are one
+transaction (each run when new, its lineage, the attempt, its leases) held
+across the start of the processes; the ends of the attempts that finished
+together are one transaction too, with their runs' closes. Nothing here starts or watches a process itself.
 """
 
 from __future__ import annotations
@@ -57,46 +57,73 @@ def _alive(conn: sqlite3.Connection, scheduler_id: str) -> bool:
     return row is not None and row[0] == "running"
 
 
-def begin_attempt(
-    store: Store, run_id: str, number: int, *, scheduler_id: str, host: str, params: Mapping[str, Any],
-    gpus: Sequence[str], lease_tokens: Sequence[str], launch: Callable[[], tuple[int, float | None]],
-    new_run: NewRun | None = None,
-) -> bool:
-    """Launch attempt `number` and record it, at once; False when fenced (then nothing is launched).
+@dataclass(frozen=True)
+class AttemptStart:
+    """One attempt to launch and record: `launch` starts its process.
 
-    Inside one write transaction: insert the run and its lineage when it is
-    new, call `launch` (which starts the process and returns its pid and
-    create time), record the attempt as running and bind its leases to the
-    process. Holding the write lock while the process starts means that a job
-    writing to the store from its first instant waits until its run exists.
-    If `launch` raises, nothing is recorded.
+    `launch` returns the process's (pid, create time), or a sentence saying
+    why it could not start. `new_run` is the run to insert, on its first
+    attempt.
     """
+
+    run_id: str
+    number: int
+    params: Mapping[str, Any]
+    gpus: Sequence[str]
+    lease_tokens: Sequence[str]
+    launch: Callable[[], tuple[int, float | None] | str]
+    new_run: NewRun | None = None
+
+
+def begin_attempts(store: Store, scheduler_id: str, host: str, starts: Sequence[AttemptStart]) -> list[str | None] | None:
+    """Launch attempts and record them, in one transaction; None when fenced (then nothing is launched).
+
+    Inside one write transaction, for each start in turn: call `launch`,
+    then insert the run and its lineage when it is new, record the attempt as
+    running and bind its leases to the process. Holding the write lock while
+    the processes start means that a job writing to the store from its first
+    instant waits until its run exists, and that no job is recorded without
+    running. An attempt that could not start is recorded as its run's
+    failure, with why. Returns, per start, None (running) or that reason. If
+    `launch` raises, nothing is recorded (the caller stops what it started).
+    """
+    results: list[str | None] = []
     with store.write():
         conn = store.db.connection()
         if not _alive(conn, scheduler_id):
-            return False
-        now = time.time()
-        if new_run is not None:
-            insert_run_rows(conn, new_run, status="running", now=now, scheduler_id=scheduler_id, started=True)
-        pid, pid_create_time = launch()
-        now = time.time()
-        conn.execute(
-            "INSERT INTO attempt (run_id, number, status, pid, pid_create_time, host, started_at, gpus, params, "
-            "scheduler_id) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, number, pid, pid_create_time, host, now, json.dumps(list(gpus)), canonical_json(params),
-             scheduler_id),
-        )
-        if new_run is None:
+            return None
+        for start in starts:
+            launched = start.launch()
+            now = time.time()
+            if isinstance(launched, str):
+                if start.new_run is not None:
+                    insert_run_rows(conn, start.new_run, status="failed", now=now, error=launched)
+                else:
+                    close_run_rows(conn, start.run_id, RunClose("failed", None, launched), now)
+                results.append(launched)
+                continue
+            pid, pid_create_time = launched
+            if start.new_run is not None:
+                insert_run_rows(conn, start.new_run, status="running", now=now, scheduler_id=scheduler_id,
+                                started=True)
+            else:
+                conn.execute(
+                    "UPDATE run SET status = 'running', scheduler_id = ?, started_at = COALESCE(started_at, ?) "
+                    "WHERE id = ?", (scheduler_id, now, start.run_id),
+                )
             conn.execute(
-                "UPDATE run SET status = 'running', scheduler_id = ?, started_at = COALESCE(started_at, ?) "
-                "WHERE id = ?", (scheduler_id, now, run_id),
+                "INSERT INTO attempt (run_id, number, status, pid, pid_create_time, host, started_at, gpus, params, "
+                "scheduler_id) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (start.run_id, start.number, pid, pid_create_time, host, now, json.dumps(list(start.gpus)),
+                 canonical_json(start.params), scheduler_id),
             )
-        if lease_tokens:
-            conn.executemany(
-                "UPDATE gpu_lease SET run_id = ?, attempt = ?, pid = ?, pid_create_time = ? WHERE token = ?",
-                [(run_id, number, pid, pid_create_time, token) for token in lease_tokens],
-            )
-    return True
+            if start.lease_tokens:
+                conn.executemany(
+                    "UPDATE gpu_lease SET run_id = ?, attempt = ?, pid = ?, pid_create_time = ? WHERE token = ?",
+                    [(start.run_id, start.number, pid, pid_create_time, token) for token in start.lease_tokens],
+                )
+            results.append(None)
+    return results
 
 
 def _end_rows(conn: sqlite3.Connection, record: EndRecord, now: float) -> None:

@@ -224,17 +224,6 @@ def finish_run(
         close_run_rows(store.db.connection(), run_id, close, time.time())
 
 
-def record_unstarted(store: Store, run: NewRun | None, run_id: str, error: str) -> None:
-    """A run whose process could not be started: failed, with why (inserted first if it is new)."""
-    now = time.time()
-    with store.write():
-        conn = store.db.connection()
-        if run is not None:
-            insert_run_rows(conn, run, status="failed", now=now, error=error)
-        else:
-            close_run_rows(conn, run_id, RunClose("failed", None, error), now)
-
-
 def add_lineage(store: Store, child_id: str, parents: Mapping[str, str]) -> None:
     """Record that `child_id` used the results of each parent run (name -> parent run id)."""
     if not parents:
