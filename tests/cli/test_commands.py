@@ -147,6 +147,25 @@ def test_missing_program_fails_with_a_clear_reason(project: Project) -> None:
     assert run["status"] == "failed"
 
 
+def test_a_missing_program_does_not_stop_the_jobs_launched_with_it(project: Project) -> None:
+    # All three start in the same turn of the loop, so in one launch transaction.
+    project.write("exp.yaml", """\
+        jobs:
+          good: {run: "echo fine", params: {i: 0}, sweep: {i: [1, 2]}}
+          bad: {run: no-such-program}
+    """)
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode == 1
+    runs = {(r["job"], r["params"].get("i")): r for r in project.runs()}
+    assert runs["bad", None]["status"] == "failed"
+    assert "no such program" in project.show(runs["bad", None]["id"])["error"]
+    for i in (1, 2):
+        run = runs["good", i]
+        assert run["status"] == "succeeded"
+        assert project.mayuri("logs", run["id"]).stdout.strip() == "fine"
+        assert [a["status"] for a in project.show(run["id"])["attempts"]] == ["succeeded"]
+
+
 def test_malformed_mayuri_toml_exits_2_with_the_line(project: Project) -> None:
     config = project.root / "mayuri.toml"
     config.write_text(config.read_text() + "\n[scheduler\nmax_parallel = 2\n")
