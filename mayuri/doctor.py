@@ -103,16 +103,16 @@ def _permissions(store: Store, report: DoctorReport) -> None:
         if mode & (stat.S_IRGRP | stat.S_IWGRP) != (stat.S_IRGRP | stat.S_IWGRP):
             if path.stat().st_uid == os.getuid():
                 share_like_folder(path, store.root)
-            fixed = path.stat().st_mode & stat.S_IWGRP
-            bad.append((path.name, oct(stat.S_IMODE(mode)), bool(fixed)))
+            repaired = bool(path.stat().st_mode & stat.S_IWGRP)
+            bad.append((path.name, oct(stat.S_IMODE(mode)), repaired))
     if not bad:
         report.add("permissions", "ok", "database files are group read/write like the store folder")
-    for name, mode, fixed in bad:
+    for name, was, fixed in bad:
         if fixed:
-            report.add("permissions", "repaired", f"{name} was {mode}; made group read/write")
+            report.add("permissions", "repaired", f"{name} was {was}; made group read/write")
         else:
             report.add("permissions", "problem",
-                       f"{name} is {mode} in a group-shared store: teammates cannot write it — its owner "
+                       f"{name} is {was} in a group-shared store: teammates cannot write it — its owner "
                        f"should run `chmod g+rw {name}`.")
 
 

@@ -70,8 +70,10 @@ def _fake_from_json(path: Path) -> list[Gpu]:
         total = _size(entry.get("memory_total", "16GiB"))
         unsupported = set(entry.get("unsupported", ()))
         pci = str(entry.get("pci_bus_id", f"00000000:{index + 1:02X}:00.0"))
-        common = dict(name=str(entry.get("name", "Fake GPU")), pci_bus_id=pci, driver="fake", fake=True,
-                      utilization=None if "utilization" in unsupported else int(entry.get("utilization", 0)))
+        common: dict[str, Any] = {
+            "name": str(entry.get("name", "Fake GPU")), "pci_bus_id": pci, "driver": "fake", "fake": True,
+            "utilization": None if "utilization" in unsupported else int(entry.get("utilization", 0)),
+        }
         slices = entry.get("mig") or []
         if slices:
             for number, mig in enumerate(slices):
@@ -134,29 +136,30 @@ def _nvml() -> Iterator[Any]:
             pass
 
 
-def _query(pynvml: Any, call: Callable[[], T], default: T) -> T:
+def _query(pynvml: Any, default: T, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)`, or `default` when NVML cannot answer it."""
     # NotSupported, FunctionNotFound (old drivers), NoPermission... degrade to unknown.
     try:
-        return call()
+        return call(*args)
     except pynvml.NVMLError:
         return default
 
 
 def _mig_slices(pynvml: Any, handle: Any) -> list[Any]:
-    mode = _query(pynvml, lambda: pynvml.nvmlDeviceGetMigMode(handle), (0, 0))
+    mode = _query(pynvml, (0, 0), pynvml.nvmlDeviceGetMigMode, handle)
     if not mode or mode[0] != getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1):
         return []
-    count = _query(pynvml, lambda: pynvml.nvmlDeviceGetMaxMigDeviceCount(handle), 0)
+    count = _query(pynvml, 0, pynvml.nvmlDeviceGetMaxMigDeviceCount, handle)
     slices = []
     for number in range(count):
-        child = _query(pynvml, lambda n=number: pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, n), None)
+        child = _query(pynvml, None, pynvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, number)
         if child is not None:
             slices.append(child)
     return slices
 
 
 def _pids(pynvml: Any, handle: Any) -> tuple[int, ...]:
-    procs = _query(pynvml, lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle), [])
+    procs: list[Any] = _query(pynvml, [], pynvml.nvmlDeviceGetComputeRunningProcesses, handle)
     return tuple(p.pid for p in procs)
 
 
@@ -164,19 +167,21 @@ def _nvml_inventory() -> list[Gpu]:
     with _nvml() as pynvml:
         if pynvml is None:
             return []
-        driver = str(_query(pynvml, pynvml.nvmlSystemGetDriverVersion, ""))
+        driver = str(_query(pynvml, "", pynvml.nvmlSystemGetDriverVersion))
         gpus = []
-        for index in range(_query(pynvml, pynvml.nvmlDeviceGetCount, 0)):
-            handle = _query(pynvml, lambda i=index: pynvml.nvmlDeviceGetHandleByIndex(i), None)
+        for index in range(_query(pynvml, 0, pynvml.nvmlDeviceGetCount)):
+            handle = _query(pynvml, None, pynvml.nvmlDeviceGetHandleByIndex, index)
             if handle is None:
                 continue
-            uuid = str(_query(pynvml, lambda: pynvml.nvmlDeviceGetUUID(handle), f"GPU-index-{index}"))
-            name = str(_query(pynvml, lambda: pynvml.nvmlDeviceGetName(handle), "GPU"))
-            pci = str(_query(pynvml, lambda: pynvml.nvmlDeviceGetPciInfo(handle).busId, ""))
-            util = _query(pynvml, lambda: int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu), None)
+            uuid = str(_query(pynvml, f"GPU-index-{index}", pynvml.nvmlDeviceGetUUID, handle))
+            name = str(_query(pynvml, "GPU", pynvml.nvmlDeviceGetName, handle))
+            pci_info = _query(pynvml, None, pynvml.nvmlDeviceGetPciInfo, handle)
+            pci = "" if pci_info is None else str(pci_info.busId)
+            rates = _query(pynvml, None, pynvml.nvmlDeviceGetUtilizationRates, handle)
+            util = None if rates is None else int(rates.gpu)
             for child in _mig_slices(pynvml, handle) or [None]:
                 device = child if child is not None else handle
-                memory = _query(pynvml, lambda d=device: pynvml.nvmlDeviceGetMemoryInfo(d), None)
+                memory = _query(pynvml, None, pynvml.nvmlDeviceGetMemoryInfo, device)
                 if memory is None:
                     continue
                 gpus.append(Gpu(
@@ -205,12 +210,13 @@ def process_gpu_memory() -> dict[int, int]:
     with _nvml() as pynvml:
         if pynvml is None:
             return used
-        for index in range(_query(pynvml, pynvml.nvmlDeviceGetCount, 0)):
-            handle = _query(pynvml, lambda i=index: pynvml.nvmlDeviceGetHandleByIndex(i), None)
+        for index in range(_query(pynvml, 0, pynvml.nvmlDeviceGetCount)):
+            handle = _query(pynvml, None, pynvml.nvmlDeviceGetHandleByIndex, index)
             if handle is None:
                 continue
             for device in _mig_slices(pynvml, handle) or [handle]:
-                for proc in _query(pynvml, lambda d=device: pynvml.nvmlDeviceGetComputeRunningProcesses(d), []):
+                procs: list[Any] = _query(pynvml, [], pynvml.nvmlDeviceGetComputeRunningProcesses, device)
+                for proc in procs:
                     if proc.usedGpuMemory is not None:
                         used[proc.pid] = used.get(proc.pid, 0) + int(proc.usedGpuMemory)
     return used

@@ -16,6 +16,7 @@ records (`patience.py`); it never abandons the jobs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -220,7 +221,7 @@ class Scheduler(Planner):
         for (slot, item), result in zip(batch, results):
             if isinstance(result, str):
                 if item.leases:
-                    self._patiently(lambda leases=item.leases: keeper.give_back(leases), [slot])
+                    self._patiently(functools.partial(keeper.give_back, item.leases), [slot])
                 self._emit(slot, "failed", result)
                 continue
             slot.active = result

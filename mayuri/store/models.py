@@ -23,6 +23,7 @@ class BaseModel(peewee.Model):
 
 
 class Experiment(BaseModel):
+    id = peewee.AutoField()
     name = peewee.TextField(unique=True)
     created_at = peewee.FloatField()
 

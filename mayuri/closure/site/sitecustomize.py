@@ -26,6 +26,11 @@ from __future__ import annotations
 import os
 import sys
 
+# Set by type checkers only: importing `typing` would cost every job's start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Names that are no distribution: not worth a record.
@@ -94,14 +99,15 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     seen_listed: set[str] = set()
     seen_modules: set[str] = set()
 
-    def resolve(path: object) -> str | None:
+    def resolve(given: object) -> str | None:
         """Absolute normalised path if it is in the tracked part of the project, else None."""
-        if path.__class__ is not str:
-            if isinstance(path, int):
-                return None  # a file descriptor: already recorded when it was opened
-            path = fspath(path)  # type: ignore[call-overload]
-            if isinstance(path, bytes):
-                path = fsdecode(path)
+        if type(given) is str:
+            path = given
+        elif isinstance(given, int):
+            return None  # a file descriptor: already recorded when it was opened
+        else:
+            native = fspath(given)  # type: ignore[call-overload]
+            path = fsdecode(native) if isinstance(native, bytes) else native
         if path[:1] != "/":
             if not path:
                 return None
@@ -284,7 +290,7 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     seen_errors: set[str] = set()
     previous_excepthook = sys.excepthook
 
-    def excepthook(kind: type, value: BaseException, traceback: object) -> None:
+    def excepthook(kind: type[BaseException], value: BaseException, traceback: TracebackType | None) -> None:
         # The scheduler reads this to recognise a GPU out-of-memory (torch's
         # OutOfMemoryError) even when stderr was redirected or truncated.
         try:
