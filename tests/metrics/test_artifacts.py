@@ -92,3 +92,23 @@ def test_job_gets_a_clear_error_for_a_bad_name(project: Project) -> None:
     assert "ArtifactError" in stderr and "climbs out of its folder" in stderr
     assert not (project.root / ".mayuri" / "escape.txt").exists()
     assert not (project.root.parent / "escape.txt").exists()
+
+
+def test_an_artifact_folder_in_the_project_is_an_output_not_an_input(project: Project) -> None:
+    project.write("save.py", SAVE + "\nimport glob\nglob.glob('inputs/*')\n")
+    (project.root / "inputs").mkdir()
+    project.write("exp.yaml", """
+        name: art
+        jobs:
+          save: {run: python save.py first.bin}
+    """)
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    (run,) = project.runs()
+    closure = {entry["path"]: entry["role"] for entry in project.show(run["id"])["closure"]}
+    # The folder the job globbed itself is an input; the one mayuri.artifact walked is not.
+    assert closure.get("inputs") == "listing"
+    assert "model" not in closure and "model/sub" not in closure
+    (project.root / "model" / "stray.txt").write_text("written by something else")
+    assert "cached" in project.mayuri("run", "exp.yaml").stderr
+    (project.root / "inputs" / "new.csv").write_text("1\n")
+    assert "inputs/ listing changed" in project.mayuri("run", "exp.yaml").stderr

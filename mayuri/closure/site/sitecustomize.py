@@ -88,6 +88,10 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     # distribution discovery scanning every sys.path entry): they do not
     # depend on the job and would make the project root a listing of every job.
     listing_frames = loader_frames + (os.path.join(stdlib, "importlib", "metadata"),)
+    # Listings made anywhere under Mayuri's own in-job API (mayuri.artifact walking an output
+    # folder) are the job's outputs being stored, not inputs it depends on.
+    mayuri_package = os.path.dirname(os.path.dirname(_HERE))
+    own_frames = tuple({os.path.join(p, "") for p in (mayuri_package, os.path.realpath(mayuri_package))})
     listing_suffixes = ("/pkg_resources/__init__.py", "/importlib_metadata/__init__.py")
 
     busy: set[int] = set()
@@ -206,11 +210,17 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         if path is None:
             return
         try:
-            caller = getframe(2).f_code.co_filename
+            frame = getframe(2)
         except ValueError:
-            caller = ""
-        if caller.startswith(listing_frames) or caller.endswith(listing_suffixes):
-            return
+            frame = None
+        if frame is not None:
+            caller = frame.f_code.co_filename
+            if caller.startswith(listing_frames) or caller.endswith(listing_suffixes):
+                return
+            while frame is not None:
+                if frame.f_code.co_filename.startswith(own_frames):
+                    return
+                frame = frame.f_back
         emit(seen_listed, "l", path)
 
     def on_exec(args: tuple) -> None:
