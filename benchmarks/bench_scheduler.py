@@ -127,9 +127,9 @@ def main() -> None:
             filed.append(measured(lambda root=root: raw_with_files(args.jobs, args.parallel, root / "raw")))
             scheds.append(measured(lambda root=root: scheduled(args.jobs, args.parallel, root / "project")))
             os.chdir(here)
-    raw_s, raw_cpu = (statistics.median(v) for v in zip(*raws))
-    filed_s, filed_cpu = (statistics.median(v) for v in zip(*filed))
-    sched_s, sched_cpu = (statistics.median(v) for v in zip(*scheds))
+    raw_s, raw_cpu = (statistics.median(v) for v in zip(*raws, strict=True))
+    filed_s, filed_cpu = (statistics.median(v) for v in zip(*filed, strict=True))
+    sched_s, sched_cpu = (statistics.median(v) for v in zip(*scheds, strict=True))
     ratio = sched_s / raw_s
     per = 1000 / args.jobs
     print(f"{args.jobs} trivial jobs, {args.parallel} at a time, median of {args.rounds} rounds; {machine_line()}")

@@ -163,7 +163,7 @@ def start_batch(
         raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
     results: list[Active | str] = []
     now = time.monotonic()
-    for index, (item, error) in enumerate(zip(planned, recorded)):
+    for index, (item, error) in enumerate(zip(planned, recorded, strict=True)):
         if error is not None:
             results.append(error)
             continue

@@ -218,7 +218,7 @@ class Scheduler(Planner):
         finally:
             for item in planned:
                 item.files.close()
-        for (slot, item), result in zip(batch, results):
+        for (slot, item), result in zip(batch, results, strict=True):
             if isinstance(result, str):
                 if item.leases:
                     self._patiently(functools.partial(keeper.give_back, item.leases), [slot])

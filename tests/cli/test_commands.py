@@ -180,7 +180,7 @@ def test_unknown_key_in_mayuri_toml_suggests(project: Project) -> None:
     done = project.mayuri("runs")
     assert done.returncode == 2
     assert "did you mean 'max_parallel'?" in done.stderr
-    line = [i for i, l in enumerate(config.read_text().splitlines(), 1) if "max_paralel" in l][0]
+    line = [i for i, text in enumerate(config.read_text().splitlines(), 1) if "max_paralel" in text][0]
     assert f"mayuri.toml:{line}" in done.stderr
 
 

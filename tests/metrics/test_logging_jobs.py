@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -102,6 +103,10 @@ def test_two_jobs_log_at_once_into_one_store(project: Project) -> None:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def _not_json(command: tuple[str, ...], name: str) -> None:
+    pytest.fail(f"{command}: {name} is not JSON")
+
+
 def test_nan_inf_and_non_scalar_values(project: Project) -> None:
     project.write("odd.py", """
         import mayuri
@@ -129,7 +134,7 @@ def test_nan_inf_and_non_scalar_values(project: Project) -> None:
     for command in (("show", run["id"], "--json"), ("runs", "--json")):
         done = project.mayuri(*command)
         assert done.returncode == 0, done.stderr
-        data = json.loads(done.stdout, parse_constant=lambda name: pytest.fail(f"{command}: {name} is not JSON"))
+        data = json.loads(done.stdout, parse_constant=functools.partial(_not_json, command))
     assert data[0]["id"] == run["id"]
     shown = json.loads(project.mayuri("show", run["id"], "--json").stdout)
     assert shown["metrics"]["y"]["max"] is None and shown["metrics"]["x"]["last"] == 2.5

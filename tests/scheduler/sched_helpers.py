@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -34,7 +35,7 @@ def attempts(db: Path) -> list[dict[str, Any]]:
     rows = query(db, "SELECT run_id, number, status, cause, gpus, params, started_at, ended_at, error "
                      "FROM attempt ORDER BY started_at")
     keys = ("run_id", "number", "status", "cause", "gpus", "params", "started_at", "ended_at", "error")
-    result = [dict(zip(keys, r)) for r in rows]
+    result = [dict(zip(keys, r, strict=True)) for r in rows]
     for row in result:
         row["gpus"] = json.loads(row["gpus"])
         row["params"] = json.loads(row["params"])
@@ -49,7 +50,7 @@ def assert_no_overlap(rows: list[dict[str, Any]]) -> None:
             by_gpu.setdefault(gpu, []).append((row["started_at"], row["ended_at"]))
     for gpu, spans in by_gpu.items():
         spans.sort()
-        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+        for (s1, e1), (s2, e2) in itertools.pairwise(spans):
             assert e1 <= s2, f"two attempts on {gpu} overlap: {s1}-{e1} and {s2}-{e2}"
 
 

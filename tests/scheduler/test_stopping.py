@@ -3,6 +3,7 @@ exit statuses (test 15), host OOM (test 16) and an output flood (test 14)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -175,7 +176,7 @@ def test_output_flood_is_captured_byte_exact(project) -> None:
     assert (folder / "stdout.log").stat().st_size == 200 * 1024 * 1024
     assert (folder / "stderr.log").stat().st_size == 50 * 1024 * 1024
     distinct = sorted(set(beats))
-    gaps = [b - a for a, b in zip(distinct, distinct[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(distinct)]
     assert all(gap < 2.0 for gap in gaps), gaps
     store_is_sound(project.db)
 
