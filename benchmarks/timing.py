@@ -11,6 +11,7 @@ it never decides whether a target is met.
 from __future__ import annotations
 
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -67,12 +68,23 @@ def time_command(
     return time.perf_counter() - began, _children_cpu() - cpu, done
 
 
-def interleave(commands: Mapping[str, Callable[[], tuple[float, float]]], repeat: int) -> dict[str, Samples]:
-    """Run each measurement once per round, `repeat` rounds, so that load changes hit all alike."""
+def interleave(
+    commands: Mapping[str, Callable[[], tuple[float, float]]], repeat: int, shuffle: bool = False
+) -> dict[str, Samples]:
+    """Run each measurement once per round, `repeat` rounds, so that load changes hit all alike.
+
+    With `shuffle`, each round runs them in a new order (the same orders on
+    every run of the script): a process started right after another one runs
+    measurably slower or faster than its place in a fixed order would say.
+    """
     samples = {name: Samples(name) for name in commands}
+    order = list(commands)
+    rounds = random.Random(20260101)
     for _ in range(repeat):
-        for name, measure in commands.items():
-            wall, cpu = measure()
+        if shuffle:
+            rounds.shuffle(order)
+        for name in order:
+            wall, cpu = commands[name]()
             samples[name].values.append(wall)
             samples[name].cpu.append(cpu)
     return samples

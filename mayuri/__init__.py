@@ -3,30 +3,33 @@
 Inside a job, `import mayuri` gives the in-job API (`mayuri.params()`,
 `mayuri.log()`, `mayuri.output()`, `mayuri.artifact()`, ...); in a notebook,
 `mayuri.runs(...)` reads runs back. Importing this package stays cheap:
-nothing heavy (no database, no textual, no torch) is imported here; the
-read-back API is imported on first use.
+nothing is imported here; both APIs are imported on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mayuri.job import (
-    artifact,
-    checkpoint_dir,
-    current_run,
-    finish,
-    init,
-    log,
-    output,
-    params,
-    resume_from,
-)
+if TYPE_CHECKING:
+    from mayuri.job import (
+        artifact,
+        checkpoint_dir,
+        current_run,
+        finish,
+        init,
+        log,
+        output,
+        params,
+        resume_from,
+    )
+    from mayuri.notebook import get_run, runs
 
 __version__ = "0.1.0"
 
-# Loaded on first use: they open the store (peewee), which a job that only logs never needs.
-_LAZY = {"runs": "mayuri.notebook", "get_run": "mayuri.notebook"}
+# Loaded on first use: every `mayuri` command imports this package, and only a
+# job needs the in-job API; the read-back API opens the store (peewee).
+_JOB_API = ("artifact", "checkpoint_dir", "current_run", "finish", "init", "log", "output", "params", "resume_from")
+_LAZY = {**dict.fromkeys(_JOB_API, "mayuri.job"), "runs": "mayuri.notebook", "get_run": "mayuri.notebook"}
 
 
 def __getattr__(name: str) -> Any:
@@ -35,7 +38,10 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'mayuri' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    # Kept as a plain attribute: `mayuri.log` may be called once per training step.
+    globals()[name] = value
+    return value
 
 
 __all__ = [

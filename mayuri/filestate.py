@@ -6,26 +6,35 @@ hashed that a later change could share its timestamp (git's "racily clean"
 rule); such files, and every file that changed, are hashed again and the
 cache is updated.
 
-`unchanged_except` is the warm cache check's fast path: one query and one
-`stat` per file, no digest decoded. Nothing here decides what a change means;
-that is the cache's job.
+`unchanged_except` is the warm cache check's fast path: a `stat` per file,
+no digest decoded. Its input is the run's closure snapshot (one row: the
+files the stat cache vouched for and their cached stat fields, packed) when
+the snapshot still matches every file; otherwise the closure joined with the
+stat cache (one query), after which a clean result is snapshotted again. A
+snapshot entry claims exactly what the stat-cache entry it was copied from
+claimed (a file with these stat fields has the recorded content), so a stale
+snapshot can only send the check the slow way, never vouch for a change.
+Nothing here decides what a change means; that is the cache's job.
 """
 
 from __future__ import annotations
 
+import array
 import functools
 import itertools
+import json
 import operator
 import os
 import stat as stat_module
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mayuri.hashing import ABSENT, hash_files, hash_listing
 from mayuri.store.db import Store
-from mayuri.store.queries import closure_stat_rows, stat_cache_rows
+from mayuri.store.queries import closure_snapshot, closure_stat_rows, stat_cache_rows
 from mayuri.store.records import save_stat_cache
 
 # Timestamps closer than this to the hashing time cannot be trusted: some
@@ -40,7 +49,8 @@ _PATH = operator.itemgetter(0)
 _KIND = operator.itemgetter(1)
 _CACHED_FIELDS = operator.itemgetter(slice(3, 8))
 # mtime first: it is what an edit changes, and tuples compare from the left.
-_STAT_FIELDS = operator.attrgetter("st_mtime_ns", "st_ctime_ns", "st_ino", "st_size", "st_dev")
+_STAT_FIELDS_NAMES = ("st_mtime_ns", "st_ctime_ns", "st_ino", "st_size", "st_dev")
+_STAT_FIELDS = operator.attrgetter(*_STAT_FIELDS_NAMES)
 
 
 def current_digests(store: Store, root: Path, entries: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Digest]:
@@ -97,26 +107,92 @@ def unchanged_except(store: Store, root: Path, run_id: str) -> list[tuple[str, s
     entry is returned, for the caller to digest with `current_digests`.
     """
     prefix = os.path.join(root, "")
-    rows = closure_stat_rows(store, run_id, prefix, RACY_WINDOW_NS)
-    folder = _open_folder(root)
+    # Relative to the project folder, the kernel walks only the part of each
+    # path inside the project: these stats cost less than absolute ones. The
+    # usual case, run from the project folder itself, needs no folder opened.
+    here = os.getcwd() == os.path.normpath(root)
+    folder = None if here else _open_folder(root)
     try:
-        # Relative to the open project folder, the kernel walks only the part of
-        # each path inside the project: these stats cost less than absolute ones.
         stat: Callable[[str], os.stat_result] = (
-            functools.partial(os.stat, dir_fd=folder) if folder is not None else lambda p: os.stat(prefix + p)
+            os.stat if here
+            else functools.partial(os.stat, dir_fd=folder) if folder is not None
+            else lambda p: os.stat(prefix + p)
         )
-        suspects = [(path, "file") for path in _stat_changed(stat, list(itertools.filterfalse(_KIND, rows)))]
+        snapshot = closure_snapshot(store, run_id)
+        if snapshot is not None and snapshot[0] == prefix:
+            slow = _snapshot_rest(stat, snapshot[1], snapshot[2], snapshot[3])
+            if slow is not None:
+                return _slow_suspects(prefix, slow)
+        rows = closure_stat_rows(store, run_id, prefix, RACY_WINDOW_NS)
+        trusted = list(itertools.filterfalse(_KIND, rows))
+        suspects = [(path, "file") for path in _stat_changed(stat, trusted)]
         # The rest (few): listings, files recorded absent, files the stat cache cannot vouch for.
-        for path, kind, recorded, *_ in filter(_KIND, rows):
-            if kind == "listing":
-                if hash_listing(prefix + path)[0] != recorded:
-                    suspects.append((path, kind))
-            elif recorded != ABSENT or _exists(prefix + path):
-                suspects.append((path, str(kind)))
+        rest = [(path, str(kind), str(recorded)) for path, kind, recorded, *_ in filter(_KIND, rows)]
+        suspects += _slow_suspects(prefix, rest)
+        if not suspects:
+            _snapshot(store, run_id, prefix, trusted, rest)
         return suspects
     finally:
         if folder is not None:
             os.close(folder)
+
+
+def _slow_suspects(prefix: str, rest: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
+    """Those of the (path, kind, recorded) entries that a stat cannot vouch for which may have changed."""
+    suspects = []
+    for path, kind, recorded in rest:
+        if kind == "listing":
+            if hash_listing(prefix + path)[0] != recorded:
+                suspects.append((path, kind))
+        elif recorded != ABSENT or _exists(prefix + path):
+            suspects.append((path, kind))
+    return suspects
+
+
+def _packed(fields: Iterable[tuple[int, ...]]) -> bytes:
+    """Stat fields as the snapshot keeps them: little-endian signed 64-bit integers, in order."""
+    packed = array.array("q", itertools.chain.from_iterable(fields))
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _snapshot_rest(
+    stat: Callable[[str], os.stat_result], paths: bytes, stats: bytes, rest: str
+) -> list[list[str]] | None:
+    """The snapshot's slow-way entries when every snapshotted file's stat is as cached; else None."""
+    try:
+        names = paths.decode().split("\0") if paths else []
+        expected = array.array("q")
+        expected.frombytes(stats)
+        if sys.byteorder != "little":
+            expected.byteswap()
+        if len(expected) != len(_STAT_FIELDS_NAMES) * len(names):
+            return None
+        # All in C (map, zip, any), stopping at the first file whose stat differs.
+        cached = iter(expected)
+        if any(map(operator.ne, map(_STAT_FIELDS, map(stat, names)), zip(*[cached] * len(_STAT_FIELDS_NAMES), strict=True))):
+            return None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None  # a file is gone or unreadable: the slow way says which
+    entries: list[list[str]] = json.loads(rest)
+    return entries
+
+
+def _snapshot(store: Store, run_id: str, prefix: str, trusted: list[tuple[Any, ...]],
+              rest: Sequence[Sequence[str]]) -> None:
+    """Keep what was just verified as the run's snapshot, for the next check."""
+    from mayuri.store.snapshot_records import save_closure_snapshot
+
+    try:
+        stats = _packed(map(_CACHED_FIELDS, trusted))
+    except OverflowError:
+        return  # a stat field beyond 64 bits: this closure is checked the slow way
+    try:
+        paths = "\0".join(map(_PATH, trusted)).encode()
+    except UnicodeEncodeError:
+        return  # a path that is not UTF-8 (kept with surrogates): checked the slow way
+    save_closure_snapshot(store, run_id, prefix, paths, stats, json.dumps(rest))
 
 
 def _stat_changed(stat: Callable[[str], os.stat_result], rows: list[tuple[Any, ...]]) -> list[str]:

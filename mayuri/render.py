@@ -14,19 +14,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
-from mayuri.experiment.expectations import Verdict
 from mayuri.experiment.interpolate import as_text
 from mayuri.scheduler.events import JobEvent
-from mayuri.scheduler.loop import Outcome
-from mayuri.store.queries import RunRow
 from mayuri.units import format_duration, format_size
 
-if TYPE_CHECKING:  # annotations only: `mayuri run` need not load the inspection code
+if TYPE_CHECKING:
+    # Annotations only: a cached `mayuri run` that is not at a terminal draws no
+    # table, and no command here needs the scheduler or the store loaded.
+    from rich.live import Live
+    from rich.table import Table
+
+    from mayuri.experiment.expectations import Verdict
     from mayuri.inspect_runs import RunDetail, RunDiff, WhyBreakdown
+    from mayuri.scheduler.plan import Outcome
+    from mayuri.store.queries import RunRow
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -114,6 +117,8 @@ class RunView:
         self.started: dict[str, float] = {}
         self.live: Live | None = None
         if console.is_terminal:
+            from rich.live import Live
+
             self.live = Live(self, console=console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> RunView:
@@ -130,6 +135,8 @@ class RunView:
         return self._table()
 
     def _table(self) -> Group:
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         for column in ("job", "status", "run", "gpu", "attempt", "time", "why"):
             table.add_column(column, overflow="fold")
@@ -191,6 +198,8 @@ def summary_line(outcome: Outcome, elapsed: float) -> Text:
 
 def verdict_table(verdicts: Sequence[Verdict]) -> Table:
     """The expectations of `mayuri test`: failing ones first, each with what was recorded."""
+    from rich.table import Table
+
     table = Table(header_style="bold", box=None, pad_edge=False)
     for column in ("test", "expect", "actual", "result", "run", "note"):
         table.add_column(column)
@@ -228,6 +237,8 @@ def plan_tree(outcome: Outcome) -> Text:
 
 def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
     """The `mayuri runs` table; on a narrow terminal, user and host make room for params."""
+    from rich.table import Table
+
     columns = ["id", "experiment", "job", "status", "params", "gpu", "started", "took", "user", "host"]
     if width < 120:
         columns = columns[:-2]
@@ -240,7 +251,7 @@ def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
         else:
             table.add_column(column, no_wrap=True, overflow="ellipsis")
     for run in runs:
-        cells = [
+        cells: list[str | Text] = [
             run.short_id, Text(run.experiment), Text(run.job), status_text(run.status), Text(params_text(run.params)),
             Text(",".join(short_gpu(g) for g in run.gpus) or "-"), short_when(run.started_at), format_duration(run.duration),
             run.user, run.host,
@@ -250,6 +261,8 @@ def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
 
 
 def _kv(title: str, rows: Sequence[tuple[str, Any]]) -> Group:
+    from rich.table import Table
+
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="dim", no_wrap=True)
     table.add_column(overflow="fold")
@@ -259,6 +272,8 @@ def _kv(title: str, rows: Sequence[tuple[str, Any]]) -> Group:
 
 
 def show_detail(detail: RunDetail) -> Group:
+    from rich.table import Table
+
     run = detail.run
     parts: list[Any] = [
         _kv(f"run {run.id}", [
@@ -332,6 +347,8 @@ def show_detail(detail: RunDetail) -> Group:
 
 def diff_detail(diff: RunDiff) -> Group:
     """Two runs side by side, only where they differ."""
+    from rich.table import Table
+
     def section(title: str, rows: Sequence[tuple[str, Any, Any]]) -> Group:
         table = Table(box=None, pad_edge=False, header_style="bold")
         table.add_column("")
@@ -362,6 +379,8 @@ def diff_detail(diff: RunDiff) -> Group:
 
 
 def why_detail(breakdown: WhyBreakdown) -> Group:
+    from rich.table import Table
+
     head = _kv("fingerprint", [
         ("recorded", breakdown.fingerprint or "- (not reusable)"),
         ("recomputed now", breakdown.recomputed),

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mayuri.config import load_settings
 from mayuri.errors import ExperimentError
-from mayuri.experiment import expand, parse_experiment, parse_override
-from mayuri.experiment.expectations import Verdict, judge, parse_expectation
+from mayuri.experiment import expand, parse_override
+from mayuri.experiment.parsed_cache import load_experiment
 from mayuri.scheduler.events import Reporter
 from mayuri.scheduler.loop import SETTLED_OK, Outcome, Scheduler
 from mayuri.store import Store, open_project_store
 from mayuri.store.perms import share_umask
+
+if TYPE_CHECKING:
+    from mayuri.experiment.expectations import Verdict
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
         raise ExperimentError("experiment file not found.", path=path,
                               hint="Check the path; it is relative to the current folder.")
     settings = load_settings(root)
-    spec = parse_experiment(path)
+    spec = load_experiment(path, settings.store.path)
     overrides = [parse_override(text, set(spec.jobs)) for text in request.overrides]
     kinds = ("job", "test") if request.tests else ("job",)
     only = request.only or ((tuple(n for n, j in spec.jobs.items() if j.kind == "test")) if request.tests else ())
@@ -73,6 +77,7 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
 
 def judge_tests(store: Store, outcome: Outcome) -> tuple[Verdict, ...]:
     """The verdict of every expectation of every test instance in the outcome."""
+    from mayuri.experiment.expectations import Verdict, judge, parse_expectation
     from mayuri.store.metric_queries import metric_summaries
 
     tests = [s for s in outcome.slots if s.instance.job.kind == "test"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import re
 import shlex
@@ -279,7 +280,7 @@ def _instance(
     interp = Interpolator(raw)
     params: dict[str, Any] = {}
     for name in raw:
-        params[name] = _resolving(job, f"params.{name}", lambda n=name: interp.param(n))
+        params[name] = _resolving(job, f"params.{name}", functools.partial(interp.param, name))
     command = _resolving(job, "run", lambda: _command(job, interp))
     env = _resolving(job, "env", lambda: {k: as_text(interp.resolve(v)) for k, v in job.env.items()})
     if isinstance(command, list) and command[0] in PYTHON_NAMES:

@@ -11,11 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from mayuri.errors import ExperimentError
-from mayuri.experiment.plain import to_plain
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 
@@ -38,6 +34,12 @@ def parse_value(text: str) -> Any:
     """A scalar (or flow list/mapping) as YAML 1.2 reads it."""
     if text == "":
         return ""
+    # Loaded only when an override is given: a plain cached `mayuri run` never needs ruamel.yaml.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from mayuri.experiment.plain import to_plain
+
     try:
         value = YAML(typ="safe", pure=True).load(text)
     except YAMLError:

@@ -6,6 +6,7 @@ resources, retry, env) into every job. Parameter values are not resolved here.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.errors import ExperimentError
+from mayuri.experiment import sources
 from mayuri.experiment.expectations import parse_expectation
 from mayuri.experiment.plain import to_plain, type_name
 from mayuri.experiment.spec import Dependency, ExperimentSpec, JobSpec, Where
@@ -109,13 +111,13 @@ def _load_with_extends(path: Path, chain: tuple[Path, ...], text: str | None = N
         raise reader.fail("'extends' must be a file name or a list of them.", data, "extends")
     del data["extends"]
     for base in reversed(bases_list):
-        base_path = (path.parent / base).resolve()
-        if base_path in chain or base_path == path.resolve():
-            loop = " -> ".join(p.name for p in (*chain, path.resolve(), base_path))
+        base_path = sources.resolve(path.parent / base)
+        if base_path in chain or base_path == sources.resolve(path):
+            loop = " -> ".join(p.name for p in (*chain, sources.resolve(path), base_path))
             raise reader.fail(f"'extends' loop: {loop}.", data, hint="Remove one of the extends.")
         if not base_path.is_file():
             raise reader.fail(f"'extends' file not found: {base}.", data, hint=f"Paths are relative to {path.parent}.")
-        data = _merge(_load_with_extends(base_path, (*chain, path.resolve())), data)
+        data = _merge(_load_with_extends(base_path, (*chain, sources.resolve(path))), data)
     return data
 
 
@@ -277,7 +279,7 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
 
 def _default_name(path: Path) -> str:
     """An experiment without `name:` is named after its file, or its folder for `exp.yaml`."""
-    stem = path.stem if path.stem not in ("exp", "experiment") else path.resolve().parent.name
+    stem = path.stem if path.stem not in ("exp", "experiment") else sources.resolve(path).parent.name
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")
     return cleaned if cleaned and cleaned[0].isalpha() else f"exp-{cleaned}" if cleaned else "experiment"
 
@@ -291,7 +293,7 @@ def _pipeline_step(reader: _Reader, name: str, node: dict[str, Any], parent: Any
     target = node["pipeline"]
     if not isinstance(target, str) or not target.strip():
         raise reader.fail("'pipeline' must name another experiment file.", node, "pipeline")
-    file = (reader.path.parent / target).resolve()
+    file = sources.resolve(reader.path.parent / target)
     if not file.is_file():
         raise reader.fail(f"pipeline file not found: {target}.", node, "pipeline",
                           hint=f"Paths are relative to {reader.path.parent}.")
@@ -349,6 +351,11 @@ def _inline(step: JobSpec, defaults: dict[str, Any], chain: tuple[Path, ...]) ->
     return result
 
 
+def _sink_path(step: JobSpec, local: dict[str, JobSpec], output: str | None) -> str:
+    """The inlined job of pipeline `step` that a dependency on the step (for `output`) means."""
+    return f"{step.name}/{_sink_for(step, local, output)}"
+
+
 def _inline_pipelines(jobs: dict[str, JobSpec], defaults: dict[str, Any],
                       chain: tuple[Path, ...]) -> dict[str, JobSpec]:
     """Replace every `pipeline:` step by its file's jobs, and point dependencies on it at them."""
@@ -360,7 +367,7 @@ def _inline_pipelines(jobs: dict[str, JobSpec], defaults: dict[str, Any],
             continue
         inner = _inline(job, defaults, chain)
         local = {n[len(name) + 1:]: j for n, j in inner.items()}
-        sinks[name] = lambda output, step=job, local=local: f"{step.name}/{_sink_for(step, local, output)}"
+        sinks[name] = functools.partial(_sink_path, job, local)
         inlined.update(inner)
     if not sinks:
         return inlined
@@ -384,7 +391,7 @@ def _inline_pipelines(jobs: dict[str, JobSpec], defaults: dict[str, Any],
 
 def parse_experiment(path: Path, text: str | None = None) -> ExperimentSpec:
     """Load, compose (`extends`, `pipeline:`) and check an experiment file."""
-    return _parse(Path(path), text, (Path(path).resolve(),))
+    return _parse(Path(path), text, (sources.resolve(Path(path)),))
 
 
 def _parse(path: Path, text: str | None, chain: tuple[Path, ...]) -> ExperimentSpec:

@@ -16,6 +16,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 
 from mayuri.errors import ExperimentError
+from mayuri.experiment import sources
 
 MAX_BYTES = 1 << 20
 # Nodes visited with aliases expanded: a "billion laughs" file blows past this
@@ -121,6 +122,7 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ExperimentError(f"not UTF-8 text ({exc.reason} at byte {exc.start}).", path=path) from None
+        sources.read(path, text)
     elif len(text.encode("utf-8", "surrogateescape")) > MAX_BYTES:
         raise ExperimentError(f"the text is larger than {MAX_BYTES:,} bytes.", path=path, line=1)
     yaml = YAML(typ="rt")

@@ -9,6 +9,7 @@ It launches nothing (that is `loop.py`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,8 +190,8 @@ class Planner:
         self.devices = usable(inventory(), self.settings.scheduler.gpus)
         for slot in self.slots.values():
             inst = slot.instance
-            slot.request = request_for(inst, lambda i=inst: peak_history(
-                self.store, self.experiment, i.name, i.config_hash))
+            slot.request = request_for(inst, functools.partial(
+                peak_history, self.store, self.experiment, inst.name, inst.config_hash))
             check_feasible(slot.request, self.devices, inst.key)
 
     def plan(self) -> Outcome:

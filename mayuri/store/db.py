@@ -126,9 +126,13 @@ class Store:
         return self.root / DB_NAME
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Any]:
-        """A write transaction (BEGIN IMMEDIATE; a savepoint when nested): the only way code writes."""
-        with store_errors(self.db_path):
+    def write(self, wait: float | None = None) -> Iterator[Any]:
+        """A write transaction (BEGIN IMMEDIATE; a savepoint when nested): the only way code writes.
+
+        `wait` shortens the busy timeout for this transaction, for a write that
+        is worth doing only if the store is free now (StoreLocked otherwise).
+        """
+        with store_errors(self.db_path), self._waiting(wait):
             try:
                 with self.db.atomic("IMMEDIATE") as transaction:
                     yield transaction
@@ -142,6 +146,19 @@ class Store:
                 if original is not None and original is not exc:
                     raise original from None
                 raise
+
+    @contextlib.contextmanager
+    def _waiting(self, wait: float | None) -> Iterator[None]:
+        if wait is None:
+            yield
+            return
+        connection = self.db.connection()
+        usual = connection.execute("PRAGMA busy_timeout").fetchone()[0]
+        connection.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+        try:
+            yield
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {int(usual)}")
 
     def close(self) -> None:
         if not self.db.is_closed():

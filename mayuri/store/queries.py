@@ -233,7 +233,8 @@ def attempts_of(store: Store, run_id: str) -> list[AttemptRow]:
         "FROM attempt WHERE run_id = ? ORDER BY number",
         (run_id,),
     )
-    return [AttemptRow(*r[:9], json.loads(r[9]), json.loads(r[10])) for r in rows]
+    return [AttemptRow(number, status, pid, host, started, ended, code, sig, cause, json.loads(gpus), json.loads(params))
+            for number, status, pid, host, started, ended, code, sig, cause, gpus, params in rows]
 
 
 @dataclass
@@ -303,3 +304,16 @@ def closure_stat_rows(
         (racy_window_ns, prefix, run_id),
     )
     return cursor.fetchall()
+
+
+def closure_snapshot(store: Store, run_id: str) -> tuple[str, bytes, bytes, str] | None:
+    """A run's closure snapshot for the warm cache check: (prefix, paths, stats, rest), or None.
+
+    The format is migration 0006's; `mayuri.filestate` reads and writes it.
+    """
+    row = store.db.execute_sql(
+        "SELECT prefix, paths, stats, rest FROM closure_snapshot WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    if row is None or not isinstance(row[1], bytes) or not isinstance(row[2], bytes):
+        return None  # none, or not one this code wrote: the check goes the slow way
+    return row[0], row[1], row[2], row[3]

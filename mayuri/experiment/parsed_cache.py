@@ -1,0 +1,156 @@
+"""Parsed experiment files kept between runs, so that a cached `mayuri run` need not parse YAML again.
+
+Parsing is a pure function of what the parse looked at: the current folder,
+the path given, the text of every file it read (the file itself, its
+`extends:` chain, its `pipeline:` files) and the result of every path it
+resolved (symbolic links). An entry records all of these
+(`mayuri.experiment.sources`) next to the parsed spec, and is reused only
+when every one of them is the same now and the parser's code is unchanged;
+anything else parses the file again, and an error is reported as always.
+Entries are JSON (never pickle: a store may be shared, and a teammate's file
+must never run code) in the store's `parsed/` folder, one per experiment
+file, and only the user who wrote an entry reuses it; a value JSON cannot
+carry exactly (a YAML timestamp, say) means that file is simply not kept.
+Keeping an entry never fails the command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import mayuri
+from mayuri.experiment import sources
+from mayuri.experiment.spec import Dependency, ExperimentSpec, JobSpec, Where
+from mayuri.store.perms import make_dirs, share_like_folder
+
+FOLDER = "parsed"
+_CLASSES = {cls.__name__: cls for cls in (Where, Dependency, JobSpec, ExperimentSpec)}
+_PATH_TYPE = type(Path())
+_PLAIN = (str, int, float, bool, type(None))
+_HERE = Path(__file__).parent
+# The code whose behaviour a parsed entry depends on, besides this package and ruamel.yaml.
+_ALSO = (_HERE.parent / "units.py", _HERE.parent / "suggest.py", _HERE.parent / "errors.py")
+
+
+class _NotExact(Exception):
+    """A value that JSON cannot carry back exactly."""
+
+
+def load_experiment(path: Path, store_root: Path) -> ExperimentSpec:
+    """The parsed experiment file at `path` (as `parse_experiment` returns it), reused when nothing changed."""
+    entry_path = _entry_path(store_root, path)
+    stamp = _code_stamp()
+    spec = _reuse(entry_path, path, stamp)
+    if spec is not None:
+        return spec
+    from mayuri.experiment.parse import parse_experiment
+
+    with sources.recording() as seen:
+        spec = parse_experiment(path)
+    _keep(entry_path, store_root, path, stamp, seen, spec)
+    return spec
+
+
+def _entry_path(store_root: Path, path: Path) -> Path:
+    name = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:32]
+    return store_root / FOLDER / f"{name}.json"
+
+
+def _code_stamp() -> list[Any]:
+    """Mayuri's version and the size and modification time of the parser's source files (and ruamel's)."""
+    stamp: list[Any] = [mayuri.__version__]
+    for file in sorted(p for p in os.listdir(_HERE) if p.endswith(".py")):
+        st = os.stat(_HERE / file)
+        stamp.append([file, st.st_size, st.st_mtime_ns])
+    ruamel = importlib.util.find_spec("ruamel.yaml")
+    for extra in (*_ALSO, Path(ruamel.origin) if ruamel and ruamel.origin else None):
+        if extra is not None:
+            st = os.stat(extra)
+            stamp.append([str(extra), st.st_size, st.st_mtime_ns])
+    return stamp
+
+
+def _reuse(entry_path: Path, path: Path, stamp: list[Any]) -> ExperimentSpec | None:
+    try:
+        with open(entry_path, "rb") as handle:
+            # Only an entry this user wrote: in a shared store, a teammate's
+            # entry could say anything about what this file means.
+            if hasattr(os, "getuid") and os.fstat(handle.fileno()).st_uid != os.getuid():
+                return None
+            entry = json.loads(handle.read())
+        if (entry["stamp"] != stamp or entry["cwd"] != os.getcwd() or entry["given"] != str(path)
+                or any(str(Path(given).resolve()) != got for given, got in entry["resolved"])
+                or any(_text(file) != text for file, text in entry["files"])):
+            return None
+        spec = _decode(entry["spec"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None  # no entry yet, or one this code cannot read: parse
+    return spec if isinstance(spec, ExperimentSpec) else None
+
+
+def _text(file: str) -> str | None:
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _keep(entry_path: Path, store_root: Path, path: Path, stamp: list[Any], seen: sources.Sources,
+          spec: ExperimentSpec) -> None:
+    if not store_root.is_dir():
+        return  # the store is made when it is opened, after the file is known to be good
+    try:
+        encoded = _encode(spec)
+        if _decode(json.loads(json.dumps(encoded))) != spec:
+            return
+    except (_NotExact, ValueError, RecursionError):
+        return
+    entry = {"stamp": stamp, "cwd": os.getcwd(), "given": str(path), "resolved": seen.resolved,
+             "files": seen.files, "spec": encoded}
+    temporary = entry_path.with_name(f"{entry_path.stem}.{os.getpid()}.tmp")
+    try:
+        make_dirs(entry_path.parent, store_root)
+        temporary.write_text(json.dumps(entry), encoding="utf-8")
+        share_like_folder(temporary, store_root)
+        os.replace(temporary, entry_path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+
+
+def _encode(value: Any) -> Any:
+    """`value` as JSON that `_decode` turns back into an equal value of the same types."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list:
+        return [_encode(v) for v in value]
+    if kind is tuple:
+        return {"tuple": [_encode(v) for v in value]}
+    if kind is dict:
+        return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if kind is _PATH_TYPE:
+        return {"path": str(value)}
+    if _CLASSES.get(kind.__name__) is kind:
+        return {"class": kind.__name__,
+                "fields": {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    raise _NotExact(kind.__name__)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "tuple" in value:
+        return tuple(_decode(v) for v in value["tuple"])
+    if "dict" in value:
+        return {_decode(k): _decode(v) for k, v in value["dict"]}
+    if "path" in value:
+        return Path(value["path"])
+    return _CLASSES[value["class"]](**{name: _decode(v) for name, v in value["fields"].items()})
