@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shlex
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -271,13 +272,21 @@ def _kv(title: str, rows: Sequence[tuple[str, Any]]) -> Group:
     return Group(Text(title, style="bold"), table)
 
 
+def origin_text(run: RunRow) -> str:
+    """The `mayuri run` command line that started a run, or `-` when it was not recorded."""
+    if run.source is None:
+        return "-"
+    return " ".join(["mayuri run", shlex.quote(run.source), *map(shlex.quote, run.overrides)])
+
+
 def show_detail(detail: RunDetail) -> Group:
     from rich.table import Table
 
     run = detail.run
     parts: list[Any] = [
         _kv(f"run {run.id}", [
-            ("experiment", run.experiment), ("job", run.job), ("status", status_text(run.status)),
+            ("experiment", run.experiment), ("job", run.job), ("from", origin_text(run)),
+            ("status", status_text(run.status)),
             ("why it ran", run.reason or "-"), ("error", run.error or "-"),
             ("exit code", "-" if run.exit_code is None else run.exit_code),
             ("started", when(run.started_at)), ("duration", format_duration(run.duration)),

@@ -18,6 +18,7 @@ from mayuri.scheduler.events import Reporter
 from mayuri.scheduler.loop import SETTLED_OK, Outcome, Scheduler
 from mayuri.store import Store, open_project_store
 from mayuri.store.perms import share_umask
+from mayuri.store.records import RunOrigin
 
 if TYPE_CHECKING:
     from mayuri.experiment.expectations import Verdict
@@ -64,7 +65,8 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     store = open_project_store(settings)
     try:
         scheduler = Scheduler(store, settings, spec.name, instances, reporter,
-                              force=request.force, dry_run=request.dry_run)
+                              force=request.force, dry_run=request.dry_run,
+                              origin=RunOrigin(_source(path, settings.root), tuple(request.overrides)))
         if request.dry_run:
             return RunResult(scheduler.plan())
         share_umask(store.root)
@@ -73,6 +75,15 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
         return RunResult(outcome, verdicts)
     finally:
         store.close()
+
+
+def _source(path: Path, root: Path) -> str:
+    """The experiment file as a run records it: relative to the project folder when it is inside it."""
+    absolute = path.resolve()
+    try:
+        return absolute.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(absolute)
 
 
 def judge_tests(store: Store, outcome: Outcome) -> tuple[Verdict, ...]:

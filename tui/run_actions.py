@@ -2,8 +2,10 @@
 
 Both go through the `mayuri` command itself, in a subprocess: cancel runs
 `mayuri cancel RUN` (the same core function the command line uses, without
-the dashboard importing the scheduler), rerun starts `mayuri run FILE --force
---only JOB` detached, so that the new scheduler outlives the dashboard.
+the dashboard importing the scheduler), rerun starts `mayuri run FILE
+[OVERRIDES] --force --only JOB` detached, so that the new scheduler outlives
+the dashboard. FILE and OVERRIDES are those the run recorded; a run recorded
+before Mayuri kept them is matched to a file by its experiment's name.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from textual import work
 
 from mayuri.store.browse_queries import RunListRow
+from mayuri.store.queries import get_run
 from mayuri.tui.screens.confirm_modal import ConfirmModal
 
 ACTIVE = ("queued", "running")
@@ -26,8 +29,7 @@ _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mayuri"}
 def experiment_files(root: Path, experiment: str, skip: Path | None = None) -> list[Path]:
     """Experiment files under `root` whose top-level `name:` is `experiment`.
 
-    The store does not record which file a run came from, so the file is found
-    by the experiment's name.
+    For runs that do not record their file (made before Mayuri kept it).
     """
     pattern = re.compile(rf"^name:\s*['\"]?{re.escape(experiment)}['\"]?\s*(#.*)?$", re.MULTILINE)
     found = []
@@ -103,18 +105,28 @@ class RunActions:
     @work(thread=True, group="actions", exit_on_error=False)
     def find_experiment_file(self, run: RunListRow) -> None:
         settings = self.app.settings
+        recorded = get_run(self.app.store, run.id)
+        if recorded.source is not None:
+            source = settings.root / recorded.source
+            files = [source] if source.is_file() else []
+            self.app.call_from_thread(self._confirm_rerun, run, files, recorded.source, recorded.overrides)
+            return
         files = experiment_files(settings.root, run.experiment, skip=settings.store.path)
-        self.app.call_from_thread(self._confirm_rerun, run, files)
+        self.app.call_from_thread(self._confirm_rerun, run, files, None, [])
 
-    def _confirm_rerun(self, run: RunListRow, files: list[Path]) -> None:
+    def _confirm_rerun(self, run: RunListRow, files: list[Path], source: str | None, overrides: list[str]) -> None:
+        if source is not None and not files:
+            self.app.notify(f"the experiment file of run {run.id[:8]}, {source}, is gone.", title="rerun",
+                            severity="error")
+            return
         if len(files) != 1:
             found = ", ".join(str(f) for f in files) or "none"
             self.app.notify(f"cannot tell which experiment file '{run.experiment}' comes from "
                             f"(files with that name: {found}).", title="rerun", severity="error")
             return
         root = self.app.settings.root
-        file = str(files[0].relative_to(root))
-        args = ["run", file, "--force", "--only", run.job]
+        file = source if source is not None else str(files[0].relative_to(root))
+        args = ["run", file, *overrides, "--force", "--only", run.job]
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -130,7 +130,7 @@ class Scheduler(Planner):
         return NewRun(
             run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name, kind=inst.job.kind,
             config_hash=inst.config_hash, params=inst.params, config=inst.config, upstream=slot.upstream_fps,
-            reason=slot.reason, run_dir=str(slot.run_dir), parents=self._parents(inst),
+            reason=slot.reason, run_dir=str(slot.run_dir), parents=self._parents(inst), origin=self.origin,
         )
 
     def _take_gpus(self, slot: Slot, keeper: LeaseKeeper, now: float) -> list[Any] | None:

@@ -23,6 +23,7 @@ from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.placement import Request, check_feasible, request_for, usable
 from mayuri.store.db import Store
 from mayuri.store.queries import outputs_of
+from mayuri.store.records import RunOrigin
 from mayuri.store.scheduler_queries import peak_history
 
 if TYPE_CHECKING:
@@ -80,8 +81,11 @@ class Planner:
         *,
         force: bool = False,
         dry_run: bool = False,
+        origin: RunOrigin | None = None,
     ) -> None:
         self.store = store
+        # What every run this scheduler starts records as its origin.
+        self.origin = origin or RunOrigin()
         self.settings = settings
         self.experiment = experiment
         self.slots = {inst.key: Slot(inst) for inst in instances}

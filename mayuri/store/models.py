@@ -53,6 +53,8 @@ class Run(BaseModel):
     hits = peewee.IntegerField(default=0)
     last_used_at = peewee.FloatField(null=True)
     pinned = peewee.BooleanField(default=False)
+    source = peewee.TextField(null=True)
+    overrides = JSONText(null=True)
 
 
 class Attempt(BaseModel):

@@ -20,7 +20,7 @@ _RUN_COLUMNS = (
     "run.id, experiment.name, run.job, run.kind, run.status, run.fingerprint, run.config_hash, "
     "run.params, run.config, run.upstream, run.environment, run.reason, run.error, run.exit_code, "
     "run.created_at, run.started_at, run.ended_at, run.user, run.host, run.run_dir, run.hits, "
-    "run.last_used_at, run.pinned, "
+    "run.last_used_at, run.pinned, run.source, run.overrides, "
     "(SELECT attempt.gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY attempt.number DESC LIMIT 1)"
 )
 _RUN_FROM = "FROM run JOIN experiment ON experiment.id = run.experiment_id"
@@ -53,6 +53,9 @@ class RunRow:
     hits: int
     last_used_at: float | None
     pinned: bool
+    # The experiment file and the overrides of the `mayuri run` that made it (None: not recorded).
+    source: str | None = None
+    overrides: list[str] = field(default_factory=list)
     # The GPUs of the run's latest attempt.
     gpus: list[str] = field(default_factory=list)
 
@@ -87,16 +90,19 @@ class RunRow:
             "hits": self.hits,
             "pinned": self.pinned,
             "gpus": self.gpus,
+            "source": self.source,
+            "overrides": self.overrides,
         }
 
 
 def _row(values: tuple[Any, ...]) -> RunRow:
     (rid, exp, job, kind, status, fp, ch, params, config, upstream, env, reason, error, code,
-     created, started, ended, user, host, run_dir, hits, last_used, pinned, gpus) = values
+     created, started, ended, user, host, run_dir, hits, last_used, pinned, source, overrides, gpus) = values
     return RunRow(
         rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
         json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
-        user, host, run_dir, hits, last_used, bool(pinned), json.loads(gpus) if gpus else [],
+        user, host, run_dir, hits, last_used, bool(pinned), source, json.loads(overrides) if overrides else [],
+        json.loads(gpus) if gpus else [],
     )
 
 

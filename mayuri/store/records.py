@@ -58,6 +58,14 @@ def ensure_experiment(store: Store, name: str) -> int:
 
 
 @dataclass(frozen=True)
+class RunOrigin:
+    """The experiment file and the `KEY=VALUE` overrides a run was started with."""
+
+    source: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class NewRun:
     """A run about to be launched, as its row (and its lineage) will record it."""
 
@@ -72,6 +80,7 @@ class NewRun:
     reason: str
     run_dir: str
     parents: Mapping[str, str] = field(default_factory=dict)
+    origin: RunOrigin = RunOrigin()
 
 
 @dataclass(frozen=True)
@@ -102,12 +111,13 @@ def insert_run_rows(
     user, host = _recorder()
     conn.execute(
         "INSERT INTO run (id, experiment_id, job, kind, status, config_hash, params, config, upstream, reason, "
-        "error, created_at, started_at, ended_at, user, host, run_dir, scheduler_pid, scheduler_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "error, created_at, started_at, ended_at, user, host, run_dir, scheduler_pid, scheduler_id, source, "
+        "overrides) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run.run_id, run.experiment_id, run.job, run.kind, status, run.config_hash, canonical_json(run.params),
          canonical_json(run.config), canonical_json(run.upstream), run.reason, error, now,
          now if started else None, now if status not in ("queued", "running") else None, user, host,
-         run.run_dir, os.getpid(), scheduler_id),
+         run.run_dir, os.getpid(), scheduler_id, run.origin.source,
+         json.dumps(list(run.origin.overrides)) if run.origin.overrides else None),
     )
     if run.parents:
         conn.executemany(

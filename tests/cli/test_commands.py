@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -225,3 +227,19 @@ def test_logs_follow_prints_output_as_it_comes_until_the_run_ends(project: Proje
         assert project.runs()[0]["status"] == "succeeded"
     finally:
         scheduler.wait(timeout=60)
+
+
+def test_a_run_records_the_file_and_overrides_it_came_from(project: Project) -> None:
+    project.write("exps/train.yaml", "jobs:\n  fit:\n    run: 'true'\n    params: {lr: 0.1, layers: 2}\n")
+    assert project.mayuri("run", "exps/train.yaml", "lr=0.2", "fit.layers=3").returncode == 0
+    (run,) = project.runs()
+    assert run["source"] == "exps/train.yaml" and run["overrides"] == ["lr=0.2", "fit.layers=3"]
+    shown = project.mayuri("show", run["id"])
+    assert "mayuri run exps/train.yaml lr=0.2 fit.layers=3" in shown.stdout
+    # From another folder, the file is still recorded relative to the project.
+    (project.root / "exps" / "sub").mkdir()
+    done = subprocess.run([sys.executable, "-m", "mayuri", "run", "../train.yaml", "--force"],
+                          cwd=project.root / "exps" / "sub", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    newest = project.runs()[0]
+    assert newest["source"] == "exps/train.yaml" and newest["overrides"] == []

@@ -112,6 +112,31 @@ async def test_forced_rerun_starts_a_detached_mayuri_run(project: Project) -> No
         await asyncio.sleep(0.2)
 
 
+async def test_rerun_uses_the_runs_recorded_file_and_overrides(project: Project) -> None:
+    # No `name:`: the experiment is named after its folder, so no file carries that name.
+    project.write("exps/exp.yaml", "jobs:\n  hello:\n    run: python -c \"print('${greeting}')\"\n"
+                                   "    params: {greeting: hi}\n")
+    assert project.mayuri("run", "exps/exp.yaml", "greeting=hey").returncode == 0
+    (first,) = project.runs()
+    assert first["source"] == "exps/exp.yaml" and first["overrides"] == ["greeting=hey"]
+    app = app_for(project.root)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await runs_loaded(pilot)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the confirmation")
+        detail = text_of(app.screen.query_one("#detail", Static))
+        assert "mayuri run exps/exp.yaml greeting=hey --force --only hello" in detail
+        await pilot.press("y")
+        await wait_until(pilot, lambda: len(project.runs()) == 2, timeout=60, what="the rerun")
+    deadline = time.monotonic() + 60
+    while {r["status"] for r in project.runs()} != {"succeeded"}:
+        assert time.monotonic() < deadline, project.runs()
+        await asyncio.sleep(0.2)
+    newest = project.runs()[0]
+    assert newest["id"] != first["id"] and newest["params"] == {"greeting": "hey"}
+    assert project.mayuri("logs", newest["id"]).stdout.strip() == "hey"
+
+
 async def test_keys_remapped_in_mayuri_toml_work(demo: Project) -> None:
     config = demo.root / "mayuri.toml"
     original = config.read_text()
