@@ -39,44 +39,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import machine_line
 
 
-def raw(jobs: int, parallel: int) -> float:
-    """Spawn `true` `jobs` times, at most `parallel` at once, each in its own session like the scheduler."""
+def _spawn_all(jobs: int, parallel: int, start: Callable[[int], subprocess.Popen[bytes]]) -> float:
+    """Start job 0..jobs-1 with `start`, at most `parallel` at once; seconds until all have ended."""
     began = time.perf_counter()
     # Popen objects are kept: one dropped while running would be reaped behind os.wait's back.
     running: dict[int, subprocess.Popen[bytes]] = {}
     started = 0
     while started < jobs or running:
         while started < jobs and len(running) < parallel:
-            proc = subprocess.Popen(["true"], stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = start(started)
             running[proc.pid] = proc
             started += 1
         pid, status = os.wait()
         running.pop(pid).returncode = os.waitstatus_to_exitcode(status)
     return time.perf_counter() - began
+
+
+def raw(jobs: int, parallel: int) -> float:
+    """Spawn `true` `jobs` times, at most `parallel` at once, each in its own session like the scheduler."""
+    return _spawn_all(jobs, parallel, lambda _: subprocess.Popen(["true"], stdin=subprocess.DEVNULL,
+                                                                 start_new_session=True))
 
 
 def raw_with_files(jobs: int, parallel: int, root: Path) -> float:
     """Like `raw`, each job with a folder, a params file, and its stdout and stderr in two files there."""
-    began = time.perf_counter()
-    running: dict[int, subprocess.Popen[bytes]] = {}
-    started = 0
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    while started < jobs or running:
-        while started < jobs and len(running) < parallel:
-            folder = root / f"job-{started}"
-            folder.mkdir()
-            (folder / "params.json").write_text(f'{{"i": {started}}}')
-            out = os.open(folder / "stdout.log", flags, 0o666)
-            err = os.open(folder / "stderr.log", flags, 0o666)
-            proc = subprocess.Popen(["true"], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+
+    def start(number: int) -> subprocess.Popen[bytes]:
+        folder = root / f"job-{number}"
+        folder.mkdir()
+        (folder / "params.json").write_text(f'{{"i": {number}}}')
+        out = os.open(folder / "stdout.log", flags, 0o666)
+        err = os.open(folder / "stderr.log", flags, 0o666)
+        try:
+            return subprocess.Popen(["true"], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True)
+        finally:
             os.close(out)
             os.close(err)
-            running[proc.pid] = proc
-            started += 1
-        pid, status = os.wait()
-        running.pop(pid).returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - began
+
+    return _spawn_all(jobs, parallel, start)
 
 
 def scheduled(jobs: int, parallel: int, root: Path) -> float:
