@@ -11,11 +11,11 @@ that inventory. Placement and leases are not decided here (see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -114,7 +114,7 @@ def parse_fake(spec: str) -> list[Gpu]:
     ]
 
 
-@contextmanager
+@contextlib.contextmanager
 def _nvml() -> Iterator[Any]:
     """pynvml, initialised for the duration of the block; None without a driver."""
     try:
@@ -130,10 +130,8 @@ def _nvml() -> Iterator[Any]:
     try:
         yield pynvml
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
 
 
 def _query(pynvml: Any, default: T, call: Callable[..., T], *args: Any) -> T:

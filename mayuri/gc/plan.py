@@ -9,6 +9,7 @@ re-checks every item under the gc lease before it deletes anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import defaultdict
@@ -131,10 +132,8 @@ def database_bytes(store: Store) -> int:
     """Bytes of the database file with its WAL and shared-memory files."""
     total = 0
     for suffix in ("", "-wal", "-shm"):
-        try:
+        with contextlib.suppress(OSError):  # no WAL or shared-memory file right now
             total += os.lstat(Path(str(store.root / DB_NAME) + suffix)).st_size
-        except OSError:
-            pass
     return total
 
 

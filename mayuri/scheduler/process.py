@@ -11,6 +11,7 @@ the parent chain): RELIABILITY.md decision 5. Nothing here touches the store.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -124,17 +125,14 @@ def remember_descendants(job: JobProcess) -> None:
     """Note the job's current descendants, so that they can be killed even after leaving its group."""
     import psutil  # here: loading it costs every `mayuri run` start-up, and one that launches nothing needs none
 
-    try:
+    # The job may have ended meanwhile: nothing left to remember.
+    with contextlib.suppress(psutil.Error):
         job.descendants.update(p.pid for p in psutil.Process(job.pid).children(recursive=True))
-    except psutil.Error:
-        pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already, or not ours
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def terminate(job: JobProcess) -> None:
@@ -168,10 +166,8 @@ def kill(job: JobProcess) -> None:
     remember_descendants(job)
     _signal_group(job.pid, signal.SIGKILL)
     for pid in job.descendants | set(marked_processes(job.run_id)):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def stop(job: JobProcess, grace: float) -> int:
@@ -199,7 +195,5 @@ def kill_recorded(pid: int, run_id: str, grace: float) -> None:
         time.sleep(0.05)
     _signal_group(pid, signal.SIGKILL)
     for other in marked_processes(run_id):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(other, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
