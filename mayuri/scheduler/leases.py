@@ -20,6 +20,7 @@ from mayuri.errors import ExecutorError, ExitCode
 from mayuri.gpu import Gpu
 from mayuri.scheduler.placement import Request, choose
 from mayuri.store.db import Store, StoreLocked
+from mayuri.store.hit_log import fold_hits
 from mayuri.store.lease_records import (
     Lease,
     acquire,
@@ -81,6 +82,8 @@ class LeaseKeeper:
         if self._id is None:
             self.host, self.boot_id = host(), boot_id()
         with self.store.write():
+            # A transaction taken anyway: the right moment to empty the hit log too.
+            fold_hits(self.store)
             kept = reusable_among(self.store, hits)
             record_hits(self.store, kept)
             sid = self._id or register_scheduler(

@@ -40,6 +40,7 @@ from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner, Slot
 from mayuri.scheduler.process import kill, reap, stop, terminate
 from mayuri.store.attempt_records import EndRecord, record_ends
 from mayuri.store.db import StoreLocked
+from mayuri.store.hit_log import log_hits
 from mayuri.store.metric_records import append_points
 from mayuri.store.records import (
     NewRun,
@@ -47,7 +48,6 @@ from mayuri.store.records import (
     ensure_experiment,
     mark_run,
     new_run_id,
-    record_hits,
 )
 from mayuri.store.scheduler_queries import cancel_requests
 
@@ -472,7 +472,8 @@ class Scheduler(Planner):
     def _close_books(self, keeper: LeaseKeeper, fenced: bool, locked: bool) -> None:
         """Count the cache hits not counted yet and end the scheduler's registration (its leases go with it)."""
         fresh = self.cache_hits - self.hits_counted
-        writes: list[Callable[[], None]] = [lambda: record_hits(self.store, fresh)]
+        # Appended to the hit log: an all-cached run then writes nothing to the database.
+        writes: list[Callable[[], None]] = [lambda: log_hits(self.store, fresh, time.time())]
         if not fenced:
             writes.append(keeper.close)
         for write in writes:

@@ -18,6 +18,7 @@ import peewee
 
 from mayuri.errors import StoreError
 from mayuri.store.db import Store
+from mayuri.store.hit_log import log_stamp
 
 SORTABLE = ("id", "experiment", "job", "status", "params", "metric", "gpu", "duration", "user",
             "started")
@@ -250,18 +251,20 @@ def experiment_groups(store: Store, query: RunQuery) -> list[ExperimentGroup]:
 class ChangeWatch:
     """Tells cheaply whether anyone committed to the store since the last look.
 
-    `PRAGMA data_version` changes when another connection commits; values are
+    `PRAGMA data_version` changes when another connection commits (and the
+    hit log's size when a cached run counts its hits); values are
     only comparable on one connection, and each reading thread has its own, so
     the last value is kept per connection. A connection seen for the first
     time counts as a change: at worst one extra refresh, never a missed one.
     """
 
     def __init__(self) -> None:
-        self._seen: dict[int, int] = {}
+        self._seen: dict[int, tuple[int, tuple[int, int] | None]] = {}
 
     def changed(self, store: Store) -> bool:
         connection = store.db.connection()
-        version = int(connection.execute("PRAGMA data_version").fetchone()[0])
+        # Cache hits of all-cached runs reach the hit log, not the database.
+        state = int(connection.execute("PRAGMA data_version").fetchone()[0]), log_stamp(store.root)
         previous = self._seen.get(id(connection))
-        self._seen[id(connection)] = version
-        return previous != version
+        self._seen[id(connection)] = state
+        return previous != state

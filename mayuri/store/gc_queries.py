@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mayuri.store.db import Store
+from mayuri.store.hit_log import pending_hits, with_pending
 
 # Statuses after which nothing writes to a run any more. Anything else
 # (queued, running, or a state another part of Mayuri adds later) counts as
@@ -59,8 +60,10 @@ def gc_runs(store: Store) -> list[GcRun]:
         "run.last_used_at, run.collected_status, run.status = 'succeeded' AND run.fingerprint IS NOT NULL "
         "FROM run JOIN experiment ON experiment.id = run.experiment_id ORDER BY run.created_at"
     )
+    pending = pending_hits(store.root)
     return [
-        GcRun(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], bool(r[9]))
+        GcRun(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], with_pending(r[0], 0, r[7], pending)[1], r[8],
+              bool(r[9]))
         for r in cursor
     ]
 
@@ -223,7 +226,12 @@ def cached_runs(
         f"WHERE {' AND '.join(clauses)} ORDER BY run.created_at",
         tuple(args),
     )
-    return [CachedRun(r[0], r[1], r[2], int(r[3]), r[4], bool(r[5])) for r in cursor]
+    pending = pending_hits(store.root)
+    found = []
+    for run_id, experiment_name, job_name, hits, last_use, pinned in cursor:
+        hits, last_use = with_pending(run_id, int(hits), last_use, pending)
+        found.append(CachedRun(run_id, experiment_name, job_name, hits, last_use or 0.0, bool(pinned)))
+    return found
 
 
 def artifact_bytes(store: Store) -> dict[str, int]:

@@ -17,6 +17,7 @@ import peewee
 
 from mayuri.store.db import Store
 from mayuri.store.gc_queries import COLLECTED, FINISHED, still_unreferenced
+from mayuri.store.hit_log import fold_hits
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ def tombstone_run(
     blobs they named are swept), and its metric points with `drop_metrics`.
     """
     with store.write():
+        # A use still in the hit log counts as much as one in the row.
+        fold_hits(store)
         row = store.db.execute_sql(
             f"SELECT 1 FROM run WHERE id = ? AND status IN ({_finished_marks()}) AND pinned = 0 "
             "AND COALESCE(last_used_at, ended_at, created_at) <= ?",

@@ -14,6 +14,7 @@ from typing import Any
 
 from mayuri.errors import RunNotFound
 from mayuri.store.db import Store
+from mayuri.store.hit_log import pending_hits, with_pending
 from mayuri.store.records import ClosureRow
 
 _RUN_COLUMNS = (
@@ -95,9 +96,10 @@ class RunRow:
         }
 
 
-def _row(values: tuple[Any, ...]) -> RunRow:
+def _row(values: tuple[Any, ...], pending: dict[str, tuple[int, float]]) -> RunRow:
     (rid, exp, job, kind, status, fp, ch, params, config, upstream, env, reason, error, code,
      created, started, ended, user, host, run_dir, hits, last_used, pinned, source, overrides, gpus) = values
+    hits, last_used = with_pending(rid, hits, last_used, pending)
     return RunRow(
         rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
         json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
@@ -106,9 +108,13 @@ def _row(values: tuple[Any, ...]) -> RunRow:
     )
 
 
-def _select(store: Store, where: str = "", args: tuple[Any, ...] = (), tail: str = "") -> list[RunRow]:
+def _select(store: Store, where: str = "", args: tuple[Any, ...] = (), tail: str = "",
+            logged_hits: bool = True) -> list[RunRow]:
+    """RunRows; their hits include the hit log's unless `logged_hits` is False (then the rows' own)."""
     sql = f"SELECT {_RUN_COLUMNS} {_RUN_FROM} {where} {tail}"
-    return [_row(r) for r in store.db.execute_sql(sql, args).fetchall()]
+    rows = store.db.execute_sql(sql, args).fetchall()
+    pending = pending_hits(store.root) if rows and logged_hits else {}
+    return [_row(r, pending) for r in rows]
 
 
 @dataclass
@@ -159,13 +165,15 @@ def get_run(store: Store, ref: str) -> RunRow:
 def cache_candidates(
     store: Store, experiment: str, job: str, config_hash: str, upstream_json: str, limit: int = 20
 ) -> list[RunRow]:
-    """Succeeded runs of a job with the same config and upstreams, newest first."""
+    """Succeeded runs of a job with the same config and upstreams, newest first (hits: the rows' own)."""
     return _select(
         store,
         "WHERE experiment.name = ? AND run.job = ? AND run.config_hash = ? AND run.upstream = ? "
         "AND run.status = 'succeeded' AND run.fingerprint IS NOT NULL",
         (experiment, job, config_hash, upstream_json),
         f"ORDER BY run.created_at DESC LIMIT {int(limit)}",
+        # The check never looks at hit counts; reading the hit log would cost every warm check.
+        logged_hits=False,
     )
 
 

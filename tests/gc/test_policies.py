@@ -33,6 +33,26 @@ def test_a_cache_hit_is_a_use(project: Any, filler: Filler) -> None:
     assert code == 0 and collected(out) == set()
 
 
+def test_a_cache_hit_still_in_the_hit_log_is_a_use(project: Any, filler: Filler) -> None:
+    import time
+
+    from mayuri.store.gc_records import tombstone_run
+    from mayuri.store.hit_log import append_hits
+
+    reused, other = filler.run(age_days=40), filler.run(age_days=40)
+    append_hits(filler.store.root, [reused], time.time())
+    _, out = gc_json(project, "--older-than", "30d", "--dry-run")
+    assert collected(out) == {other}
+    assert out["plan"]["kept"][reused] == "used within the grace period"
+    # A use logged after gc planned: the sweep's last look at the run folds the log first.
+    seen = time.time() - 40 * 86400
+    append_hits(filler.store.root, [other], time.time())
+    assert not tombstone_run(filler.store, other, last_use_seen=seen, planned_at=seen, drop_metrics=False)
+    assert filler.status(other) == "succeeded"
+    hits = filler.store.db.execute_sql("SELECT hits FROM run WHERE id = ?", (other,)).fetchone()[0]
+    assert hits == 1
+
+
 def test_keep_last_keeps_the_newest_succeeded_runs_of_each_job(
     project: Any, filler: Filler
 ) -> None:

@@ -3,11 +3,12 @@
 gc keeps the reusable runs of an experiment that a live scheduler runs, and
 never collects a run used after its plan was made: a result reused from the
 cache must be counted (or the scheduler registered) before a job that reads it
-starts. An all-cached run launches nothing, so it only counts its hits.
+starts. An all-cached run launches nothing, so it only counts its hits (in the hit log).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,17 @@ def test_an_all_cached_run_registers_no_scheduler_and_counts_its_hits(project: A
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("cached (run") == 2, again.stderr
     assert query(project.db, "SELECT status FROM scheduler") == [("finished",)]
+    # Counted in the store's hit log, and seen by every reader of the runs.
+    assert [(r["hits"], r["job"]) for r in project.runs()] == [(1, "train"), (1, "prep")]
     runs = _runs(project.db)
-    assert [(r[1], r[2] is not None) for r in runs["prep"] + runs["train"]] == [(1, True), (1, True)]
+    assert [r[1] for r in runs["prep"] + runs["train"]] == [0, 0]
+    assert len((project.db.parent / "hits.log").read_text().splitlines()) == 2
+
+    # Once the closure snapshots are taken, an all-cached run leaves the database as it was.
+    before = hashlib.sha512(project.db.read_bytes()).hexdigest()
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    assert hashlib.sha512(project.db.read_bytes()).hexdigest() == before
+    assert [r["hits"] for r in project.runs()] == [2, 2]
 
 
 def test_hits_are_counted_before_anything_downstream_launches(project: Any) -> None:

@@ -264,3 +264,35 @@ def first_start_rounds(base: str, worker: int, rounds: int, barrier: Any, result
         except Exception:  # noqa: BLE001 - counted and reported by the test
             failures.append(traceback.format_exc())
     results.put((worker, "ok" if not failures else "error", failures[:1]))
+
+
+def hit_appender(root: str, run_ids: list[str], count: int, barrier: Any, results: Any) -> None:
+    """Appends `count` hits, cycling through `run_ids`, each at its own time; reports the latest time."""
+    from mayuri.store.hit_log import append_hits
+
+    try:
+        barrier.wait()
+        latest = 0.0
+        for index in range(count):
+            latest = time.time()
+            append_hits(Path(root), [run_ids[index % len(run_ids)]], latest)
+        results.put((os.getpid(), "ok", latest))
+    except BaseException:
+        results.put((os.getpid(), "error", traceback.format_exc()))
+
+
+def hit_folder(root: str, barrier: Any, stop: Any, results: Any) -> None:
+    """Folds the hit log over and over until `stop` is set; reports how many hits it moved."""
+    from mayuri.store.hit_log import fold_hits
+
+    try:
+        store = open_store(Path(root))
+        barrier.wait()
+        moved = 0
+        while not stop.is_set():
+            with store.write():
+                moved += fold_hits(store)
+        store.close()
+        results.put((os.getpid(), "ok", moved))
+    except BaseException:
+        results.put((os.getpid(), "error", traceback.format_exc()))

@@ -22,6 +22,7 @@ from mayuri.store.browse_queries import (
     page_runs,
 )
 from mayuri.store.gpu_holder_queries import gpu_holders
+from mayuri.store.hit_log import append_hits
 from mayuri.store.lineage_queries import lineage_tree
 from tests.conftest import Project
 
@@ -89,6 +90,10 @@ def test_change_watch_sees_commits_of_other_connections_only(generated: Store, t
     other = sqlite3.connect(generated.db_path, isolation_level=None)
     other.execute("UPDATE run SET hits = hits + 1 WHERE rowid = 1")
     other.close()
+    assert watch.changed(generated)
+    assert not watch.changed(generated)
+    # An all-cached `mayuri run` counts its hits in the hit log, not in the database.
+    append_hits(generated.root, ["0" * 32], 1.0)
     assert watch.changed(generated)
     assert not watch.changed(generated)
 
