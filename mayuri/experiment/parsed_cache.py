@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ _PATH_TYPE = type(Path())
 _PLAIN = (str, int, float, bool, type(None))
 _HERE = Path(__file__).parent
 # The code whose behaviour a parsed entry depends on, besides this package and ruamel.yaml.
-_ALSO = (_HERE.parent / "units.py", _HERE.parent / "suggest.py", _HERE.parent / "errors.py")
+_ALSO = tuple(str(_HERE.parent / name) for name in ("units.py", "suggest.py", "errors.py"))
 
 
 class _NotExact(Exception):
@@ -45,15 +46,14 @@ class _NotExact(Exception):
 def load_experiment(path: Path, store_root: Path) -> ExperimentSpec:
     """The parsed experiment file at `path` (as `parse_experiment` returns it), reused when nothing changed."""
     entry_path = _entry_path(store_root, path)
-    stamp = _code_stamp()
-    spec = _reuse(entry_path, path, stamp)
+    spec = _reuse(entry_path, path)
     if spec is not None:
         return spec
     from mayuri.experiment.parse import parse_experiment
 
     with sources.recording() as seen:
         spec = parse_experiment(path)
-    _keep(entry_path, store_root, path, stamp, seen, spec)
+    _keep(entry_path, store_root, path, seen, spec)
     return spec
 
 
@@ -62,21 +62,26 @@ def _entry_path(store_root: Path, path: Path) -> Path:
     return store_root / FOLDER / f"{name}.json"
 
 
-def _code_stamp() -> list[Any]:
-    """Mayuri's version and the size and modification time of the parser's source files (and ruamel's)."""
-    stamp: list[Any] = [mayuri.__version__]
+def _code_stamp(ruamel_origin: str | None) -> list[Any]:
+    """Mayuri's version, the interpreter's environment, and the size and modification time of the
+    parser's source files and of ruamel.yaml's (found where an entry says it was, when one does)."""
+    stamp: list[Any] = [mayuri.__version__, sys.prefix]
     for file in sorted(p for p in os.listdir(_HERE) if p.endswith(".py")):
-        st = os.stat(_HERE / file)
+        st = os.stat(os.path.join(_HERE, file))
         stamp.append([file, st.st_size, st.st_mtime_ns])
-    ruamel = importlib.util.find_spec("ruamel.yaml")
-    for extra in (*_ALSO, Path(ruamel.origin) if ruamel and ruamel.origin else None):
+    if ruamel_origin is None:
+        # Finding the module costs a search of sys.path; an entry's stamp names the file, and an
+        # upgrade or removal of ruamel.yaml changes or removes that file.
+        ruamel = importlib.util.find_spec("ruamel.yaml")
+        ruamel_origin = ruamel.origin if ruamel else None
+    for extra in (*_ALSO, ruamel_origin):
         if extra is not None:
             st = os.stat(extra)
             stamp.append([str(extra), st.st_size, st.st_mtime_ns])
     return stamp
 
 
-def _reuse(entry_path: Path, path: Path, stamp: list[Any]) -> ExperimentSpec | None:
+def _reuse(entry_path: Path, path: Path) -> ExperimentSpec | None:
     try:
         with open(entry_path, "rb") as handle:
             # Only an entry this user wrote: in a shared store, a teammate's
@@ -84,7 +89,8 @@ def _reuse(entry_path: Path, path: Path, stamp: list[Any]) -> ExperimentSpec | N
             if hasattr(os, "getuid") and os.fstat(handle.fileno()).st_uid != os.getuid():
                 return None
             entry = json.loads(handle.read())
-        if (entry["stamp"] != stamp or entry["cwd"] != os.getcwd() or entry["given"] != str(path)
+        if (entry["stamp"] != _code_stamp(entry["stamp"][-1][0])
+                or entry["cwd"] != os.getcwd() or entry["given"] != str(path)
                 or any(str(Path(given).resolve()) != got for given, got in entry["resolved"])
                 or any(_text(file) != text for file, text in entry["files"])):
             return None
@@ -101,8 +107,7 @@ def _text(file: str) -> str | None:
         return None
 
 
-def _keep(entry_path: Path, store_root: Path, path: Path, stamp: list[Any], seen: sources.Sources,
-          spec: ExperimentSpec) -> None:
+def _keep(entry_path: Path, store_root: Path, path: Path, seen: sources.Sources, spec: ExperimentSpec) -> None:
     if not store_root.is_dir():
         return  # the store is made when it is opened, after the file is known to be good
     try:
@@ -111,7 +116,7 @@ def _keep(entry_path: Path, store_root: Path, path: Path, stamp: list[Any], seen
             return
     except (_NotExact, ValueError, RecursionError):
         return
-    entry = {"stamp": stamp, "cwd": os.getcwd(), "given": str(path), "resolved": seen.resolved,
+    entry = {"stamp": _code_stamp(None), "cwd": os.getcwd(), "given": str(path), "resolved": seen.resolved,
              "files": seen.files, "spec": encoded}
     temporary = entry_path.with_name(f"{entry_path.stem}.{os.getpid()}.tmp")
     try:

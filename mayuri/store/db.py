@@ -192,6 +192,16 @@ def schema_version() -> int:
 
 def _schema_state(db: peewee.SqliteDatabase) -> tuple[int, set[str] | None, bool]:
     """The store's user_version, its applied migrations (None: no history) and whether it has tables."""
+    try:
+        # One statement for the usual case, a store with its history: every open pays for this.
+        rows = db.connection().execute(
+            f'SELECT user_version, name FROM pragma_user_version LEFT JOIN "{HISTORY_TABLE}"'
+        ).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+    else:
+        return int(rows[0][0]), {row[1] for row in rows if row[1] is not None}, True
     version = int(db.execute_sql("PRAGMA user_version").fetchone()[0])
     tables = {row[0] for row in db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
     applied = None

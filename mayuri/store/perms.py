@@ -37,6 +37,8 @@ def share_like_folder(path: Path, folder: Path) -> None:
 
 def make_dirs(path: Path, store_root: Path) -> Path:
     """mkdir -p that applies the store's group sharing to each folder it creates."""
+    if path.is_dir():
+        return path  # the usual case, at every open of the store: one stat
     missing = []
     probe = path
     while not probe.exists() and probe != probe.parent:

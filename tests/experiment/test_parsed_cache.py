@@ -105,6 +105,34 @@ def test_a_change_to_anything_the_parse_looked_at_parses_again(
         assert spec.params["lr"] == 0.5
 
 
+def test_a_change_to_ruamel_or_to_the_python_environment_parses_again(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    load_experiment(Path("exp.yaml"), folder / ".mayuri")
+    (entry_file,) = (folder / ".mayuri" / FOLDER).iterdir()
+    entry = json.loads(entry_file.read_text())
+    assert entry["stamp"][-1][0].endswith(os.path.join("ruamel", "yaml", "__init__.py"))
+    # An entry names the ruamel.yaml it was parsed with; here, a stand-in for it.
+    ruamel = tmp_path / "ruamel_init.py"
+    ruamel.write_text("version 1")
+    info = ruamel.stat()
+    entry["stamp"][-1] = [str(ruamel), info.st_size, info.st_mtime_ns]
+    entry_file.write_text(json.dumps(entry))
+    calls = _parses(monkeypatch)
+    load_experiment(Path("exp.yaml"), folder / ".mayuri")
+    assert calls == []
+
+    ruamel.write_text("version 1.1")  # upgraded
+    load_experiment(Path("exp.yaml"), folder / ".mayuri")
+    assert len(calls) == 1
+
+    load_experiment(Path("exp.yaml"), folder / ".mayuri")
+    assert len(calls) == 1
+    monkeypatch.setattr("sys.prefix", str(tmp_path / "another-venv"))
+    load_experiment(Path("exp.yaml"), folder / ".mayuri")
+    assert len(calls) == 2
+
+
 def test_a_broken_entry_is_parsed_again(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     load_experiment(Path("exp.yaml"), folder / ".mayuri")
     (entry,) = (folder / ".mayuri" / FOLDER).iterdir()
