@@ -107,7 +107,7 @@ def init(folder: Path) -> None:
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],
                  dry_run: bool, tests: bool) -> None:
-    from mayuri.render import RunView, plan_tree, summary_line, verdict_table
+    from mayuri.render import RunView, plan_tree, print_line, summary_line, verdict_table
     from mayuri.run_experiment import RunRequest, run_experiment
     from mayuri.scheduler.events import SilentReporter
 
@@ -124,7 +124,7 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
     view = RunView(err, [])
     with view:
         result = run_experiment(request, view)
-    err.print(summary_line(result.outcome, time.monotonic() - began))
+    print_line(err, summary_line(result.outcome, time.monotonic() - began))
     if result.verdicts:
         out.print(verdict_table(result.verdicts))
     if result.outcome.interrupted:
