@@ -5,7 +5,8 @@ row is `running` with this process as its owner, and the MAYURI_* variables
 are set so that the rest of the in-job API (`log`, `output`, `artifact`,
 `params`) works as in a job, child processes included. At exit, or on
 `mayuri.finish()`, metrics are written out, outputs recorded and the run closed:
-`succeeded`, `failed` after an uncaught exception, `cancelled` after Ctrl-C.
+`succeeded`, `failed` after an uncaught exception or `sys.exit` with a failing
+status (its exit code is recorded), `cancelled` after Ctrl-C.
 
 Must not: be used inside a job that Mayuri launched (`init` returns that run).
 """
@@ -20,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from mayuri.config import load_settings
 from mayuri.environment import platform_info, python_info
@@ -48,6 +49,7 @@ class _Active:
     store_root: Path
     error: str | None = None
     status: str | None = None
+    exit_code: int | None = None
 
 
 _active: _Active | None = None
@@ -70,6 +72,18 @@ def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackTy
 
 
 _previous_hook = sys.excepthook
+_previous_exit = sys.exit
+
+
+def _exit(status: str | int | None = None) -> NoReturn:
+    """`sys.exit` that first notes a failing status: SystemExit never reaches the excepthook,
+    and an atexit handler cannot see the exit status."""
+    active = _active
+    if active is not None and status not in (None, 0):
+        active.status = "failed"
+        active.exit_code = status if isinstance(status, int) else 1
+        active.error = f"sys.exit({status!r})"
+    _previous_exit(status)
 
 
 def _bind(store: Store) -> None:
@@ -115,6 +129,7 @@ def start_adhoc(experiment: str, params: dict[str, Any], job: str | None) -> str
         if not _hooked:
             _hooked = True
             sys.excepthook = _excepthook
+            sys.exit = _exit
             atexit.register(_at_exit)
     return run_id
 
@@ -131,9 +146,9 @@ def finish_adhoc(status: str | None = None) -> None:
     _bind(store)
     run_dir = store.runs / active.run_id
     cause = None if final == "succeeded" else ("cancelled" if final == "cancelled" else "exception")
-    finish_attempt(store, active.run_id, 1, status=final, exit_code=None, signal=None, cause=cause)
+    finish_attempt(store, active.run_id, 1, status=final, exit_code=active.exit_code, signal=None, cause=cause)
     finish_run(
-        store, active.run_id, status=final, exit_code=None, error=active.error,
+        store, active.run_id, status=final, exit_code=active.exit_code, error=active.error,
         environment={"python": python_info(), "platform": platform_info()},
         outputs=read_outputs(run_dir),
     )

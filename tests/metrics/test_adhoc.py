@@ -17,6 +17,8 @@ for step in range(100):
 mayuri.output("score", 0.75)
 if sys.argv[1:] == ["fail"]:
     raise RuntimeError("boom")
+if sys.argv[1:2] == ["exit"]:
+    sys.exit(int(sys.argv[2]) if sys.argv[2].isdigit() else sys.argv[2])
 """
 
 
@@ -45,3 +47,19 @@ def test_adhoc_run_that_raises_is_failed(project: Project) -> None:
     (run,) = project.runs()
     assert run["status"] == "failed"
     assert project.show(run["id"])  # readable by the CLI
+
+
+def test_adhoc_run_that_exits_with_a_failing_status_is_failed(project: Project) -> None:
+    for status, code in (("3", 3), ("bad input", 1)):
+        done = _run(project, "exit", status)
+        assert done.returncode == code, done.stderr
+        run = project.runs()[0]
+        assert (run["status"], run["exit_code"]) == ("failed", code)
+        assert project.show(run["id"])["exit_code"] == code
+
+
+def test_adhoc_run_that_exits_with_status_zero_succeeded(project: Project) -> None:
+    done = _run(project, "exit", "0")
+    assert done.returncode == 0, done.stderr
+    (run,) = project.runs()
+    assert run["status"] == "succeeded"
