@@ -4,12 +4,15 @@ Both go through the `mayuri` command itself, in a subprocess: cancel runs
 `mayuri cancel RUN` (the same core function the command line uses, without
 the dashboard importing the scheduler), rerun starts `mayuri run FILE
 [OVERRIDES] --force --only JOB` detached, so that the new scheduler outlives
-the dashboard. FILE and OVERRIDES are those the run recorded; a run recorded
-before Mayuri kept them is matched to a file by its experiment's name.
+the dashboard. FILE and OVERRIDES are those the run recorded (a run recorded
+before Mayuri kept them is matched to a file by its experiment's name), plus
+`JOB.KEY=VALUE` for each swept key, so that only the run's own point reruns.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import subprocess
 import sys
@@ -52,6 +55,50 @@ def experiment_files(root: Path, experiment: str, skip: Path | None = None) -> l
                 if pattern.search(head):
                     found.append(entry)
     return found
+
+
+def point_overrides(file: Path, job: str, overrides: list[str], params: dict[str, Any]) -> list[str]:
+    """`JOB.KEY=VALUE` for each key the file or the run's overrides sweep, set to the run's own value.
+
+    A forced rerun of one swept run must rerun that point only, not the
+    whole sweep. A value that an override cannot carry (a string with a
+    comma, a non-finite number) is left out: that key's sweep reruns whole.
+    """
+    from mayuri.errors import MayuriError
+    from mayuri.experiment import parse_override
+    from mayuri.experiment.parse import parse_experiment
+
+    try:
+        spec = parse_experiment(file)
+        swept = set(spec.jobs[job].sweep) if job in spec.jobs else set()
+        for text in overrides:
+            override = parse_override(text, set(spec.jobs))
+            if override.is_sweep and override.job in (None, job):
+                swept.add(override.key)
+    except MayuriError:
+        return []  # the file no longer parses: the rerun itself reports why
+    pins = []
+    for key in sorted(swept):
+        value: Any = params
+        for part in key.split("."):
+            value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+        text = json.dumps(value, allow_nan=False, separators=(",", ":")) if _expressible(value) else None
+        if text is not None and ("," not in text or text[0] in "[{"):
+            pins.append(f"{job}.{key}={text}")
+    return pins
+
+
+_MISSING = object()
+
+
+def _expressible(value: Any) -> bool:
+    if value is _MISSING or (isinstance(value, float) and not math.isfinite(value)):
+        return False
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        return False
+    return True
 
 
 def mayuri_command(*args: str) -> list[str]:
@@ -109,10 +156,13 @@ class RunActions:
         if recorded.source is not None:
             source = settings.root / recorded.source
             files = [source] if source.is_file() else []
-            self.app.call_from_thread(self._confirm_rerun, run, files, recorded.source, recorded.overrides)
-            return
-        files = experiment_files(settings.root, run.experiment, skip=settings.store.path)
-        self.app.call_from_thread(self._confirm_rerun, run, files, None, [])
+            overrides = recorded.overrides
+        else:
+            files = experiment_files(settings.root, run.experiment, skip=settings.store.path)
+            overrides = []
+        if len(files) == 1:
+            overrides = [*overrides, *point_overrides(files[0], run.job, overrides, recorded.params)]
+        self.app.call_from_thread(self._confirm_rerun, run, files, recorded.source, overrides)
 
     def _confirm_rerun(self, run: RunListRow, files: list[Path], source: str | None, overrides: list[str]) -> None:
         if source is not None and not files:

@@ -174,6 +174,8 @@ def _apply_overrides(
         if override.is_sweep or override.key in job.sweep:
             cli_sweeps[override.key] = list(override.values)
         else:
+            # The later override wins, also over an earlier sweep of the same key.
+            cli_sweeps.pop(override.key, None)
             set_dotted(params, override.key, override.values[0])
     return params, cli_sweeps
 

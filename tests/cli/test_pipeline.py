@@ -57,6 +57,21 @@ def test_cli_sweep_fans_out_downstream(project: Project) -> None:
     assert "fit[noise=0.1,ridge=0.0]" in done.stderr and "fit[noise=0.5,ridge=0.0]" in done.stderr
 
 
+def test_a_later_single_value_replaces_an_earlier_sweep_of_the_key(project: Project) -> None:
+    project.write("exp.yaml", """
+        jobs:
+          train:
+            run: python -c "print('${lr} ${tag}')"
+            params: {lr: 0.1, tag: a}
+            sweep: {lr: [0.1, 0.2]}
+    """)
+    both = project.mayuri("run", "exp.yaml", "tag=x,y", "--dry-run")
+    assert "4 jobs: 0 cached, 4 will run" in both.stdout, both.stdout
+    one = project.mayuri("run", "exp.yaml", "tag=x,y", "train.tag=x", "train.lr=0.2", "--dry-run")
+    assert one.returncode == 0, one.stderr
+    assert "1 job: 0 cached, 1 will run" in one.stdout and "train[lr=0.2]" in one.stdout, one.stdout
+
+
 def test_failure_skips_dependents_and_other_branches_go_on(project: Project) -> None:
     project.write("exp.yaml", """
         jobs:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
-from mayuri.tui.run_actions import experiment_files
+from mayuri.tui.run_actions import experiment_files, point_overrides
 from mayuri.tui.screens.caches_screen import CachesScreen
 from mayuri.tui.screens.confirm_modal import ConfirmModal
 from mayuri.tui.screens.gpus_screen import GpusScreen
@@ -93,6 +93,19 @@ def test_rerun_finds_the_experiment_file_by_its_name(tmp_path: Path) -> None:
     assert experiment_files(tmp_path, "gamma") == []
 
 
+def test_rerun_of_a_swept_run_pins_its_own_point(tmp_path: Path) -> None:
+    file = tmp_path / "exp.yaml"
+    file.write_text("jobs:\n  train:\n    run: \"true\"\n    params: {lr: 0.1, opt: {m: 1}, tag: a, note: n}\n"
+                    "    sweep: {lr: [0.1, 0.2], opt.m: [1, 2]}\n  other:\n    run: \"true\"\n")
+    params = {"lr": 0.2, "opt": {"m": 2}, "tag": "x", "note": "p,q"}
+    assert point_overrides(file, "train", ["tag=x,y"], params) == ["train.lr=0.2", "train.opt.m=2", 'train.tag="x"']
+    # A value an override cannot carry is left out; keys that are not swept are not pinned.
+    assert point_overrides(file, "train", ["note=p,q,r"], params) == ["train.lr=0.2", "train.opt.m=2"]
+    assert point_overrides(file, "other", ["tag=x,y"], {}) == []
+    file.write_text("jobs: [broken")
+    assert point_overrides(file, "train", [], params) == []
+
+
 async def test_forced_rerun_starts_a_detached_mayuri_run(project: Project) -> None:
     project.write("exps/quick.yaml", "name: quick\njobs:\n  hello:\n    run: python -c \"print('hi')\"\n")
     assert project.mayuri("run", "exps/quick.yaml").returncode == 0
@@ -135,6 +148,28 @@ async def test_rerun_uses_the_runs_recorded_file_and_overrides(project: Project)
     newest = project.runs()[0]
     assert newest["id"] != first["id"] and newest["params"] == {"greeting": "hey"}
     assert project.mayuri("logs", newest["id"]).stdout.strip() == "hey"
+
+
+async def test_rerun_of_a_swept_run_reruns_that_point_only(project: Project) -> None:
+    project.write("exp.yaml", "jobs:\n  hello:\n    run: python -c \"print('${lr}')\"\n"
+                              "    params: {lr: 1}\n    sweep: {lr: [1, 2, 3]}\n")
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    newest = project.runs()[0]
+    app = app_for(project.root)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await runs_loaded(pilot)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the confirmation")
+        detail = text_of(app.screen.query_one("#detail", Static))
+        assert f"mayuri run exp.yaml hello.lr={newest['params']['lr']} --force --only hello" in detail
+        await pilot.press("y")
+        await wait_until(pilot, lambda: len(project.runs()) == 4, timeout=60, what="the rerun")
+    deadline = time.monotonic() + 60
+    while {r["status"] for r in project.runs()} != {"succeeded"}:
+        assert time.monotonic() < deadline, project.runs()
+        await asyncio.sleep(0.2)
+    runs = project.runs()
+    assert len(runs) == 4 and runs[0]["params"] == newest["params"]
 
 
 async def test_keys_remapped_in_mayuri_toml_work(demo: Project) -> None:
