@@ -12,7 +12,6 @@ before Mayuri kept them is matched to a file by its experiment's name), plus
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 import sys
@@ -82,23 +81,24 @@ def point_overrides(file: Path, job: str, overrides: list[str], params: dict[str
         value: Any = params
         for part in key.split("."):
             value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
-        text = json.dumps(value, allow_nan=False, separators=(",", ":")) if _expressible(value) else None
-        if text is not None and ("," not in text or text[0] in "[{"):
-            pins.append(f"{job}.{key}={text}")
+        encoded = _as_override_value(value)
+        # A comma outside brackets would read as a sweep.
+        if encoded is not None and ("," not in encoded or encoded[0] in "[{"):
+            pins.append(f"{job}.{key}={encoded}")
     return pins
 
 
 _MISSING = object()
 
 
-def _expressible(value: Any) -> bool:
-    if value is _MISSING or (isinstance(value, float) and not math.isfinite(value)):
-        return False
+def _as_override_value(value: Any) -> str | None:
+    """`value` as YAML (JSON is YAML) that an override reads back equal; None when there is none."""
+    if value is _MISSING:
+        return None
     try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        return False
-    return True
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (ValueError, TypeError):
+        return None
 
 
 def mayuri_command(*args: str) -> list[str]:
