@@ -125,6 +125,27 @@ async def test_forced_rerun_starts_a_detached_mayuri_run(project: Project) -> No
         await asyncio.sleep(0.2)
 
 
+async def _rerun_and_wait(project: Project, size: tuple[int, int], runs_after: int) -> str:
+    """Press R on the newest run, confirm, and wait until the detached rerun has succeeded.
+
+    Returns the confirmation's text (it shows the command).
+    """
+    app = app_for(project.root)
+    async with app.run_test(size=size) as pilot:
+        await runs_loaded(pilot)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the confirmation")
+        detail = text_of(app.screen.query_one("#detail", Static))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: len(project.runs()) == runs_after, timeout=60, what="the rerun")
+    # The detached scheduler finishes on its own, after the dashboard is gone.
+    deadline = time.monotonic() + 60
+    while {r["status"] for r in project.runs()} != {"succeeded"}:
+        assert time.monotonic() < deadline, project.runs()
+        await asyncio.sleep(0.2)
+    return detail
+
+
 async def test_rerun_uses_the_runs_recorded_file_and_overrides(project: Project) -> None:
     # No `name:`: the experiment is named after its folder, so no file carries that name.
     project.write("exps/exp.yaml", "jobs:\n  hello:\n    run: python -c \"print('${greeting}')\"\n"
@@ -132,19 +153,8 @@ async def test_rerun_uses_the_runs_recorded_file_and_overrides(project: Project)
     assert project.mayuri("run", "exps/exp.yaml", "greeting=hey").returncode == 0
     (first,) = project.runs()
     assert first["source"] == "exps/exp.yaml" and first["overrides"] == ["greeting=hey"]
-    app = app_for(project.root)
-    async with app.run_test(size=(120, 30)) as pilot:
-        await runs_loaded(pilot)
-        await pilot.press("R")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the confirmation")
-        detail = text_of(app.screen.query_one("#detail", Static))
-        assert "mayuri run exps/exp.yaml greeting=hey --force --only hello" in detail
-        await pilot.press("y")
-        await wait_until(pilot, lambda: len(project.runs()) == 2, timeout=60, what="the rerun")
-    deadline = time.monotonic() + 60
-    while {r["status"] for r in project.runs()} != {"succeeded"}:
-        assert time.monotonic() < deadline, project.runs()
-        await asyncio.sleep(0.2)
+    detail = await _rerun_and_wait(project, (120, 30), runs_after=2)
+    assert "mayuri run exps/exp.yaml greeting=hey --force --only hello" in detail
     newest = project.runs()[0]
     assert newest["id"] != first["id"] and newest["params"] == {"greeting": "hey"}
     assert project.mayuri("logs", newest["id"]).stdout.strip() == "hey"
@@ -155,19 +165,8 @@ async def test_rerun_of_a_swept_run_reruns_that_point_only(project: Project) -> 
                               "    params: {lr: 1}\n    sweep: {lr: [1, 2, 3]}\n")
     assert project.mayuri("run", "exp.yaml").returncode == 0
     newest = project.runs()[0]
-    app = app_for(project.root)
-    async with app.run_test(size=(140, 30)) as pilot:
-        await runs_loaded(pilot)
-        await pilot.press("R")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the confirmation")
-        detail = text_of(app.screen.query_one("#detail", Static))
-        assert f"mayuri run exp.yaml hello.lr={newest['params']['lr']} --force --only hello" in detail
-        await pilot.press("y")
-        await wait_until(pilot, lambda: len(project.runs()) == 4, timeout=60, what="the rerun")
-    deadline = time.monotonic() + 60
-    while {r["status"] for r in project.runs()} != {"succeeded"}:
-        assert time.monotonic() < deadline, project.runs()
-        await asyncio.sleep(0.2)
+    detail = await _rerun_and_wait(project, (140, 30), runs_after=4)
+    assert f"mayuri run exp.yaml hello.lr={newest['params']['lr']} --force --only hello" in detail
     runs = project.runs()
     assert len(runs) == 4 and runs[0]["params"] == newest["params"]
 
