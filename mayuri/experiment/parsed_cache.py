@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,56 @@ def _decode(value: Any) -> Any:
     if "path" in value:
         return Path(value["path"])
     return _CLASSES[value["class"]](**{name: _decode(v) for name, v in value["fields"].items()})
+
+
+def stale_entries(store_root: Path, written_before: float) -> list[tuple[str, os.stat_result]]:
+    """(name, stat) of the files in `parsed/` that no run can use again, last written before `written_before`.
+
+    That is an entry whose experiment file is gone (or that cannot be read),
+    and a temporary file left by an interrupted write. `mayuri gc` removes them.
+    """
+    folder = os.path.join(store_root, FOLDER)
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        info = _stale(folder, name, written_before)
+        if info is not None:
+            found.append((name, info))
+    return found
+
+
+def remove_stale_entry(store_root: Path, name: str, written_before: float) -> os.stat_result | None:
+    """Delete one file of `parsed/` if it is still stale (see `stale_entries`); its stat when it was deleted."""
+    folder = os.path.join(store_root, FOLDER)
+    info = _stale(folder, name, written_before)
+    if info is None:
+        return None
+    try:
+        os.unlink(os.path.join(folder, name))
+    except OSError:
+        return None
+    return info
+
+
+def _stale(folder: str, name: str, written_before: float) -> os.stat_result | None:
+    if "/" in name or name.startswith(".") or not name.endswith((".json", ".tmp")):
+        return None
+    path = os.path.join(folder, name)
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_mtime >= written_before:
+        return None
+    if name.endswith(".tmp"):
+        return info
+    try:
+        with open(path, "rb") as handle:
+            entry = json.loads(handle.read())
+        experiment_file = os.path.join(entry["cwd"], entry["given"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return info  # unreadable: never reused, and rewritten by the next parse anyway
+    return None if os.path.exists(experiment_file) else info

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mayuri.experiment.parsed_cache import stale_entries
 from mayuri.gc.policy import Policy
 from mayuri.gc.safe_fs import (
     blob_files,
@@ -25,6 +26,7 @@ from mayuri.gc.safe_fs import (
     run_folder_names,
     temp_files,
     tree_size,
+    usage,
 )
 from mayuri.gc.select import FAILED_STATES, Sizes, choose_runs
 from mayuri.store.db import DB_NAME, Store
@@ -76,6 +78,7 @@ class GcPlan:
     leftover_folders: list[tuple[str, int]] = field(default_factory=list)
     blobs: list[tuple[str, int]] = field(default_factory=list)
     temp_files: list[tuple[str, int]] = field(default_factory=list)
+    parsed_files: list[tuple[str, int]] = field(default_factory=list)
     purge: list[str] = field(default_factory=list)
     metric_runs: list[str] = field(default_factory=list)
     metric_points: int = 0
@@ -92,6 +95,7 @@ class GcPlan:
             ),
             ("blobs", len(self.blobs), sum(b for _, b in self.blobs)),
             ("temp files", len(self.temp_files), sum(b for _, b in self.temp_files)),
+            ("parsed experiment files", len(self.parsed_files), sum(b for _, b in self.parsed_files)),
         ]
         if self.policy.purge:
             rows.append(("run records (purge)", len(self.purge), 0))
@@ -122,6 +126,7 @@ class GcPlan:
             "kept": self.kept,
             "blobs": [{"sha512": s, "bytes": b} for s, b in self.blobs],
             "temp_files": [{"name": n, "bytes": b} for n, b in self.temp_files],
+            "parsed_files": [{"name": n, "bytes": b} for n, b in self.parsed_files],
             "leftover_folders": [{"name": n, "bytes": b} for n, b in self.leftover_folders],
             "purge": self.purge,
             "metric_points": self.metric_points,
@@ -207,6 +212,8 @@ def plan_gc(store: Store, policy: Policy, explicit: set[str] | None = None) -> G
     if not folders:
         folders = _folder_bytes(root, choice.collect)
     plan = GcPlan(policy=policy, planned_at=now, kept=choice.kept, temp_files=temps)
+    if explicit is None:
+        plan.parsed_files = [(name, usage(info)) for name, info in stale_entries(store.root, fresh_after)]
     plan.runs = [
         PlannedRun(
             rid,

@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mayuri.experiment.parsed_cache import remove_stale_entry
 from mayuri.gc.lease import Lease
 from mayuri.gc.plan import GcPlan, database_bytes
-from mayuri.gc.safe_fs import real_root, remove_blob_file, remove_run_folder, remove_temp_file
+from mayuri.gc.safe_fs import (
+    real_root,
+    remove_blob_file,
+    remove_run_folder,
+    remove_temp_file,
+    usage,
+)
 from mayuri.store.db import Store
 from mayuri.store.gc_queries import gc_runs, live_scheduler_experiments
 from mayuri.store.gc_records import (
@@ -95,6 +102,10 @@ def sweep(store: Store, plan: GcPlan, lease: Lease) -> GcResult:
         freed = remove_temp_file(root, name, cutoff)
         if freed is not None:
             result.add("temp files", 1, freed)
+    for name, _size in plan.parsed_files:
+        info = remove_stale_entry(store.root, name, cutoff)
+        if info is not None:
+            result.add("parsed experiment files", 1, usage(info))
     drop_stale_holds(store, cutoff)
     if policy.metrics:
         result.add("metric points", drop_metric_points(store, plan.metric_runs), 0)

@@ -172,3 +172,37 @@ def test_gc_sweeps_while_a_reader_holds_a_snapshot(project: Any, filler: Filler)
         )
     finally:
         reader.close()
+
+
+def test_gc_removes_parsed_files_of_experiments_that_are_gone(project: Any) -> None:
+    for name in ("kept", "gone"):
+        project.write(f"{name}.yaml", f"name: {name}\njobs:\n  hello:\n    run: python -c \"print('hi')\"\n")
+        assert project.mayuri("run", f"{name}.yaml").returncode == 0
+    parsed = project.root / ".mayuri" / "parsed"
+    (parsed / "leftover.123.tmp").write_text("{")
+    (project.root / "gone.yaml").unlink()
+    old = time.time() - 7200
+    for entry in parsed.iterdir():
+        os.utime(entry, (old, old))
+    assert len(list(parsed.iterdir())) == 3
+
+    done = project.mayuri("gc", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert len(report["plan"]["parsed_files"]) == 2
+    assert {c["name"]: c["items"] for c in report["result"]["categories"]}["parsed experiment files"] == 2
+    (left,) = parsed.iterdir()
+    assert json.loads(left.read_text())["given"] == "kept.yaml"
+    # The kept experiment still reuses its entry, and its run.
+    again = project.mayuri("run", "kept.yaml")
+    assert again.returncode == 0 and "cached (run" in again.stderr
+
+
+def test_gc_keeps_parsed_files_written_within_the_grace_period(project: Any) -> None:
+    project.write("gone.yaml", "name: gone\njobs:\n  hello:\n    run: python -c \"print('hi')\"\n")
+    assert project.mayuri("run", "gone.yaml").returncode == 0
+    (project.root / "gone.yaml").unlink()
+    done = project.mayuri("gc", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["plan"]["parsed_files"] == []
+    assert len(list((project.root / ".mayuri" / "parsed").iterdir())) == 1
