@@ -169,11 +169,10 @@ def stale_entries(store_root: Path, written_before: float) -> list[tuple[str, os
     and a temporary file left by an interrupted write. `mayuri gc` removes them.
     """
     folder = os.path.join(store_root, FOLDER)
-    try:
-        names = sorted(os.listdir(folder))
-    except (FileNotFoundError, NotADirectoryError):
+    if not _plain_folder(folder):
         return []
     found = []
+    names = sorted(os.listdir(folder))
     for name in names:
         info = _stale(folder, name, written_before)
         if info is not None:
@@ -184,7 +183,7 @@ def stale_entries(store_root: Path, written_before: float) -> list[tuple[str, os
 def remove_stale_entry(store_root: Path, name: str, written_before: float) -> os.stat_result | None:
     """Delete one file of `parsed/` if it is still stale (see `stale_entries`); its stat when it was deleted."""
     folder = os.path.join(store_root, FOLDER)
-    info = _stale(folder, name, written_before)
+    info = _stale(folder, name, written_before) if _plain_folder(folder) else None
     if info is None:
         return None
     try:
@@ -192,6 +191,14 @@ def remove_stale_entry(store_root: Path, name: str, written_before: float) -> os
     except OSError:
         return None
     return info
+
+
+def _plain_folder(folder: str) -> bool:
+    """A real folder, not a symbolic link: gc never deletes through a link."""
+    try:
+        return stat.S_ISDIR(os.lstat(folder).st_mode)
+    except OSError:
+        return False
 
 
 def _stale(folder: str, name: str, written_before: float) -> os.stat_result | None:

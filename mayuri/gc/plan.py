@@ -213,7 +213,7 @@ def plan_gc(store: Store, policy: Policy, explicit: set[str] | None = None) -> G
         folders = _folder_bytes(root, choice.collect)
     plan = GcPlan(policy=policy, planned_at=now, kept=choice.kept, temp_files=temps)
     if explicit is None:
-        plan.parsed_files = [(name, usage(info)) for name, info in stale_entries(store.root, fresh_after)]
+        plan.parsed_files = [(name, usage(info)) for name, info in stale_entries(root, fresh_after)]
     plan.runs = [
         PlannedRun(
             rid,

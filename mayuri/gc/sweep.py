@@ -103,7 +103,7 @@ def sweep(store: Store, plan: GcPlan, lease: Lease) -> GcResult:
         if freed is not None:
             result.add("temp files", 1, freed)
     for name, _size in plan.parsed_files:
-        info = remove_stale_entry(store.root, name, cutoff)
+        info = remove_stale_entry(root, name, cutoff)
         if info is not None:
             result.add("parsed experiment files", 1, usage(info))
     drop_stale_holds(store, cutoff)

@@ -206,3 +206,17 @@ def test_gc_keeps_parsed_files_written_within_the_grace_period(project: Any) -> 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["plan"]["parsed_files"] == []
     assert len(list((project.root / ".mayuri" / "parsed").iterdir())) == 1
+
+
+def test_gc_never_deletes_through_a_linked_parsed_folder(project: Any, tmp_path: Any) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.tmp").write_text("keep me")
+    old = time.time() - 7200
+    os.utime(elsewhere / "precious.tmp", (old, old))
+    assert project.mayuri("init").returncode == 0
+    (project.root / ".mayuri" / "parsed").symlink_to(elsewhere)
+    done = project.mayuri("gc", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["plan"]["parsed_files"] == []
+    assert (elsewhere / "precious.tmp").read_text() == "keep me"
