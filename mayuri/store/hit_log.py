@@ -47,11 +47,9 @@ def log_hits(store: Store, run_ids: Collection[str], when: float) -> None:
         return
     size = append_hits(store.root, run_ids, when)
     if size >= FOLD_AT_BYTES:
-        try:
-            with store.write(wait=0.0):
-                fold_hits(store)
-        except StoreError:
-            pass  # busy or read-only: the next writer folds it
+        # Busy or read-only: the next writer folds it.
+        with contextlib.suppress(StoreError), store.write(wait=0.0):
+            fold_hits(store)
 
 
 def append_hits(store_root: Path, run_ids: Collection[str], when: float) -> int:
@@ -101,33 +99,38 @@ def fold_hits(store: Store) -> int:
         os.rename(os.path.join(root, LOG_NAME), os.path.join(root, _TAKEN_PREFIX + uuid.uuid4().hex))
     taken = [os.path.join(root, name) for name in _taken_names(root)]
     counts: dict[str, list[float]] = {}
-    fds = []
-    try:
-        for path in taken:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            fds.append(fd)
-            # Waits for the appenders that were writing when the log was renamed.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with os.fdopen(os.dup(fd), "rb") as file:
-                _tally(file.read(), counts)
-        if counts:
-            store.db.cursor().executemany(
-                "UPDATE run SET hits = hits + ?, last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
-                [(int(hits), last, run_id) for run_id, (hits, last) in counts.items()],
-            )
-        for path in taken:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-    except OSError as exc:
-        raise StoreError(f"cannot fold the store's hit log ({exc.strerror}).", path=Path(exc.filename or root),
-                         hint="Check that you may write the store folder.") from exc
-    finally:
-        for fd in fds:
-            os.close(fd)
+    # The files stay open, and locked, until they are deleted: an appender that
+    # opened one before the rename must find it gone, not write into it unread.
+    with contextlib.ExitStack() as held:
+        try:
+            _read_taken(taken, counts, held)
+            _apply(store, counts)
+            for path in taken:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        except OSError as exc:
+            raise StoreError(f"cannot fold the store's hit log ({exc.strerror}).",
+                             path=Path(exc.filename or root), hint="Check that you may write the store folder.") from exc
     return int(sum(hits for hits, _ in counts.values()))
+
+
+def _read_taken(taken: list[str], counts: dict[str, list[float]], held: contextlib.ExitStack) -> None:
+    for path in taken:
+        try:
+            file = held.enter_context(open(path, "rb"))
+        except FileNotFoundError:
+            continue
+        # Waits for the appenders that were writing when the log was renamed.
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+        _tally(file.read(), counts)
+
+
+def _apply(store: Store, counts: dict[str, list[float]]) -> None:
+    if counts:
+        store.db.cursor().executemany(
+            "UPDATE run SET hits = hits + ?, last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+            [(int(hits), last, run_id) for run_id, (hits, last) in counts.items()],
+        )
 
 
 def pending_hits(store_root: Path) -> dict[str, tuple[int, float]]:
