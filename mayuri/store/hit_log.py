@@ -104,7 +104,11 @@ def fold_hits(store: Store) -> int:
     with contextlib.ExitStack() as held:
         try:
             _read_taken(taken, counts, held)
-            _apply(store, counts)
+            if counts:
+                store.db.cursor().executemany(
+                    "UPDATE run SET hits = hits + ?, last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+                    [(int(hits), last, run_id) for run_id, (hits, last) in counts.items()],
+                )
             for path in taken:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
@@ -123,14 +127,6 @@ def _read_taken(taken: list[str], counts: dict[str, list[float]], held: contextl
         # Waits for the appenders that were writing when the log was renamed.
         fcntl.flock(file.fileno(), fcntl.LOCK_EX)
         _tally(file.read(), counts)
-
-
-def _apply(store: Store, counts: dict[str, list[float]]) -> None:
-    if counts:
-        store.db.cursor().executemany(
-            "UPDATE run SET hits = hits + ?, last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
-            [(int(hits), last, run_id) for run_id, (hits, last) in counts.items()],
-        )
 
 
 def pending_hits(store_root: Path) -> dict[str, tuple[int, float]]:
