@@ -9,8 +9,8 @@ measured interleaved in the same run:
 - CLI import: `python -c "import mayuri.cli"`;
 - run-path import: a fresh interpreter importing exactly the modules that the
   all-cached `mayuri run` had loaded when it exited (recorded from one warm
-  run before the timed rounds), so that run - run-path import is the check's
-  own work;
+  run before the timed rounds) with the entry point's collector settings, so
+  that run - run-path import is the check's own work;
 - raw `os.stat` of the same 2,000 files (in this process, absolute paths).
 
 Target (issue 2): the command takes at most bare start + CLI import + 2x raw
@@ -93,8 +93,22 @@ code = compile(open(script).read(), script, "exec")
 exec(code, {"__name__": "__main__", "__file__": script})
 """
 
-# Imports a list of modules, in the order the command first loaded them.
-IMPORT_MODULES = "import sys\nfor name in sys.argv[1:]:\n    __import__(name)\n"
+# Imports a list of modules, in the order the command first loaded them, with
+# the collector settings of the `mayuri` entry point: on while the console
+# script imports `mayuri.cli`, paused from `main()` on, objects frozen at exit
+# (`mayuri/collector.py`). Otherwise "run - run-path import" would credit the
+# check with the collector's work on the imports and at exit, which the
+# command does not do.
+IMPORT_MODULES = """
+import sys
+for name in sys.argv[1:]:
+    __import__(name)
+    if name == "mayuri.cli":
+        from mayuri.collector import pause_for_startup
+        pause_for_startup()
+from mayuri.collector import before_exit
+before_exit()
+"""
 
 # Imports the run path, then times `mayuri run exp.yaml` inside this process:
 # the check's own work, with no import in it, measured directly.

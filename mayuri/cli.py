@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 
+from mayuri.collector import before_exit, long_running, pause_for_startup
 from mayuri.errors import ExitCode, MayuriError
+from mayuri.terminal import LazyConsole
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+out = LazyConsole(highlight=False, soft_wrap=False)
+err = LazyConsole(stderr=True, highlight=False)
 
 
 def _fail(exc: MayuriError) -> None:
@@ -107,13 +108,15 @@ def init(folder: Path) -> None:
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],
                  dry_run: bool, tests: bool) -> None:
-    from mayuri.render import RunView, plan_tree, print_line, summary_line, verdict_table
     from mayuri.run_experiment import RunRequest, run_experiment
+    from mayuri.run_view import RunView, print_summary
     from mayuri.scheduler.events import SilentReporter
 
     request = RunRequest(file=file, overrides=overrides, force=force, only=only, dry_run=dry_run, tests=tests)
     began = time.monotonic()
     if dry_run:
+        from mayuri.render import plan_tree
+
         outcome = run_experiment(request, SilentReporter()).outcome
         out.print(plan_tree(outcome))
         will = outcome.count("will run")
@@ -124,8 +127,10 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
     view = RunView(err, [])
     with view:
         result = run_experiment(request, view)
-    print_line(err, summary_line(result.outcome, time.monotonic() - began))
+    print_summary(err, result.outcome, time.monotonic() - began)
     if result.verdicts:
+        from mayuri.render import verdict_table
+
         out.print(verdict_table(result.verdicts))
     if result.outcome.interrupted:
         sys.exit(ExitCode.INTERRUPTED)
@@ -293,6 +298,8 @@ def logs(run_ref: str, follow: bool, with_stderr: bool) -> None:
     """
     from mayuri.follow_logs import follow_run_logs
 
+    if follow:
+        long_running()
     store = _store()
     for chunk, stream in follow_run_logs(store, run_ref, follow=follow, with_stderr=with_stderr):
         target = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
@@ -522,10 +529,15 @@ def tui() -> None:
     from mayuri.tui.app import make_app
 
     app = make_app(load_settings())
+    long_running()
     app.run()
     sys.exit(app.return_code or 0)
 
 
 def main() -> None:
     """Entry point of the `mayuri` console script."""
-    cli(prog_name="mayuri")
+    pause_for_startup()
+    try:
+        cli(prog_name="mayuri")
+    finally:
+        before_exit()

@@ -1,4 +1,4 @@
-"""How the CLI shows things to people: Rich tables and the live view of a running plan.
+"""How the CLI shows things to people: Rich tables and texts (the live view of a run is `run_view.py`).
 
 Formatting only: the data comes from core functions; nothing here touches the
 store or the scheduler.
@@ -10,21 +10,17 @@ import datetime as dt
 import json
 import re
 import shlex
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.text import Text
 
 from mayuri.experiment.interpolate import as_text
-from mayuri.scheduler.events import JobEvent
 from mayuri.units import format_duration, format_size
 
 if TYPE_CHECKING:
-    # Annotations only: a cached `mayuri run` that is not at a terminal draws no
-    # table, and no command here needs the scheduler or the store loaded.
-    from rich.live import Live
+    # Annotations only: no command here needs the scheduler or the store loaded.
     from rich.table import Table
 
     from mayuri.experiment.expectations import Verdict
@@ -98,112 +94,6 @@ def params_text(params: dict[str, Any], limit: int = 60) -> str:
     text = " ".join(f"{k}={as_text(v)}" for k, v in params.items()
                     if not (isinstance(v, str) and _UPSTREAM.match(v)))
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# Beyond this many jobs the live view shows the active ones and counts the rest.
-LIVE_ROWS = 30
-QUIET_STATES = ("cached", "succeeded", "pending")
-
-
-class RunView:
-    """The scheduler's reporter for `mayuri run`: a live table at a terminal, lines elsewhere.
-
-    Events only update a dict; the table is built when Rich draws (a few times
-    a second), so a plan of thousands of jobs costs the scheduler nothing.
-    """
-
-    def __init__(self, console: Console, keys: Sequence[str]) -> None:
-        self.console = console
-        self.rows: dict[str, JobEvent] = {key: JobEvent(key, "pending") for key in keys}
-        self.started: dict[str, float] = {}
-        self.live: Live | None = None
-        if console.is_terminal:
-            from rich.live import Live
-
-            self.live = Live(self, console=console, refresh_per_second=4, transient=False)
-
-    def __enter__(self) -> RunView:
-        if self.live is not None:
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.refresh()
-            self.live.__exit__(None, None, None)
-
-    def __rich__(self) -> Group:
-        return self._table()
-
-    def _table(self) -> Group:
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-        for column in ("job", "status", "run", "gpu", "attempt", "time", "why"):
-            table.add_column(column, overflow="fold")
-        rows = list(self.rows.items())
-        hidden: dict[str, int] = {}
-        if len(rows) > LIVE_ROWS:
-            shown = [(k, e) for k, e in rows if e.state not in QUIET_STATES]
-            if len(shown) > LIVE_ROWS:
-                shown = shown[-LIVE_ROWS:]
-            keep = {k for k, _ in shown}
-            for key, event in rows:
-                if key not in keep:
-                    hidden[event.state] = hidden.get(event.state, 0) + 1
-            rows = shown
-        now = time.monotonic()
-        for key, event in rows:
-            elapsed = event.duration
-            if event.state == "running" and key in self.started:
-                elapsed = now - self.started[key]
-            table.add_row(
-                Text(key), status_text(event.state), (event.run_id or "")[:8],
-                Text(",".join(short_gpu(g) for g in event.gpus)), str(event.attempt or ""),
-                format_duration(elapsed) if elapsed is not None else "", Text(event.reason),
-            )
-        if not hidden:
-            return Group(table)
-        more = ", ".join(f"{n} {state}" for state, n in sorted(hidden.items()))
-        return Group(table, Text(f"... and {more}", style="dim"))
-
-    def event(self, event: JobEvent) -> None:
-        if event.state == "running":
-            self.started[event.key] = time.monotonic()
-        self.rows[event.key] = event
-        if self.live is not None:
-            return
-        if event.state in ("ready", "pending"):
-            return
-        where = f" gpu {','.join(event.gpus)}" if event.gpus else ""
-        attempt = f" attempt {event.attempt}" if event.attempt > 1 else ""
-        line = Text.assemble(
-            (f"{event.key:<24} ", "bold"), status_text(f"{event.state:<9}"), " ",
-            ((event.run_id or "")[:8] + " ") if event.run_id else "", event.reason, where, attempt,
-        )
-        print_line(self.console, line)
-
-
-def print_line(console: Console, line: Text) -> None:
-    """One line of styled text; written as it is where Rich would drop the styles anyway (no terminal)."""
-    if console.is_terminal:
-        console.print(line, highlight=False, soft_wrap=True)
-    else:
-        # Rich's rendering costs a cached `mayuri run` a good part of its time, for plain text here.
-        console.file.write(line.plain + "\n")
-
-
-def summary_line(outcome: Outcome, elapsed: float) -> Text:
-    counts: dict[str, int] = {}
-    for slot in outcome.slots:
-        counts[slot.state] = counts.get(slot.state, 0) + 1
-    parts = [f"{n} {state}" for state, n in sorted(counts.items())]
-    total = len(outcome.slots)
-    text = f"{total} job{'s' if total != 1 else ''}: " + ", ".join(parts) + f" in {format_duration(elapsed)}"
-    style = "green" if outcome.ok else "red"
-    if outcome.interrupted:
-        text += " (interrupted)"
-    return Text(text, style=style)
 
 
 def verdict_table(verdicts: Sequence[Verdict]) -> Table:

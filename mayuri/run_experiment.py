@@ -15,7 +15,7 @@ from mayuri.errors import ExperimentError
 from mayuri.experiment import expand, parse_override
 from mayuri.experiment.parsed_cache import load_experiment
 from mayuri.scheduler.events import Reporter
-from mayuri.scheduler.loop import SETTLED_OK, Outcome, Scheduler
+from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner
 from mayuri.store import Store, open_project_store
 from mayuri.store.perms import share_umask
 from mayuri.store.records import RunOrigin
@@ -64,13 +64,20 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     instances = expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds)
     store = open_project_store(settings)
     try:
-        scheduler = Scheduler(store, settings, spec.name, instances, reporter,
-                              force=request.force, dry_run=request.dry_run,
-                              origin=RunOrigin(_source(path, settings.root), tuple(request.overrides)))
+        planner = Planner(store, settings, spec.name, instances, reporter,
+                          force=request.force, dry_run=request.dry_run,
+                          origin=RunOrigin(_source(path, settings.root), tuple(request.overrides)))
         if request.dry_run:
-            return RunResult(scheduler.plan())
+            return RunResult(planner.plan())
         share_umask(store.root)
-        outcome = scheduler.run()
+        ready = planner.answer_from_cache()
+        if ready or planner.undecided:
+            # Loaded only when something must run: a cached run needs none of it.
+            from mayuri.scheduler.loop import Scheduler
+
+            outcome = Scheduler(planner, ready).run()
+        else:
+            outcome = planner.all_cached()
         verdicts = judge_tests(store, outcome) if request.tests else ()
         return RunResult(outcome, verdicts)
     finally:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mayuri.collector import long_running
 from mayuri.environment import git_info, gpu_info, platform_info, python_info
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.gpu import inventory, process_gpu_memory
@@ -70,8 +71,11 @@ DEVICE_REFRESH = 2.0
 class Scheduler(Planner):
     """Runs one expanded experiment against one store: launches, watches, retries, stops."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, planner: Planner, ready: Sequence[Slot]) -> None:
+        # Goes on from where the planner stopped: the slots the cache settled,
+        # their hits, and `ready`, the instances it found must run.
+        vars(self).update(vars(planner))
+        self._handed_over = list(ready)
         self._environment: dict[str, Any] | None = None
         self._experiment_id: int | None = None
         self._signals = 0
@@ -428,11 +432,12 @@ class Scheduler(Planner):
 
     def run(self) -> Outcome:
         """Run the plan to the end (or until interrupted)."""
-        self._check_resources()
+        long_running()
         keeper = LeaseKeeper(self.store, self.experiment)
         previous = self._install_signals()
         fenced = locked = False
         try:
+            self._queue.extend(self._secured(keeper, self._handed_over))
             self._loop(keeper)
         except Fenced:
             fenced = True

@@ -10,6 +10,7 @@ It launches nothing (that is `loop.py`).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from mayuri.gpu import Gpu, inventory
 from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.placement import Request, check_feasible, request_for, usable
 from mayuri.store.db import Store
+from mayuri.store.hit_log import log_hits
 from mayuri.store.queries import outputs_of
 from mayuri.store.records import RunOrigin
 from mayuri.store.scheduler_queries import peak_history
@@ -197,6 +199,31 @@ class Planner:
             slot.request = request_for(inst, functools.partial(
                 peak_history, self.store, self.experiment, inst.name, inst.config_hash))
             check_feasible(slot.request, self.devices, inst.key)
+
+    def answer_from_cache(self) -> list[Slot]:
+        """Settle every instance a cached run answers, as far down the DAG as that goes; returns those to launch.
+
+        Nothing is launched or registered here. When nothing is returned and
+        nothing is left pending, the cache answered the whole plan
+        (`all_cached`), and no scheduler needs to be loaded at all.
+        """
+        self._check_resources()
+        ready: list[Slot] = []
+        while self._changed:
+            ready += self._advance_pending()
+        return ready
+
+    @property
+    def undecided(self) -> bool:
+        """Whether some instance still waits for a decision (on an upstream that must run first)."""
+        return bool(self._pending)
+
+    def all_cached(self) -> Outcome:
+        """The outcome of a plan the cache answered whole; its hits go to the store's hit log."""
+        assert not self._pending, "instances are still pending"
+        log_hits(self.store, self.cache_hits - self.hits_counted, time.time())
+        self.hits_counted |= self.cache_hits
+        return Outcome(list(self.slots.values()))
 
     def plan(self) -> Outcome:
         """Decide every instance without running anything (`--dry-run`)."""
