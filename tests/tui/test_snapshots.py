@@ -59,7 +59,15 @@ def still(app: MayuriApp) -> MayuriApp:
 async def calm(pilot: Pilot[None]) -> None:
     """Let tables settle their column widths (done when the app is idle)."""
     await pilot.pause(0.2)
+    # On a loaded machine the idle pass can come later than any fixed pause.
+    await wait_until(pilot, lambda: not any(map(_measuring, pilot.app.screen.query(DataTable))),
+                     what="the tables to measure their columns")
     await pilot.pause()
+
+
+def _measuring(table: DataTable[Any]) -> bool:
+    # DataTable's own marks of work left for its next idle pass (new rows, cells to measure).
+    return table._require_update_dimensions or bool(table._updated_cells) or bool(table._new_rows)
 
 
 async def settled(pilot: Pilot[None]) -> None:
