@@ -189,11 +189,14 @@ def test(file: Path, overrides: tuple[str, ...], force: bool) -> None:
     _run_command(file, overrides, force, (), False, tests=True)
 
 
-def _store() -> Any:
+def _store(settings: Any = None) -> Any:
+    """The project's store, closed when the command ends (SQLite then tidies its -wal and -shm files)."""
     from mayuri.config import load_settings
     from mayuri.store import open_project_store
 
-    return open_project_store(load_settings())
+    store = open_project_store(settings or load_settings())
+    click.get_current_context().call_on_close(store.close)
+    return store
 
 
 @cli.command()
@@ -247,10 +250,9 @@ def show(run_ref: str, why: bool, as_json: bool) -> None:
     from mayuri.inspect_runs import run_detail
     from mayuri.inspect_runs import why as why_breakdown
     from mayuri.render import show_detail, why_detail
-    from mayuri.store import open_project_store
 
     settings = load_settings()
-    store = open_project_store(settings)
+    store = _store(settings)
     detail = run_detail(store, run_ref)
     if why:
         breakdown = why_breakdown(store, settings.root, settings.key_env, detail)
@@ -420,13 +422,12 @@ def gc(older_than: str | None, keep_last: int | None, failed: bool | None, max_s
     """
     from mayuri.config import load_settings
     from mayuri.gc import collect_garbage, gc_policy
-    from mayuri.store import open_project_store
 
     settings = load_settings()
     flags = {"older_than": older_than, "keep_last": keep_last, "failed": failed, "max_size": max_size,
              "experiment": experiment, "metrics": metrics, "vacuum": vacuum, "purge": purge, "grace": grace}
     policy = gc_policy(settings, flags)
-    outcome = collect_garbage(open_project_store(settings), policy, _gc_approver(dry_run, yes, as_json))
+    outcome = collect_garbage(_store(settings), policy, _gc_approver(dry_run, yes, as_json))
     _gc_finish(outcome, dry_run, as_json)
 
 
@@ -508,11 +509,10 @@ def cache_rm(target: str, experiment: str | None, dry_run: bool, yes: bool, as_j
     from mayuri.cache_admin import remove_cached
     from mayuri.config import load_settings
     from mayuri.gc import gc_policy
-    from mayuri.store import open_project_store
 
     settings = load_settings()
     policy = gc_policy(settings, {})
-    store = open_project_store(settings)
+    store = _store(settings)
     outcome = remove_cached(store, target, experiment, policy, _gc_approver(dry_run, yes, as_json))
     _gc_finish(outcome, dry_run, as_json)
 

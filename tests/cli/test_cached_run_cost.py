@@ -109,3 +109,12 @@ def test_forced_colours_go_through_rich(cached: Project, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert "cached" in done.stderr and "\x1b[" in done.stderr
     assert loaded(report, "rich") != []
+
+
+@pytest.mark.parametrize("command", [("runs",), ("cache", "ls"), ("doctor",), ("run", "exp.yaml")])
+def test_commands_close_the_store_before_exit(cached: Project, command: tuple[str, ...]) -> None:
+    # Objects are frozen before exit, so nothing is left for the interpreter to close: each command must.
+    done = cached.mayuri(*command)
+    assert done.returncode == 0, done.stderr
+    left = sorted(p.name for p in (cached.root / ".mayuri").iterdir() if p.name.startswith("mayuri.db-"))
+    assert left == []  # the last connection to close removes SQLite's -wal and -shm files
