@@ -81,7 +81,8 @@ class Settings:
 
 def find_root(start: Path | None = None) -> Path:
     """The nearest folder at or above `start` that holds `mayuri.toml`."""
-    here = (start or Path.cwd()).resolve()
+    # The working folder as the kernel reports it is already free of symbolic links.
+    here = Path(os.getcwd()) if start is None else start.resolve()
     for folder in (here, *here.parents):
         if (folder / CONFIG_NAME).is_file():
             return folder
@@ -214,7 +215,8 @@ def load_settings(root: Path | None = None) -> Settings:
         ),
         key_env=key_env,
         gc=dict(data.get("gc", {})),
-        user_overrides=dict(users.get(current_user(), {})),
+        # Looked up only when there are overrides: the login name can cost a password-database read.
+        user_overrides=dict(users.get(current_user(), {})) if users else {},
         keys=dict(data.get("keys", {})),
     )
 

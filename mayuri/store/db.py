@@ -26,7 +26,7 @@ from mayuri.config import Settings
 from mayuri.errors import StoreError
 from mayuri.store.fsinfo import is_network_fs
 from mayuri.store.models import MODELS, database_proxy
-from mayuri.store.perms import make_dirs, share_like_folder
+from mayuri.store.perms import group_shared, make_dirs, share_like_folder
 
 DB_NAME = "mayuri.db"
 HISTORY_TABLE = "schema_migration"
@@ -338,7 +338,8 @@ def open_store(
         network = _check_filesystem(root, allow_network_fs)
         for folder in ("blobs", "runs"):
             make_dirs(root / folder, root)
-        _create_db_file(db_path, root)
+        if not db_path.exists():
+            _create_db_file(db_path, root)
     except OSError as exc:
         raise StoreError(
             f"cannot create the store ({exc.strerror}).",
@@ -366,10 +367,11 @@ def open_store(
         db.close()
         raise
     database_proxy.initialize(db)
-    for suffix in ("", "-wal", "-shm"):
-        file = Path(str(db_path) + suffix)
-        if file.exists():
-            share_like_folder(file, root)
+    if group_shared(root):
+        for suffix in ("", "-wal", "-shm"):
+            file = Path(str(db_path) + suffix)
+            if file.exists():
+                share_like_folder(file, root)
     return Store(root=root, db=db)
 
 

@@ -13,6 +13,14 @@ import stat
 from pathlib import Path
 
 
+def group_shared(folder: Path) -> bool:
+    """Whether `folder` is group-writable: a store that teammates share, whose files Mayuri shares too."""
+    try:
+        return bool(os.stat(folder).st_mode & stat.S_IWGRP)
+    except OSError:
+        return False
+
+
 def share_like_folder(path: Path, folder: Path) -> None:
     """When `folder` is group-writable, give the group of `path` what its owner has.
 
@@ -56,10 +64,7 @@ def share_umask(folder: Path) -> None:
     Job output (logs, checkpoints, anything written to the run folder) must be
     readable by the teammates who share the store, whatever their umask.
     """
-    try:
-        if not folder.stat().st_mode & stat.S_IWGRP:
-            return
-    except OSError:
+    if not group_shared(folder):
         return
     current = os.umask(0)
     os.umask(current & ~0o070)
