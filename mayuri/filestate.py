@@ -20,6 +20,7 @@ Nothing here decides what a change means; that is the cache's job.
 from __future__ import annotations
 
 import array
+import codecs
 import functools
 import itertools
 import json
@@ -42,6 +43,8 @@ from mayuri.store.records import save_stat_cache
 RACY_WINDOW_NS = 2_000_000_000
 
 Digest = tuple[str, int]
+
+_UTF8_PATHS = codecs.lookup(sys.getfilesystemencoding()).name == "utf-8"
 
 # A row of `closure_stat_rows`: its kind is None when the stat cache vouches for
 # the file; then come the stat fields it cached, in the order of _STAT_FIELDS.
@@ -113,10 +116,10 @@ def unchanged_except(store: Store, root: Path, run_id: str) -> list[tuple[str, s
     here = os.getcwd() == os.path.normpath(root)
     folder = None if here else _open_folder(root)
     try:
-        stat: Callable[[str], os.stat_result] = (
+        stat: Callable[[str | bytes], os.stat_result] = (
             os.stat if here
             else functools.partial(os.stat, dir_fd=folder) if folder is not None
-            else lambda p: os.stat(prefix + p)
+            else _stat_under(prefix)
         )
         snapshot = closure_snapshot(store, run_id)
         if snapshot is not None and snapshot[0] == prefix:
@@ -158,11 +161,15 @@ def _packed(fields: Iterable[tuple[int, ...]]) -> bytes:
 
 
 def _snapshot_rest(
-    stat: Callable[[str], os.stat_result], paths: bytes, stats: bytes, rest: str
+    stat: Callable[[str | bytes], os.stat_result], paths: bytes, stats: bytes, rest: str
 ) -> list[list[str]] | None:
     """The snapshot's slow-way entries when every snapshotted file's stat is as cached; else None."""
     try:
-        names = paths.decode().split("\0") if paths else []
+        # Stat'ed as the UTF-8 bytes they are kept as, when that is what the
+        # filesystem encoding would make of them: a str is encoded on every call.
+        names: list[str] | list[bytes] = (
+            [] if not paths else paths.split(b"\0") if _UTF8_PATHS else paths.decode().split("\0")
+        )
         expected = array.array("q")
         expected.frombytes(stats)
         if sys.byteorder != "little":
@@ -195,7 +202,7 @@ def _snapshot(store: Store, run_id: str, prefix: str, trusted: list[tuple[Any, .
     save_closure_snapshot(store, run_id, prefix, paths, stats, json.dumps(rest))
 
 
-def _stat_changed(stat: Callable[[str], os.stat_result], rows: list[tuple[Any, ...]]) -> list[str]:
+def _stat_changed(stat: Callable[[str | bytes], os.stat_result], rows: list[tuple[Any, ...]]) -> list[str]:
     """The paths of `rows` (trusted files) whose stat differs from the cached one, or that are gone."""
     paths = list(map(_PATH, rows))
     try:
@@ -208,11 +215,21 @@ def _stat_changed(stat: Callable[[str], os.stat_result], rows: list[tuple[Any, .
         return [row[0] for row in rows if _stat_fields(stat, row[0]) != _CACHED_FIELDS(row)]
 
 
-def _stat_fields(stat: Callable[[str], os.stat_result], path: str) -> tuple[int, ...] | None:
+def _stat_fields(stat: Callable[[str | bytes], os.stat_result], path: str) -> tuple[int, ...] | None:
     try:
         return _STAT_FIELDS(stat(path))  # type: ignore[no-any-return]
     except OSError:
         return None
+
+
+def _stat_under(prefix: str) -> Callable[[str | bytes], os.stat_result]:
+    """`os.stat` of paths relative to `prefix` (a folder path ending in a separator), str or bytes."""
+    encoded = os.fsencode(prefix)
+
+    def stat(path: str | bytes) -> os.stat_result:
+        return os.stat(encoded + path if isinstance(path, bytes) else prefix + path)
+
+    return stat
 
 
 def _open_folder(root: Path) -> int | None:

@@ -50,5 +50,8 @@ def resolve(path: Path) -> Path:
     """`path.resolve()`, noted."""
     resolved = path.resolve()
     if _recording:
-        _recording[-1].resolved.append((str(path), str(resolved)))
+        entry = (str(path), str(resolved))
+        # Once is enough: a reuse resolves each noted path again.
+        if entry not in _recording[-1].resolved:
+            _recording[-1].resolved.append(entry)
     return resolved

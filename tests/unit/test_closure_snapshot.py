@@ -103,3 +103,28 @@ def test_a_collected_run_loses_its_snapshot(store: Store, root: Path) -> None:
     with store.write():
         store.db.execute_sql("UPDATE run SET status = 'collected' WHERE id = ?", (run_id,))
     assert closure_snapshot(store, run_id) is None
+
+
+@pytest.mark.parametrize("where", ["elsewhere", "in the project folder", "without a folder descriptor"])
+def test_the_snapshot_is_used_and_catches_a_change_wherever_the_check_runs(
+    store: Store, root: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # Three ways to stat the snapshot's (bytes) paths: relative to the working
+    # folder, relative to an open folder, and joined to the project's path.
+    if where == "in the project folder":
+        monkeypatch.chdir(root)
+    elif where == "without a folder descriptor":
+        monkeypatch.setattr(filestate, "_open_folder", lambda folder: None)
+    old = time.time_ns() - AN_HOUR_NS
+    names = [*NAMES, "données/é.py", "a b/ü ñ.py"]
+    for name in names:
+        _file(root, name, old)
+    run_id = _run_with_closure(store, [ClosureRow("code", n, "file", hash_bytes(CONTENT), len(CONTENT)) for n in names])
+    current_digests(store, root, [(n, "file") for n in names])
+    assert unchanged_except(store, root, run_id) == []
+    assert closure_snapshot(store, run_id) is not None
+    with monkeypatch.context() as patched:
+        _no_slow_way(patched)
+        assert unchanged_except(store, root, run_id) == []
+    _file(root, "données/é.py", old, content=b"x = 2\n")
+    assert unchanged_except(store, root, run_id) == [("données/é.py", "file")]
