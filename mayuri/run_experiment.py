@@ -88,7 +88,7 @@ def _source(path: Path, root: Path) -> str:
     """The experiment file as a run records it: relative to the project folder when it is inside it."""
     absolute = path.resolve()
     try:
-        return absolute.relative_to(root.resolve()).as_posix()
+        return absolute.relative_to(root).as_posix()  # the settings' root is resolved already
     except ValueError:
         return str(absolute)
 

@@ -91,6 +91,9 @@ class Planner:
         self.settings = settings
         self.experiment = experiment
         self.slots = {inst.key: Slot(inst) for inst in instances}
+        # Whose outputs are read here: downstream jobs' (filled in at launch) and tests' (judged).
+        self._outputs_read = {key for inst in instances for key in inst.upstream_keys}
+        self._outputs_read.update(inst.key for inst in instances if inst.job.kind == "test")
         self.reporter = reporter
         self.force = force
         self.dry_run = dry_run
@@ -138,7 +141,8 @@ class Planner:
         assert decision.cached is not None
         slot.run_id = decision.cached.id
         slot.fingerprint = decision.cached.fingerprint
-        slot.outputs = outputs_of(self.store, decision.cached.id)
+        if slot.instance.key in self._outputs_read:
+            slot.outputs = outputs_of(self.store, decision.cached.id)
         self.cache_hits.add(decision.cached.id)
         self._emit(slot, "cached", decision.reason)
 
