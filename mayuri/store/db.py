@@ -334,7 +334,8 @@ def open_store(
             "no store here yet.", path=db_path, hint="Run `mayuri init`, or `mayuri run` an experiment."
         )
     try:
-        make_dirs(root, root.parent if root.parent.exists() else root)
+        if not root.is_dir():
+            make_dirs(root, root.parent if root.parent.exists() else root)
         network = _check_filesystem(root, allow_network_fs)
         for folder in ("blobs", "runs"):
             make_dirs(root / folder, root)

@@ -32,6 +32,8 @@ _OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
 def _unescape(field: bytes) -> str:
     # The kernel writes space, tab, newline and backslash in mount points as
     # \ooo; other bytes (UTF-8 names) are written as they are.
+    if b"\\" not in field:
+        return os.fsdecode(field)  # the usual case: no regular expression to run
     return os.fsdecode(_OCTAL_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8)]), field))
 
 
@@ -39,7 +41,7 @@ def _linux_mounts(mounts_file: str) -> list[tuple[str, str]]:
     table = []
     with open(mounts_file, "rb") as mounts:
         for line in mounts:
-            fields = line.split()
+            fields = line.split(None, 3)  # device, mount point, type; the options are not needed
             if len(fields) >= 3:
                 table.append((_unescape(fields[1]), os.fsdecode(fields[2])))
     return table
