@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,16 @@ class Store:
             yield
         finally:
             connection.execute(f"PRAGMA busy_timeout = {int(usual)}")
+
+    def select_in(self, sql: str, values: Sequence[Any], size: int = 500) -> Iterator[tuple[Any, ...]]:
+        """The rows of `sql` for all of `values`, asked in chunks; `{marks}` in `sql` is one chunk's placeholders.
+
+        SQLite limits the parameters of one statement (999 in older builds), so
+        a long `IN (...)` list is split.
+        """
+        for start in range(0, len(values), size):
+            chunk = tuple(values[start:start + size])
+            yield from self.db.execute_sql(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
     def close(self) -> None:
         if not self.db.is_closed():

@@ -98,14 +98,11 @@ def path_references(store: Store, run_ids: Iterable[str]) -> dict[str, set[str]]
         "SELECT run_id, params FROM attempt WHERE run_id IN ({marks})",
         "SELECT run_id, value FROM output WHERE run_id IN ({marks})",
     )
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for sql in sources:
-            for run_id, text in store.db.execute_sql(sql.format(marks=marks), tuple(chunk)):
-                for match in _RUN_REF.finditer(text or ""):
-                    if match.group(1) != run_id:
-                        found[run_id].add(match.group(1))
+    for sql in sources:
+        for run_id, text in store.select_in(sql, ids):
+            for match in _RUN_REF.finditer(text or ""):
+                if match.group(1) != run_id:
+                    found[run_id].add(match.group(1))
     return found
 
 
@@ -180,16 +177,7 @@ def blob_references_of(store: Store, digests: list[str]) -> set[str]:
 
 def metric_point_count(store: Store, run_ids: list[str]) -> int:
     """How many metric points the runs have."""
-    if not run_ids:
-        return 0
-    total = 0
-    for start in range(0, len(run_ids), 500):
-        chunk = run_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        total += store.db.execute_sql(
-            f"SELECT COUNT(*) FROM metric WHERE run_id IN ({marks})", tuple(chunk)
-        ).fetchone()[0]
-    return int(total)
+    return sum(int(row[0]) for row in store.select_in("SELECT COUNT(*) FROM metric WHERE run_id IN ({marks})", run_ids))
 
 
 def free_pages_bytes(store: Store) -> int:

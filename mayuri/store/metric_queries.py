@@ -43,21 +43,17 @@ def _value(value: float | None) -> float:
 
 def metric_summaries(store: Store, run_ids: Iterable[str]) -> dict[str, dict[str, Summary]]:
     """{run_id: {key: Summary}} for the given runs (runs without metrics are absent)."""
-    ids = list(run_ids)
     result: dict[str, dict[str, Summary]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        cursor = store.db.execute_sql(
-            "SELECT s.run_id, k.name, s.last, s.last_step, s.min, s.min_step, s.max, s.max_step, "
-            "s.count, s.updated_at FROM metric_summary s JOIN metric_key k ON k.id = s.key_id "
-            f"WHERE s.run_id IN ({marks}) ORDER BY k.name",
-            tuple(chunk),
+    rows = store.select_in(
+        "SELECT s.run_id, k.name, s.last, s.last_step, s.min, s.min_step, s.max, s.max_step, "
+        "s.count, s.updated_at FROM metric_summary s JOIN metric_key k ON k.id = s.key_id "
+        "WHERE s.run_id IN ({marks}) ORDER BY k.name",
+        list(run_ids),
+    )
+    for run_id, name, last, last_step, low, low_step, high, high_step, count, updated in rows:
+        result.setdefault(run_id, {})[name] = Summary(
+            _value(last), last_step, _value(low), low_step, _value(high), high_step, count, updated
         )
-        for run_id, name, last, last_step, low, low_step, high, high_step, count, updated in cursor:
-            result.setdefault(run_id, {})[name] = Summary(
-                _value(last), last_step, _value(low), low_step, _value(high), high_step, count, updated
-            )
     return result
 
 

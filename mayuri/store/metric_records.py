@@ -44,13 +44,7 @@ def intern_keys(store: Store, names: Iterable[str]) -> dict[str, int]:
     wanted = sorted(set(names))
     cursor = store.db.cursor()
     cursor.executemany("INSERT OR IGNORE INTO metric_key (name) VALUES (?)", [(n,) for n in wanted])
-    ids: dict[str, int] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for key_id, name in cursor.execute(f"SELECT id, name FROM metric_key WHERE name IN ({marks})", chunk):
-            ids[name] = key_id
-    return ids
+    return {name: key_id for key_id, name in store.select_in("SELECT id, name FROM metric_key WHERE name IN ({marks})", wanted)}
 
 
 def _summarise(points: Sequence[Point]) -> dict[str, list[float | int | None]]:

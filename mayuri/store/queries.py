@@ -179,17 +179,11 @@ def cache_candidates(
 
 def reusable_among(store: Store, run_ids: Iterable[str]) -> set[str]:
     """Those of `run_ids` that the cache may still reuse (succeeded, fingerprinted, not collected by gc)."""
-    ids = list(run_ids)
-    found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        cursor = store.db.execute_sql(
-            f"SELECT id FROM run WHERE id IN ({marks}) AND status = 'succeeded' AND fingerprint IS NOT NULL",
-            tuple(chunk),
-        )
-        found.update(row[0] for row in cursor)
-    return found
+    rows = store.select_in(
+        "SELECT id FROM run WHERE id IN ({marks}) AND status = 'succeeded' AND fingerprint IS NOT NULL",
+        list(run_ids),
+    )
+    return {row[0] for row in rows}
 
 
 def latest_runs(store: Store, experiment: str, job: str, limit: int = 1) -> list[RunRow]:
@@ -204,18 +198,14 @@ def latest_runs(store: Store, experiment: str, job: str, limit: int = 1) -> list
 
 def closures(store: Store, run_ids: Iterable[str]) -> dict[str, list[ClosureRow]]:
     """The closure entries of each run."""
-    ids = list(run_ids)
     result: dict[str, list[ClosureRow]] = defaultdict(list)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        cursor = store.db.execute_sql(
-            "SELECT closure_entry.run_id, closure_entry.role, file.path, file.kind, file.sha512, file.size "
-            f"FROM closure_entry JOIN file ON file.id = closure_entry.file_id WHERE closure_entry.run_id IN ({marks})",
-            tuple(chunk),
-        )
-        for run_id, role, path, kind, sha, size in cursor:
-            result[run_id].append(ClosureRow(role, path, kind, sha, size))
+    rows = store.select_in(
+        "SELECT closure_entry.run_id, closure_entry.role, file.path, file.kind, file.sha512, file.size "
+        "FROM closure_entry JOIN file ON file.id = closure_entry.file_id WHERE closure_entry.run_id IN ({marks})",
+        list(run_ids),
+    )
+    for run_id, role, path, kind, sha, size in rows:
+        result[run_id].append(ClosureRow(role, path, kind, sha, size))
     return result
 
 
@@ -281,15 +271,12 @@ def lineage_of(store: Store, run_id: str) -> tuple[list[LineageEdge], list[Linea
 def stat_cache_rows(store: Store, paths: list[str]) -> dict[str, tuple[int, int, int, int, int, str, int]]:
     """Stat-cache entries for absolute paths: (dev, ino, size, mtime_ns, ctime_ns, sha512, hashed_at_ns)."""
     found: dict[str, tuple[int, int, int, int, int, str, int]] = {}
-    for start in range(0, len(paths), 900):
-        chunk = paths[start:start + 900]
-        marks = ",".join("?" * len(chunk))
-        cursor = store.db.execute_sql(
-            f"SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha512, hashed_at_ns FROM stat_cache WHERE path IN ({marks})",
-            tuple(chunk),
-        )
-        for row in cursor:
-            found[row[0]] = row[1:]
+    rows = store.select_in(
+        "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha512, hashed_at_ns FROM stat_cache WHERE path IN ({marks})",
+        paths, size=900,
+    )
+    for row in rows:
+        found[row[0]] = row[1:]
     return found
 
 

@@ -172,3 +172,13 @@ def test_fast_path_finds_nothing_to_hash_in_an_unchanged_tree(store: Store, root
     )
     current_digests(store, root, [(n, "file") for n in names])  # fills the stat cache
     assert unchanged_except(store, root, run_id) == []
+
+
+def test_stat_cache_rows_for_more_paths_than_one_statement_takes(store: Store) -> None:
+    # 2,000 paths: three statements of at most 900 parameters each.
+    rows = [(f"/p/{i}", 1, i, i, i, i, f"d{i}", i) for i in range(2000)]
+    save_stat_cache(store, rows)
+    asked = [row[0] for row in rows] + ["/p/missing"]
+    found = stat_cache_rows(store, asked)
+    assert found == {row[0]: row[1:] for row in rows}
+    assert list(store.select_in("SELECT path FROM stat_cache WHERE path IN ({marks})", [], size=900)) == []
