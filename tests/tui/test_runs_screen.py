@@ -77,6 +77,21 @@ async def test_sorting_by_columns(demo: Project) -> None:
         await wait_until(pilot, lambda: screen.run_query.sort == "status", what="the next sort column")
 
 
+async def test_a_live_refresh_right_after_a_new_order_does_not_lose_it(demo: Project) -> None:
+    app = app_for(demo.root)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await runs_loaded(pilot)
+        table = screen.query_one(RunTable)
+        screen.apply_filter("sort:job", quiet=False)
+        await wait_until(pilot, lambda: shown_jobs(table) == ["broken", "prep", "train", "train"],
+                         what="rows sorted by job")
+        # The store changes while the reversed order's first page is on its way.
+        screen.action_sort_reverse()
+        screen.refresh_data()
+        await wait_until(pilot, lambda: shown_jobs(table) == ["train", "train", "prep", "broken"],
+                         what="rows in reverse order", timeout=5.0)
+
+
 async def test_grouping_by_experiment_and_drilling_in(demo: Project) -> None:
     app = app_for(demo.root)
     async with app.run_test(size=(120, 30)) as pilot:

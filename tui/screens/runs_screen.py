@@ -192,6 +192,10 @@ class RunsScreen(ReadsStore, RunActions, Screen[None]):
     def refresh_data(self) -> None:
         if self.grouped:
             self.load_groups(self.run_query)
+        elif self.loaded_generation != self._generation:
+            # The query's first page is still on its way: a reload would cancel
+            # that load (same worker group) and, not being one, never show the query.
+            self.load_first(self.run_query, self._generation)
         else:
             table = self.query_one(RunTable)
             self.reload_visible(self.run_query, self._generation, table.visible_pages())
