@@ -5,6 +5,8 @@ numbered migrations. It uses plain SQL so that it does not depend on today's
 models.
 """
 
+from peewee import Database
+
 STATEMENTS = [
     """CREATE TABLE experiment (
         id INTEGER PRIMARY KEY,
@@ -91,6 +93,6 @@ STATEMENTS = [
 ]
 
 
-def up(migrator, db):
+def up(migrator: object, db: Database) -> None:
     for statement in STATEMENTS:
         db.execute_sql(statement)

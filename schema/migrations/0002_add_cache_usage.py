@@ -5,6 +5,8 @@ Frozen once released. Columns are added with plain ALTER TABLE ... ADD COLUMN
 a rebuild with foreign keys on would cascade-delete every child row.
 """
 
+from peewee import Database
+
 STATEMENTS = [
     "ALTER TABLE run ADD COLUMN hits INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE run ADD COLUMN last_used_at REAL",
@@ -27,6 +29,6 @@ STATEMENTS = [
 ]
 
 
-def up(migrator, db):
+def up(migrator: object, db: Database) -> None:
     for statement in STATEMENTS:
         db.execute_sql(statement)

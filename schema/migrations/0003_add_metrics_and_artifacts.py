@@ -5,6 +5,8 @@ rebuilt). NaN cannot be stored as a REAL (SQLite turns it into NULL), so a
 NULL `metric.value` means NaN; infinities are stored as they are.
 """
 
+from peewee import Database
+
 STATEMENTS = [
     """CREATE TABLE metric_key (
         id INTEGER PRIMARY KEY,
@@ -53,6 +55,6 @@ STATEMENTS = [
 ]
 
 
-def up(migrator, db):
+def up(migrator: object, db: Database) -> None:
     for statement in STATEMENTS:
         db.execute_sql(statement)

@@ -9,6 +9,8 @@ is alive on this host, the heartbeat tells it for other hosts, and its id is
 the token that fences its late writes once another scheduler has reclaimed it.
 """
 
+from peewee import Database
+
 STATEMENTS = [
     """CREATE TABLE scheduler (
         id TEXT PRIMARY KEY,
@@ -54,6 +56,6 @@ STATEMENTS = [
 ]
 
 
-def up(migrator, db):
+def up(migrator: object, db: Database) -> None:
     for statement in STATEMENTS:
         db.execute_sql(statement)

@@ -16,6 +16,8 @@ keys on would cascade-delete every child row).
   protects a blob that a writer has just decided to reuse.
 """
 
+from peewee import Database
+
 STATEMENTS = [
     "ALTER TABLE run ADD COLUMN collected_at REAL",
     "ALTER TABLE run ADD COLUMN collected_status TEXT",
@@ -46,6 +48,6 @@ STATEMENTS = [
 ]
 
 
-def up(migrator, db):
+def up(migrator: object, db: Database) -> None:
     for statement in STATEMENTS:
         db.execute_sql(statement)

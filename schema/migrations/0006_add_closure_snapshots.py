@@ -12,6 +12,8 @@ cache stay the record, and a snapshot that no longer matches the files is
 simply not used. A collected run (gc's tombstone) loses its snapshot.
 """
 
+from peewee import Database
+
 STATEMENTS = [
     """CREATE TABLE closure_snapshot (
         run_id TEXT PRIMARY KEY REFERENCES run (id) ON DELETE CASCADE,
@@ -27,6 +29,6 @@ STATEMENTS = [
 ]
 
 
-def up(migrator, db):
+def up(migrator: object, db: Database) -> None:
     for statement in STATEMENTS:
         db.execute_sql(statement)

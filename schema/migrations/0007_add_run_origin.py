@@ -13,12 +13,14 @@ With them, a rerun (the dashboard's `R`) runs the same file with the same
 overrides, instead of looking for a file by the experiment's name.
 """
 
+from peewee import Database
+
 STATEMENTS = [
     "ALTER TABLE run ADD COLUMN source TEXT",
     "ALTER TABLE run ADD COLUMN overrides TEXT",
 ]
 
 
-def up(migrator, db):
+def up(migrator: object, db: Database) -> None:
     for statement in STATEMENTS:
         db.execute_sql(statement)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,7 +47,7 @@ class CompareScreen(ReadsStore, Screen[None]):
 
     @dataclass
     class SeriesLoaded(Message):
-        series: dict[str, Series]
+        series: Mapping[str, Series]
 
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
@@ -83,8 +84,8 @@ class CompareScreen(ReadsStore, Screen[None]):
         self._fill_table()
         if first:
             keys = sorted({k for m in self.metrics.values() for k in m})
-            first = main_metric(keys)
-            chosen = {first} if first else set()
+            main_key = main_metric(keys)
+            chosen = {main_key} if main_key else set()
             self.query_one("#compare-keys", SelectionList).add_options([(k, k, k in chosen) for k in keys])
             self.load_series(sorted(chosen))
 

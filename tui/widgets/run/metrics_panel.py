@@ -6,6 +6,7 @@ a long series arrives downsampled to about two points per column of the chart.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from textual import on, work
@@ -36,7 +37,7 @@ class MetricsPanel(ReadsStore, Horizontal):
 
     @dataclass
     class SeriesLoaded(Message):
-        series: dict[str, Series]
+        series: Mapping[str, Series]
 
     def __init__(self, run_id: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
