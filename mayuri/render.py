@@ -131,6 +131,12 @@ def plan_tree(outcome: Outcome) -> Text:
         text.append(f"{label:<{width}}  ")
         text.append(f"{slot.state:<9}", style=STATUS_STYLE.get(slot.state, ""))
         text.append(f" {slot.reason}\n")
+        choices = slot.instance.config.get("choices")
+        if choices:
+            # With config groups the params are composed from several files: show the result.
+            text.append(" " * (width + 2) + "choices: " + params_text(choices, 1000) + "\n", style="dim")
+            text.append(" " * (width + 2) + "params: " + params_text(slot.instance.params, 1000) + "\n",
+                        style="dim")
     text.rstrip()
     return text
 
@@ -195,6 +201,8 @@ def show_detail(detail: RunDetail) -> Group:
         ]),
         _kv("params", [(k, param_value(v)) for k, v in sorted(run.params.items())] or [("-", "")]),
     ]
+    if run.config.get("choices"):
+        parts.append(_kv("config groups", sorted(run.config["choices"].items())))
     command = run.config.get("command")
     parts.append(_kv("command", [("run", command if isinstance(command, str) else " ".join(command or []))]))
     attempts = Table(box=None, pad_edge=False)
