@@ -141,13 +141,55 @@ def _command(job: JobSpec, interp: Interpolator) -> list[str] | str:
                               hint="Close the quote, or write `run:` as a list of arguments.") from None
     if not tokens:
         raise _error(job, f"job '{job.name}' has an empty 'run' command.")
-    return [as_text(interp.resolve(token)) for token in tokens]
+    argv: list[str] = []
+    for token in tokens:
+        whole = _PASS_THROUGH.fullmatch(token)
+        if whole:
+            argv.extend(_pass_through(whole.group(1), whole.group(2), interp))
+        elif _PASS_THROUGH.search(token):
+            raise ExperimentError(f"'{token}': ${{flags:...}} and ${{args:...}} must be whole arguments.",
+                                  hint="Separate it from the text around it with spaces.")
+        else:
+            argv.append(as_text(interp.resolve(token)))
+    return argv
+
+
+# `${flags:NAME}` (a mapping param as --key=value arguments) and `${args:NAME}` (a list param as arguments).
+_PASS_THROUGH = re.compile(r"\$\{\s*(flags|args):\s*([^}]*?)\s*\}")
+
+
+def _pass_through(kind: str, name: str, interp: Interpolator) -> list[str]:
+    """The arguments `${flags:NAME}` or `${args:NAME}` stands for, one argv element each."""
+    value = interp.resolve("${" + name + "}")
+    if kind == "args":
+        if not isinstance(value, list):
+            raise ExperimentError(f"${{args:{name}}} needs a list param; '{name}' is {type(value).__name__} "
+                                  f"({as_text(value)}).", hint=f"Use ${{{name}}} for one argument.")
+        return [as_text(item) for item in value]
+    if not isinstance(value, dict):
+        raise ExperimentError(f"${{flags:{name}}} needs a mapping param; '{name}' is {type(value).__name__} "
+                              f"({as_text(value)}).", hint=f"Use ${{{name}}} for one argument.")
+    return [f"--{key}={as_text(item)}" for key, item in _dotted_items(value, "")]
+
+
+def _dotted_items(mapping: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    """The leaves of nested mappings, with dotted keys (`model.width`)."""
+    items: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            items.extend(_dotted_items(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
 
 
 def _interpolate_shell(text: str, interp: Interpolator) -> str:
     def quote(match: re.Match[str]) -> str:
         if match.group(1):
             return "${" + match.group(2) + "}"
+        passing = _PASS_THROUGH.fullmatch(match.group(0))
+        if passing:
+            return " ".join(shlex.quote(arg) for arg in _pass_through(passing.group(1), passing.group(2), interp))
         value = interp.resolve("${" + match.group(2) + "}")
         return shlex.quote(as_text(value))
 
@@ -358,16 +400,14 @@ def _instance(
         params[name] = _resolving(job, f"params.{name}", functools.partial(interp.param, name))
     command = _resolving(job, "run", lambda: _command(job, interp))
     env = _resolving(job, "env", lambda: {k: as_text(interp.resolve(v)) for k, v in job.env.items()})
-    if isinstance(command, list) and command[0] in PYTHON_NAMES:
-        command = [job.python or sys.executable, *command[1:]]
-        interpreter = job.python or "python"
-    else:
-        interpreter = None
+    named = command
+    command = _with_interpreter(job, command)
     key = job.name + (f"[{_label(label_point)}]" if label_point else "")
     config = {
         "kind": job.kind,
         # The interpreter is named, not its path: moving a virtualenv is no change.
-        "command": [interpreter, *command[1:]] if interpreter else command,
+        "command": [job.python or "python", *command[1:]] if isinstance(command, list) and command is not named
+        else named,
         "shell": job.shell,
         "params": params,
         "env": env,
@@ -391,6 +431,20 @@ def _instance(
     )
 
 
+def _with_interpreter(job: JobSpec, command: list[str] | str) -> list[str] | str:
+    """`command` with a leading `python`/`python3` made the interpreter Mayuri runs under (or `python:`).
+
+    A new object when it changed, the same one otherwise. With `shell: true` the first word of the
+    shell command is replaced, so that `python train.py | tee log` works without an activated venv.
+    """
+    interpreter = job.python or sys.executable
+    if isinstance(command, list):
+        return [interpreter, *command[1:]] if command[0] in PYTHON_NAMES else command
+    stripped = command.lstrip()
+    head, sep, tail = stripped.partition(" ")
+    return shlex.quote(interpreter) + sep + tail if head in PYTHON_NAMES else command
+
+
 def with_params(instance: JobInstance, changes: Mapping[str, Any]) -> JobInstance:
     """A copy of an instance with some params replaced and its params, command and env resolved again.
 
@@ -402,9 +456,7 @@ def with_params(instance: JobInstance, changes: Mapping[str, Any]) -> JobInstanc
         set_dotted(raw, key, value)
     interp = Interpolator(raw)
     job = instance.job
-    command = _command(job, interp)
-    if isinstance(command, list) and command[0] in PYTHON_NAMES:
-        command = [job.python or sys.executable, *command[1:]]
+    command = _with_interpreter(job, _command(job, interp))
     return dataclasses.replace(
         instance, raw_params=raw, params=interp.resolve(raw), command=command,
         env={k: as_text(interp.resolve(v)) for k, v in job.env.items()},
