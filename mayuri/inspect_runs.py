@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,23 @@ class RunDetail:
         folder = Path(self.run.run_dir)
         return {"stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log")}
 
+    @property
+    def script_params(self) -> dict[str, Any]:
+        """What the job gave `mayuri.init(params=...)` (kept in its run folder), or {}."""
+        from mayuri.job import SCRIPT_PARAMS_FILE
+
+        try:
+            with open(Path(self.run.run_dir) / SCRIPT_PARAMS_FILE, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
     def to_json(self) -> dict[str, Any]:
         data = self.run.to_json()
         data.update(
             {
+                "script_params": self.script_params,
                 "config": self.run.config,
                 "config_hash": self.run.config_hash,
                 "upstream_fingerprints": self.run.upstream,

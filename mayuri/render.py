@@ -201,6 +201,9 @@ def show_detail(detail: RunDetail) -> Group:
         ]),
         _kv("params", [(k, param_value(v)) for k, v in sorted(run.params.items())] or [("-", "")]),
     ]
+    if detail.script_params:
+        parts.append(_kv("script params (mayuri.init)",
+                         [(k, param_value(v)) for k, v in sorted(detail.script_params.items())]))
     if run.config.get("choices"):
         parts.append(_kv("config groups", sorted(run.config["choices"].items())))
     command = run.config.get("command")
