@@ -416,6 +416,8 @@ def _instance(
     }
     if choices:
         config["choices"] = dict(sorted(choices.items()))
+    if job.metrics_from:
+        config["metrics_from"] = list(job.metrics_from)
     return JobInstance(
         key=key,
         job=job,
