@@ -269,13 +269,16 @@ def show(run_ref: str, why: bool, as_json: bool) -> None:
 @cli.command()
 @click.argument("left", metavar="RUN")
 @click.argument("right", metavar="RUN")
+@click.option("--stat", is_flag=True, help="Name the changed files (with line counts) instead of showing their diffs.")
 @json_option
-def diff(left: str, right: str, as_json: bool) -> None:
-    """Params, closure, output, metric and environment differences of two runs.
+def diff(left: str, right: str, stat: bool, as_json: bool) -> None:
+    """Params, closure, output, metric and environment differences of two runs, and a unified diff of
+    each changed code or config file.
 
     \b
     Example:
       mayuri diff 3f2a 8b1c
+      mayuri diff 3f2a 8b1c --stat
     """
     from mayuri.inspect_runs import diff_runs
     from mayuri.render import diff_detail
@@ -284,7 +287,7 @@ def diff(left: str, right: str, as_json: bool) -> None:
     if as_json:
         print_json(result.to_json())
     else:
-        out.print(diff_detail(result))
+        out.print(diff_detail(result, stat=stat))
 
 
 @cli.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from mayuri.store.queries import (
     outputs_of,
 )
 from mayuri.store.records import ClosureRow
+from mayuri.store.text_diff_queries import FileDiff, file_diffs
 
 
 @dataclass
@@ -163,6 +164,8 @@ class RunDiff:
     outputs: list[tuple[str, Any, Any]]
     metrics: list[tuple[str, Any, Any]]
     config: list[str]
+    # The closure files that differ, with a unified diff when their text was kept.
+    files: list[FileDiff] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def rows(items: list[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
@@ -173,6 +176,8 @@ class RunDiff:
             "params": rows(self.params), "config": self.config,
             "closure": [{"path": p, "left": a, "right": b} for p, a, b in self.closure],
             "environment": rows(self.environment), "outputs": rows(self.outputs), "metrics": rows(self.metrics),
+            "files": [{"path": f.path, "left": f.left, "right": f.right, "added": f.added, "removed": f.removed,
+                       "diff": "".join(f.lines), "note": f.note} for f in self.files],
         }
 
 
@@ -190,8 +195,9 @@ def _differences(left: dict[str, Any], right: dict[str, Any]) -> list[tuple[str,
     return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 
 
-def diff_runs(store: Store, left_ref: str, right_ref: str) -> RunDiff:
-    """Params, closure, environment, output and metric differences of two runs."""
+def diff_runs(store: Store, left_ref: str, right_ref: str, with_text: bool = True) -> RunDiff:
+    """Params, closure (with text diffs unless `with_text` is false), environment, output and metric
+    differences of two runs."""
     from mayuri.fingerprint import config_changes
 
     left, right = run_detail(store, left_ref), run_detail(store, right_ref)
@@ -217,4 +223,5 @@ def diff_runs(store: Store, left_ref: str, right_ref: str) -> RunDiff:
                  for k in sorted(metrics_left.keys() | metrics_right.keys())
                  if metrics_left.get(k) != metrics_right.get(k)],
         config=[c for c in config_changes(left.run.config, right.run.config) if not c.startswith("param ")],
+        files=file_diffs(store, left.run.id, right.run.id, with_text=with_text),
     )

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mayuri.inspect_runs import RunDetail, RunDiff, WhyBreakdown
     from mayuri.scheduler.plan import Outcome
     from mayuri.store.queries import RunRow
+    from mayuri.store.text_diff_queries import FileDiff
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -264,8 +265,9 @@ def show_detail(detail: RunDetail) -> Group:
     return Group(*[p for part in parts for p in (part, Text(""))])
 
 
-def diff_detail(diff: RunDiff) -> Group:
-    """Two runs side by side, only where they differ."""
+def diff_detail(diff: RunDiff, stat: bool = False) -> Group:
+    """Two runs side by side, only where they differ; then each changed file as a unified diff
+    (with `stat`, its name and counts of lines added and removed)."""
     from rich.table import Table
 
     def section(title: str, rows: Sequence[tuple[str, Any, Any]]) -> Group:
@@ -294,7 +296,29 @@ def diff_detail(diff: RunDiff) -> Group:
         section("metrics (last value)", diff.metrics),
         section("environment", diff.environment),
     ]
+    if diff.files:
+        parts.append(Text("files", style="bold"))
+        parts += [file_diff_text(f, stat) for f in diff.files]
     return Group(*parts)
+
+
+def file_diff_text(diff: FileDiff, stat: bool = False) -> Text:
+    """One changed file: a coloured unified diff, or with `stat` one line of counts."""
+    if diff.left is None or diff.right is None:
+        change = "added" if diff.left is None else "removed"
+    else:
+        change = "changed"
+    if stat or not diff.lines:
+        counts = f" +{diff.added} -{diff.removed}" if diff.lines else ""
+        note = f" ({diff.note})" if diff.note and not stat else ""
+        return Text(f"{diff.path}  {change}{counts}{note}")
+    text = Text()
+    for line in diff.lines:
+        style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
+                 else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "")
+        text.append(line, style=style)
+    text.rstrip()
+    return text
 
 
 def why_detail(breakdown: WhyBreakdown) -> Group:
