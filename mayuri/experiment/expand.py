@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from mayuri.errors import ExperimentError
 from mayuri.experiment.config_groups import Groups, groups_of, merge_under
 from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text
-from mayuri.experiment.overrides import Override, del_dotted, has_dotted, set_dotted
+from mayuri.experiment.overrides import Override, del_dotted, flat_params, has_dotted, set_dotted
 from mayuri.experiment.spec import ExperimentSpec, JobSpec
 from mayuri.experiment.sweeps import sweep_points
 from mayuri.hashing import hash_structure
@@ -169,18 +169,7 @@ def _pass_through(kind: str, name: str, interp: Interpolator) -> list[str]:
     if not isinstance(value, dict):
         raise ExperimentError(f"${{flags:{name}}} needs a mapping param; '{name}' is {type(value).__name__} "
                               f"({as_text(value)}).", hint=f"Use ${{{name}}} for one argument.")
-    return [f"--{key}={as_text(item)}" for key, item in _dotted_items(value, "")]
-
-
-def _dotted_items(mapping: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
-    """The leaves of nested mappings, with dotted keys (`model.width`)."""
-    items: list[tuple[str, Any]] = []
-    for key, value in mapping.items():
-        if isinstance(value, dict) and value:
-            items.extend(_dotted_items(value, f"{prefix}{key}."))
-        else:
-            items.append((f"{prefix}{key}", value))
-    return items
+    return [f"--{key}={as_text(item)}" for key, item in flat_params(value).items()]
 
 
 def _interpolate_shell(text: str, interp: Interpolator) -> str:

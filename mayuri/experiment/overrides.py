@@ -249,6 +249,17 @@ def del_dotted(params: dict[str, Any], key: str) -> None:
     del target[parts[-1]]
 
 
+def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The leaves of nested params under dotted names (`{"model": {"width": 3}}` -> `{"model.width": 3}`)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict) and value:
+            flat.update(flat_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def has_dotted(params: dict[str, Any], key: str) -> bool:
     """Whether `a.b.c` names a param in nested params."""
     target: Any = params
