@@ -104,6 +104,8 @@ def init(folder: Path) -> None:
     result = init_project(folder)
     verb = "wrote" if result.created_config else "kept existing"
     err.print(f"{verb} {result.config}\nstore ready at {result.store}")
+    if result.gitignore:
+        err.print(f"added the store to {result.gitignore}")
 
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],
@@ -206,9 +208,10 @@ def _store(settings: Any = None) -> Any:
 @click.option("--user", "-u", help="Only runs by this user.")
 @click.option("--param", "-p", "param_filters", multiple=True, metavar="KEY=VALUE", help="Only runs with this param value.")
 @click.option("--limit", "-n", default=50, show_default=True, help="At most this many runs (0: all).")
+@click.option("--all-params", is_flag=True, help="Show every param, not only those that differ among the runs listed.")
 @json_option
 def runs(experiment: str | None, job: str | None, status: str | None, user: str | None,
-         param_filters: tuple[str, ...], limit: int, as_json: bool) -> None:
+         param_filters: tuple[str, ...], limit: int, all_params: bool, as_json: bool) -> None:
     """List runs, newest first.
 
     \b
@@ -230,7 +233,9 @@ def runs(experiment: str | None, job: str | None, status: str | None, user: str 
     if as_json:
         print_json([r.to_json() for r in rows])
     elif rows:
-        out.print(runs_table(rows, out.width))
+        out.print(runs_table(rows, out.width, all_params=all_params))
+    elif experiment or job or status or user or params:
+        err.print("no runs match these filters: try fewer, or `mayuri runs` for all.")
     else:
         err.print("no runs yet: start one with `mayuri run FILE`.")
 

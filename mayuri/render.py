@@ -142,9 +142,28 @@ def plan_tree(outcome: Outcome) -> Text:
     return text
 
 
-def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
-    """The `mayuri runs` table; on a narrow terminal, user and host make room for params."""
+def differing_params(runs: Sequence[RunRow]) -> set[str]:
+    """The (dotted) params whose values are not the same in every run (missing counts as a value)."""
+    from mayuri.experiment.overrides import flat_params
+
+    flat = [flat_params(run.params) for run in runs]
+    keys = {key for params in flat for key in params}
+    missing = object()
+    return {key for key in keys if len({json.dumps(p.get(key, missing), sort_keys=True, default=id)
+                                        for p in flat}) > 1}
+
+
+def runs_table(runs: Sequence[RunRow], width: int = 200, all_params: bool = False) -> Table:
+    """The `mayuri runs` table; on a narrow terminal, user and host make room for params.
+
+    Unless `all_params`, a list of several runs shows only the params that tell them apart
+    (dotted names): with many params, every param of every run in one cell is unreadable.
+    """
     from rich.table import Table
+
+    from mayuri.experiment.overrides import flat_params
+
+    shown = None if all_params or len(runs) < 2 else differing_params(runs)
 
     columns = ["id", "experiment", "job", "status", "params", "gpu", "started", "took", "user", "host"]
     if width < 120:
@@ -152,14 +171,17 @@ def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
     table = Table(header_style="bold", box=None, pad_edge=False)
     for column in columns:
         if column == "params":
-            table.add_column(column, overflow="fold", ratio=1, min_width=12)
+            table.add_column("params" if shown is None else "params that differ", overflow="fold", ratio=1,
+                             min_width=12)
         elif column in ("experiment", "job"):
             table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=16)
         else:
             table.add_column(column, no_wrap=True, overflow="ellipsis")
     for run in runs:
         cells: list[str | Text] = [
-            run.short_id, Text(run.experiment), Text(run.job), status_text(run.status), Text(params_text(run.params)),
+            run.short_id, Text(run.experiment), Text(run.job), status_text(run.status),
+            Text(params_text(run.params) if shown is None
+                 else params_text({k: v for k, v in flat_params(run.params).items() if k in shown}) or "-"),
             Text(",".join(short_gpu(g) for g in run.gpus) or "-"), short_when(run.started_at), format_duration(run.duration),
             run.user, run.host,
         ]
