@@ -75,19 +75,34 @@ def main(argv: Sequence[str]) -> int:
     import mayuri
 
     assert child.stdout is not None
-    out = sys.stdout.buffer
-    for raw in child.stdout:
-        out.write(raw)
-        out.flush()
-        step, found = metrics_of(raw.decode("utf-8", "replace"), compiled)
+    source, sink = child.stdout.fileno(), sys.stdout.fileno()
+    log = mayuri.log
+    partial = b""
+    # Whatever the pipe holds is copied at once (one write per read, not per line), then split into lines.
+    while chunk := os.read(source, 1 << 16):
+        _write_all(sink, chunk)
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()
+        for line in lines:
+            step, found = metrics_of(line.decode("utf-8", "replace"), compiled)
+            if found:
+                log(found, step=step)
+    if partial:
+        step, found = metrics_of(partial.decode("utf-8", "replace"), compiled)
         if found:
-            mayuri.log(found, step=step)
+            log(found, step=step)
     code = child.wait()
     mayuri.finish()
     if code < 0:
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     return code if code >= 0 else 128 - code
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _default_signals() -> None:
