@@ -150,12 +150,15 @@ def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ..
         detach: bool) -> None:
     """Run an experiment file, reusing every job whose result is already in the store.
 
-    OVERRIDES are KEY=VALUE (every job with that param), JOB.KEY=VALUE, or
-    KEY=a,b,c to sweep.
+    OVERRIDES are KEY=VALUE (every job with that param), JOB.KEY=VALUE,
+    KEY=a,b,c, KEY=range(0,3) or KEY=choice(a,b) to sweep, GROUP=CHOICE for a
+    config group, +KEY=VALUE to add a param, ~KEY to remove one; quote a value
+    to keep its commas, inside the shell's quotes: "tag='x,y'".
 
     \b
     Example:
       mayuri run exp.yaml lr=0.001 --dry-run
+      mayuri run exp.yaml model=small,large 'seed=range(0,3)'
     """
     if detach and not dry_run:
         _detach_run(file, overrides, force, only)

@@ -12,11 +12,13 @@ file), so a new or edited choice is always seen.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mayuri.errors import ExperimentError
+from mayuri.experiment.overrides import Override
 from mayuri.experiment.spec import ExperimentSpec, Where
 
 SUFFIXES = (".yaml", ".yml")
@@ -72,11 +74,22 @@ class Groups:
         return plain
 
 
-def groups_of(spec: ExperimentSpec, folder: Path | None) -> Groups | None:
-    """The groups of `spec` (None when it has no `defaults:`), reading choices from `folder`."""
-    if not spec.defaults:
+def groups_of(spec: ExperimentSpec, folder: Path | None, overrides: Sequence[Override] = ()) -> Groups | None:
+    """The groups of `spec` (None when it uses none), reading choices from `folder`.
+
+    Besides the file's `defaults:`, `+GROUP=CHOICE` on the command line adds a group the file does
+    not name, when GROUP is a folder of the configs folder (as Hydra's `+experiment=...`).
+    """
+    folder = folder or spec.path.parent / "configs"
+    defaults, where = dict(spec.defaults), dict(spec.defaults_where)
+    for override in overrides:
+        if (override.op == "add" and override.job is None and "." not in override.key
+                and override.key not in defaults and override.values and (folder / override.key).is_dir()):
+            defaults[override.key] = str(override.values[0])
+            where[override.key] = Where(spec.path)
+    if not defaults:
         return None
-    return Groups(folder or spec.path.parent / "configs", dict(spec.defaults), dict(spec.defaults_where))
+    return Groups(folder, defaults, where)
 
 
 def merge_under(content: dict[str, Any], own: Any) -> dict[str, Any]:

@@ -219,7 +219,7 @@ def _apply_overrides(
     mine = [o for o in overrides if o.job is None or o.job == job.name]
     for override in sorted(mine, key=lambda o: o.key not in group_names):
         key = override.key
-        if key in group_names and override.op == "set":
+        if key in group_names and override.op in ("set", "add"):
             assert groups is not None
             names = [as_text(v) for v in override.values]
             for name in names:
@@ -256,8 +256,11 @@ def check_overrides(spec: ExperimentSpec, overrides: Sequence[Override], groups:
     """Every override must name a param of some job (or of the named job); `+KEY` one that none has."""
     for override in overrides:
         jobs = [spec.jobs[override.job]] if override.job else list(spec.jobs.values())
-        known = {k for j in jobs for k in (*j.params, *j.sweep, *spec.defaults)}
-        found = override.key in spec.defaults or any(
+        group_names = groups.defaults if groups else {}
+        known = {k for j in jobs for k in (*j.params, *j.sweep, *group_names)}
+        if override.op == "add" and override.key in group_names and override.key not in spec.defaults:
+            continue  # `+GROUP=CHOICE`: a config group the file does not name
+        found = override.key in group_names or any(
             has_dotted(j.params, override.key) or override.key in j.sweep for j in jobs
         ) or _in_group(override, overrides, groups)
         if override.op == "add" and found:
@@ -293,7 +296,7 @@ def expand(
     configs: Path | None = None,
 ) -> list[JobInstance]:
     """The job instances of an experiment, in dependency order (`configs`: the config groups' folder)."""
-    groups = groups_of(spec, configs)
+    groups = groups_of(spec, configs, overrides)
     check_overrides(spec, overrides, groups)
     for name in only:
         if name not in spec.jobs:

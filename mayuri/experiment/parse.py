@@ -372,6 +372,13 @@ def _inline(step: JobSpec, defaults: dict[str, Any], chain: tuple[Path, ...]) ->
         raise ExperimentError(f"pipelines include each other in a loop: {loop}.", path=step.where.path,
                               line=step.where.line, column=step.where.column)
     sub = _parse(step.pipeline, None, (*chain, step.pipeline))
+    if sub.defaults:
+        where = next(iter(sub.defaults_where.values()))
+        raise ExperimentError(
+            "config groups (`defaults:`) are not supported in a file used as a pipeline step.",
+            path=where.path, line=where.line, column=where.column,
+            hint="Move `defaults:` to the outer experiment file: its choices reach the step's jobs too.",
+        )
     inner = {name: job for name, job in sub.jobs.items() if job.kind == "job"}
     prefix = f"{step.name}/"
     sources = [name for name, job in inner.items() if not job.depends_on]

@@ -84,3 +84,23 @@ def test_the_configs_folder_is_set_in_mayuri_toml(project: Project) -> None:
     done = project.mayuri("run", "exp.yaml")
     assert done.returncode == 0, done.stderr
     assert _argv(project, project.runs()[0]["id"]) == ["0.001"]
+
+
+def test_plus_adds_a_group_the_file_does_not_name(project: Project) -> None:
+    project.write("configs/opt/adam.yaml", "lr: 0.001\n")
+    project.write("exp.yaml", f"params: {{seed: 0}}\njobs:\n  a:\n    run: {ECHO} ${{seed}}\n")
+    done = project.mayuri("run", "exp.yaml", "+opt=adam")
+    assert done.returncode == 0, done.stderr
+    [run] = project.runs()
+    assert run["params"]["opt"] == {"lr": 0.001}
+    assert project.show(run["id"])["config"]["choices"] == {"opt": "adam"}
+    done = project.mayuri("run", "exp.yaml", "+opt=sgd")
+    assert done.returncode == 2 and "Choices: adam" in done.stderr
+
+
+def test_defaults_in_a_pipeline_file_are_refused(project: Project) -> None:
+    project.write("configs/model/small.yaml", "width: 64\n")
+    project.write("inner.yaml", "defaults: {model: small}\njobs:\n  a:\n    run: 'true'\n")
+    project.write("exp.yaml", "jobs:\n  step:\n    pipeline: inner.yaml\n")
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode == 2 and "inner.yaml:1:" in done.stderr and "outer experiment file" in done.stderr
