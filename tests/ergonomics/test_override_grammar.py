@@ -94,10 +94,14 @@ def test_any_value_parses_or_is_refused_with_the_override_quoted(raw: str) -> No
     except ExperimentError as exc:
         assert text in str(exc)
         return
-    # What parsed is never a fragment of a broken quote or bracket.
-    for value in override.values:
-        if isinstance(value, str) and value and raw.count("'") == 0 and raw.count('"') == 0:
-            assert value.count("(") == value.count(")") or "(" not in raw
+    from mayuri.experiment.overrides import parse_value
+
+    # An unbalanced single quote (no other quoting around) is never accepted.
+    assert not (raw.count("'") % 2 == 1 and '"' not in raw and "\\" not in raw), override
+    assert raw.count("[") == raw.count("]") or "'" in raw or '"' in raw
+    if not set(raw) & set("'\"()[]{}\\"):
+        # Plain text: exactly the comma-separated YAML values, nothing split differently.
+        assert override.values == tuple(parse_value(part.strip()) for part in raw.split(","))
     assert override.values
 
 
