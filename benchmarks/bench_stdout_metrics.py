@@ -63,7 +63,7 @@ def main() -> None:
                        kind="job", config_hash="bench", params={}, config={}, upstream={}, reason="bench",
                        run_dir=run_dir)
             env = dict(os.environ, MAYURI_RUN_ID=run_id, MAYURI_RUN_DIR=str(run_dir), MAYURI_STORE=str(store.root))
-            wrapped.append(timed(wrap(command, PATTERNS), run_dir / "stdout.log", env))
+            wrapped.append(timed(wrap(command, PATTERNS, str(run_dir / "closure")), run_dir / "stdout.log", env))
             count = store.db.execute_sql("SELECT count(*) FROM metric WHERE run_id = ?", (run_id,)).fetchone()[0]
             assert count == 2 * args.lines, f"{count} points, expected {2 * args.lines}"
             assert (run_dir / "stdout.log").read_bytes() == (folder / "raw.log").read_bytes()

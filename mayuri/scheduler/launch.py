@@ -141,7 +141,8 @@ def plan_launch(
     if instance.job.metrics_from:
         from mayuri.tracking.stdout_metrics import wrap
 
-        command = wrap(command, instance.job.metrics_from)
+        # The closure folder goes to the command, not to the wrapper: the wrapper is not the job.
+        command = wrap(command, instance.job.metrics_from, env.pop(CLOSURE_DIR_VAR))
     return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=closure_dir, attempt=attempt)
 
 

@@ -1,14 +1,15 @@
 """`metrics_from: {stdout: REGEX}`: a job's printed lines turned into metrics as they appear.
 
 For programs that cannot be edited (`iter 100: loss 2.31`). The scheduler
-starts the job's command under this wrapper: `python -I -m
-mayuri.tracking.stdout_metrics PATTERNS_JSON -- ARGV...` (or `--shell TEXT`).
+starts the job's command under this wrapper: `python -m
+mayuri.tracking.stdout_metrics PATTERNS_JSON CLOSURE_DIR -- ARGV...` (or
+`--shell TEXT`).
 Each line the command prints is copied to the wrapper's stdout (the run's
 stdout.log) at once, then matched against every pattern; a match logs its
 named groups as metrics (`step` is the step, every other group a metric
 name) through `mayuri.log`, like a line of the job itself would. The wrapper
-runs isolated (`-I`), so the closure bootstrap on the job's PYTHONPATH audits
-the command, not the wrapper; it ends with the command's exit status (a
+runs without MAYURI_CLOSURE_DIR and hands it to the command, so the closure
+bootstrap audits the command, not the wrapper; it ends with the command's exit status (a
 command killed by a signal kills it with the same signal), so causes and
 retries read the same.
 """
@@ -24,9 +25,10 @@ import sys
 from collections.abc import Sequence
 
 
-def wrap(command: Sequence[str] | str, patterns: Sequence[str]) -> list[str]:
-    """The argv that runs `command` (a list, or a shell text) with its stdout read for metrics."""
-    head = [sys.executable, "-I", "-m", "mayuri.tracking.stdout_metrics", json.dumps(list(patterns))]
+def wrap(command: Sequence[str] | str, patterns: Sequence[str], closure_dir: str) -> list[str]:
+    """The argv that runs `command` (a list, or a shell text) with its stdout read for metrics;
+    `closure_dir` is set for the command only."""
+    head = [sys.executable, "-m", "mayuri.tracking.stdout_metrics", json.dumps(list(patterns)), closure_dir]
     if isinstance(command, str):
         return [*head, "--shell", command]
     return [*head, "--", *command]
@@ -56,11 +58,12 @@ def metrics_of(line: str, compiled: Sequence[re.Pattern[str]]) -> tuple[int | No
 
 def main(argv: Sequence[str]) -> int:
     compiled = [re.compile(p) for p in json.loads(argv[0])]
-    if argv[1] == "--shell":
-        command: list[str] = ["/bin/sh", "-c", argv[2]]
+    if argv[2] == "--shell":
+        command: list[str] = ["/bin/sh", "-c", argv[3]]
     else:
-        command = list(argv[2:])
+        command = list(argv[3:])
     env = dict(os.environ)
+    env["MAYURI_CLOSURE_DIR"] = argv[1]  # the command is the job: its closure is recorded
     # Lines should arrive as they are printed, not when a pipe's buffer fills.
     env.setdefault("PYTHONUNBUFFERED", "1")
     # The scheduler stops the whole process group; the wrapper stays to read the last lines.
