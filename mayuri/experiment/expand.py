@@ -367,10 +367,11 @@ def _instance(
     raw = {k: v for k, v in applied.params.items()}
     choices = dict(applied.choices)
     for key, value in point.items():
-        if groups and key in groups.defaults and key in applied.sweeps:
-            # A swept config group: the point names the choice (and labels the instance with it).
-            raw[key] = merge_under(groups.params(key, value), job.params.get(key))
-            choices[key] = value
+        if groups and key in groups.defaults:
+            # A swept config group (on the command line or in `sweep:`): the point names the choice,
+            # and labels the instance with it.
+            raw[key] = merge_under(groups.params(key, as_text(value)), job.params.get(key))
+            choices[key] = as_text(value)
         else:
             set_dotted(raw, key, value)
     for key, value in applied.patches:

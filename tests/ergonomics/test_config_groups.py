@@ -104,3 +104,17 @@ def test_defaults_in_a_pipeline_file_are_refused(project: Project) -> None:
     project.write("exp.yaml", "jobs:\n  step:\n    pipeline: inner.yaml\n")
     done = project.mayuri("run", "exp.yaml")
     assert done.returncode == 2 and "inner.yaml:1:" in done.stderr and "outer experiment file" in done.stderr
+
+
+def test_a_sweep_in_the_file_over_a_group_sweeps_its_choices(project: Project) -> None:
+    _setup(project)
+    project.write("exp.yaml", f"""\
+        defaults: {{model: small}}
+        jobs:
+          train:
+            run: {ECHO} ${{model.width}}
+            sweep: {{model: [small, large]}}
+        """)
+    done = project.mayuri("run", "exp.yaml", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "train[model=small]" in done.stdout and '"width":512' in done.stdout
