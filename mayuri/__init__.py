@@ -22,14 +22,15 @@ if TYPE_CHECKING:
         params,
         resume_from,
     )
-    from mayuri.notebook import get_run, runs
+    from mayuri.notebook import get_run, runs, runs_frame
 
 __version__ = "0.1.0"
 
 # Loaded on first use: every `mayuri` command imports this package, and only a
 # job needs the in-job API; the read-back API opens the store (peewee).
 _JOB_API = ("artifact", "checkpoint_dir", "current_run", "finish", "init", "log", "output", "params", "resume_from")
-_LAZY = {**dict.fromkeys(_JOB_API, "mayuri.job"), "runs": "mayuri.notebook", "get_run": "mayuri.notebook"}
+_LAZY = {**dict.fromkeys(_JOB_API, "mayuri.job"), "runs": "mayuri.notebook", "get_run": "mayuri.notebook",
+         "runs_frame": "mayuri.notebook"}
 
 
 def __getattr__(name: str) -> Any:
@@ -57,4 +58,5 @@ __all__ = [
     "params",
     "resume_from",
     "runs",
+    "runs_frame",
 ]

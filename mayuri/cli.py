@@ -104,6 +104,8 @@ def init(folder: Path) -> None:
     result = init_project(folder)
     verb = "wrote" if result.created_config else "kept existing"
     err.print(f"{verb} {result.config}\nstore ready at {result.store}")
+    if result.gitignore:
+        err.print(f"added the store to {result.gitignore}")
 
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],
@@ -148,12 +150,15 @@ def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ..
         detach: bool) -> None:
     """Run an experiment file, reusing every job whose result is already in the store.
 
-    OVERRIDES are KEY=VALUE (every job with that param), JOB.KEY=VALUE, or
-    KEY=a,b,c to sweep.
+    OVERRIDES are KEY=VALUE (every job with that param), JOB.KEY=VALUE,
+    KEY=a,b,c, KEY=range(0,3) or KEY=choice(a,b) to sweep, GROUP=CHOICE for a
+    config group, +KEY=VALUE to add a param, ~KEY to remove one; quote a value
+    to keep its commas, inside the shell's quotes: "tag='x,y'".
 
     \b
     Example:
       mayuri run exp.yaml lr=0.001 --dry-run
+      mayuri run exp.yaml model=small,large 'seed=range(0,3)'
     """
     if detach and not dry_run:
         _detach_run(file, overrides, force, only)
@@ -206,9 +211,10 @@ def _store(settings: Any = None) -> Any:
 @click.option("--user", "-u", help="Only runs by this user.")
 @click.option("--param", "-p", "param_filters", multiple=True, metavar="KEY=VALUE", help="Only runs with this param value.")
 @click.option("--limit", "-n", default=50, show_default=True, help="At most this many runs (0: all).")
+@click.option("--all-params", is_flag=True, help="Show every param, not only those that differ among the runs listed.")
 @json_option
 def runs(experiment: str | None, job: str | None, status: str | None, user: str | None,
-         param_filters: tuple[str, ...], limit: int, as_json: bool) -> None:
+         param_filters: tuple[str, ...], limit: int, all_params: bool, as_json: bool) -> None:
     """List runs, newest first.
 
     \b
@@ -230,7 +236,9 @@ def runs(experiment: str | None, job: str | None, status: str | None, user: str 
     if as_json:
         print_json([r.to_json() for r in rows])
     elif rows:
-        out.print(runs_table(rows, out.width))
+        out.print(runs_table(rows, out.width, all_params=all_params))
+    elif experiment or job or status or user or params:
+        err.print("no runs match these filters: try fewer, or `mayuri runs` for all.")
     else:
         err.print("no runs yet: start one with `mayuri run FILE`.")
 
@@ -269,13 +277,16 @@ def show(run_ref: str, why: bool, as_json: bool) -> None:
 @cli.command()
 @click.argument("left", metavar="RUN")
 @click.argument("right", metavar="RUN")
+@click.option("--stat", is_flag=True, help="Name the changed files (with line counts) instead of showing their diffs.")
 @json_option
-def diff(left: str, right: str, as_json: bool) -> None:
-    """Params, closure, output, metric and environment differences of two runs.
+def diff(left: str, right: str, stat: bool, as_json: bool) -> None:
+    """Params, closure, output, metric and environment differences of two runs, and a unified diff of
+    each changed code or config file.
 
     \b
     Example:
       mayuri diff 3f2a 8b1c
+      mayuri diff 3f2a 8b1c --stat
     """
     from mayuri.inspect_runs import diff_runs
     from mayuri.render import diff_detail
@@ -284,7 +295,7 @@ def diff(left: str, right: str, as_json: bool) -> None:
     if as_json:
         print_json(result.to_json())
     else:
-        out.print(diff_detail(result))
+        out.print(diff_detail(result, stat=stat))
 
 
 @cli.command()

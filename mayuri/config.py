@@ -23,7 +23,7 @@ KEY_ENV_PARTS = ("python", "platform", "packages", "git", "gpu")
 
 # Allowed keys per table, with the type each value must have.
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "project": {"name": str},
+    "project": {"name": str, "configs": str},
     "store": {"path": str, "allow_network_fs": bool, "busy_timeout": (int, float)},
     "scheduler": {
         "max_parallel": int,
@@ -73,6 +73,8 @@ class Settings:
     gc: dict[str, Any] = field(default_factory=dict)
     user_overrides: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    # The config groups' folder (`[project] configs`), one subfolder per group.
+    configs: Path | None = None
 
     @property
     def config_path(self) -> Path:
@@ -218,6 +220,7 @@ def load_settings(root: Path | None = None) -> Settings:
         # Looked up only when there are overrides: the login name can cost a password-database read.
         user_overrides=dict(users.get(current_user(), {})) if users else {},
         keys=dict(data.get("keys", {})),
+        configs=root / os.path.expanduser(data.get("project", {}).get("configs", "configs")),
     )
 
 

@@ -16,6 +16,8 @@ class InitResult:
     config: Path
     store: Path
     created_config: bool
+    # The .gitignore that now lists the store (None: not a git repository, store outside it, or listed already).
+    gitignore: Path | None = None
 
 
 def default_config(name: str) -> tomlkit.TOMLDocument:
@@ -83,4 +85,37 @@ def init_project(root: Path) -> InitResult:
         busy_timeout=settings.store.busy_timeout,
     )
     store.close()
-    return InitResult(config=config, store=settings.store.path, created_config=created)
+    return InitResult(config=config, store=settings.store.path, created_config=created,
+                      gitignore=ignore_store(root, settings.store.path))
+
+
+def _git_top(folder: Path) -> Path | None:
+    """The top folder of the git work tree holding `folder` (where `.git` is), or None."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
+def ignore_store(root: Path, store: Path) -> Path | None:
+    """Add the store to the .gitignore of the git work tree around `root`, when the store is inside it.
+
+    Returns the .gitignore written, or None when there was nothing to do.
+    """
+    top = _git_top(root)
+    if top is None:
+        return None
+    try:
+        relative = store.resolve().relative_to(top).as_posix()
+    except ValueError:
+        return None  # a store outside the repository (a shared folder) is no business of git's
+    entry = f"/{relative}/"
+    gitignore = top / ".gitignore"
+    text = gitignore.read_text(encoding="utf-8") if gitignore.is_file() else ""
+    listed = {line.strip().strip("/") for line in text.splitlines()}
+    if relative in listed:
+        return None
+    prefix = "" if not text or text.endswith("\n") else "\n"
+    with open(gitignore, "a", encoding="utf-8") as handle:
+        handle.write(f"{prefix}# Mayuri's store (runs, blobs, database): not for git.\n{entry}\n")
+    return gitignore

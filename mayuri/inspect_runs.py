@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from mayuri.store.queries import (
     outputs_of,
 )
 from mayuri.store.records import ClosureRow
+from mayuri.store.text_diff_queries import FileDiff, file_diffs
 
 
 @dataclass
@@ -40,10 +42,23 @@ class RunDetail:
         folder = Path(self.run.run_dir)
         return {"stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log")}
 
+    @property
+    def script_params(self) -> dict[str, Any]:
+        """What the job gave `mayuri.init(params=...)` (kept in its run folder), or {}."""
+        from mayuri.job import SCRIPT_PARAMS_FILE
+
+        try:
+            with open(Path(self.run.run_dir) / SCRIPT_PARAMS_FILE, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
     def to_json(self) -> dict[str, Any]:
         data = self.run.to_json()
         data.update(
             {
+                "script_params": self.script_params,
                 "config": self.run.config,
                 "config_hash": self.run.config_hash,
                 "upstream_fingerprints": self.run.upstream,
@@ -149,6 +164,8 @@ class RunDiff:
     outputs: list[tuple[str, Any, Any]]
     metrics: list[tuple[str, Any, Any]]
     config: list[str]
+    # The closure files that differ, with a unified diff when their text was kept.
+    files: list[FileDiff] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def rows(items: list[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
@@ -159,6 +176,8 @@ class RunDiff:
             "params": rows(self.params), "config": self.config,
             "closure": [{"path": p, "left": a, "right": b} for p, a, b in self.closure],
             "environment": rows(self.environment), "outputs": rows(self.outputs), "metrics": rows(self.metrics),
+            "files": [{"path": f.path, "left": f.left, "right": f.right, "added": f.added, "removed": f.removed,
+                       "diff": "".join(f.lines), "note": f.note} for f in self.files],
         }
 
 
@@ -176,8 +195,9 @@ def _differences(left: dict[str, Any], right: dict[str, Any]) -> list[tuple[str,
     return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 
 
-def diff_runs(store: Store, left_ref: str, right_ref: str) -> RunDiff:
-    """Params, closure, environment, output and metric differences of two runs."""
+def diff_runs(store: Store, left_ref: str, right_ref: str, with_text: bool = True) -> RunDiff:
+    """Params, closure (with text diffs unless `with_text` is false), environment, output and metric
+    differences of two runs."""
     from mayuri.fingerprint import config_changes
 
     left, right = run_detail(store, left_ref), run_detail(store, right_ref)
@@ -203,4 +223,5 @@ def diff_runs(store: Store, left_ref: str, right_ref: str) -> RunDiff:
                  for k in sorted(metrics_left.keys() | metrics_right.keys())
                  if metrics_left.get(k) != metrics_right.get(k)],
         config=[c for c in config_changes(left.run.config, right.run.config) if not c.startswith("param ")],
+        files=file_diffs(store, left.run.id, right.run.id, with_text=with_text),
     )

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 PARAMS_FILE = "params.json"
 OUTPUTS_FILE = "outputs.json"
+# What `mayuri.init(params=...)` gave inside a job: the params as the script sees them.
+SCRIPT_PARAMS_FILE = "script_params.json"
 CHECKPOINTS_DIR = "checkpoints"
 
 
@@ -61,12 +63,38 @@ def current_run() -> CurrentRun:
         ) from None
 
 
-def params() -> dict[str, Any]:
-    """The job's resolved params (as written to params.json in its run folder)."""
+_noticed: set[str] = set()
+
+
+def _outside(call: str) -> bool:
+    """Whether this process is outside any run, so that `call` does nothing (after one notice on stderr).
+
+    A script written for Mayuri then also runs as a plain `python train.py`;
+    with MAYURI_STRICT=1 the call fails instead (NotInJob), for scripts that must be tracked.
+    """
+    if "MAYURI_RUN_ID" in os.environ or os.environ.get("MAYURI_STRICT") == "1":
+        return False
+    if call not in _noticed:
+        _noticed.add(call)
+        import sys
+
+        print(f"mayuri: not in a run, so mayuri.{call}() records nothing (this notice is shown once; "
+              "run it with `mayuri run`, or call mayuri.init(...) first; MAYURI_STRICT=1 makes it an error).",
+              file=sys.stderr)
+    return True
+
+
+def params(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The job's resolved params (as written to params.json in its run folder), over `defaults`.
+
+    Outside a run: a copy of `defaults` (or an empty mapping), so that the script runs by hand too.
+    """
+    if "MAYURI_RUN_ID" not in os.environ and os.environ.get("MAYURI_STRICT") != "1":
+        return dict(defaults or {})
     path = current_run().dir / PARAMS_FILE
     with open(path, encoding="utf-8") as handle:
         loaded: dict[str, Any] = json.load(handle)
-    return loaded
+    return {**defaults, **loaded} if defaults else loaded
 
 
 def _check_json(name: str, value: Any) -> None:
@@ -91,16 +119,22 @@ def output(name: str, value: Any) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError("mayuri.output: the name must be a non-empty string.")
     _check_json(name, value)
+    if _outside("output"):
+        return
     run_dir = current_run().dir
     values = read_outputs(run_dir)
     values[name] = value
+    _write_json(run_dir, OUTPUTS_FILE, values)
+
+
+def _write_json(run_dir: Path, name: str, value: Any) -> None:
     import tempfile  # costs start-up time for every `import mayuri`; needed only here
 
     # Written whole to a temporary name and renamed: a crash never leaves half a file.
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".outputs-")
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{name}-")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(values, handle, sort_keys=True)
-    os.replace(tmp, run_dir / OUTPUTS_FILE)
+        json.dump(value, handle, sort_keys=True)
+    os.replace(tmp, run_dir / name)
 
 
 class MetricValueError(MayuriError, TypeError):
@@ -111,8 +145,10 @@ _buffer: MetricBuffer | None = None
 _buffer_lock = threading.Lock()
 
 
-def _open_buffer() -> MetricBuffer:
+def _open_buffer() -> MetricBuffer | None:
     global _buffer
+    if _outside("log"):
+        return None
     from mayuri.tracking.writer import MetricBuffer
 
     run = current_run()
@@ -148,6 +184,8 @@ def log(metrics: Mapping[str, Any] | None = None, /, *, step: int | None = None,
     least every half second.
     """
     buffer = _buffer or _open_buffer()
+    if buffer is None:
+        return
     if step is None:
         step = buffer.next_step
     elif type(step) is not int:
@@ -221,6 +259,8 @@ def artifact(path: str | os.PathLike[str], name: str | None = None) -> str:
 
     `name` defaults to the file or folder name; saving a name again replaces it.
     """
+    if _outside("artifact"):
+        return name or Path(path).name
     from mayuri.tracking.artifacts import save_artifact
 
     run = current_run()
@@ -230,12 +270,18 @@ def artifact(path: str | os.PathLike[str], name: str | None = None) -> str:
 def init(experiment: str, *, params: Mapping[str, Any] | None = None, job: str | None = None) -> CurrentRun:
     """Make this process a run: inside a Mayuri job, the job's run; elsewhere a new ad-hoc run.
 
-    The ad-hoc run goes into the store of the project around the current
-    folder, is `running` until the process exits (or `finish()`), then
-    `succeeded`, or `failed` after an uncaught exception.
+    Inside a job, `params` are recorded as the run's script params (`show` lists them),
+    for scripts that build their own config. The ad-hoc run goes into the store of
+    the project around the current folder, is `running` until the process exits
+    (or `finish()`), then `succeeded`, or `failed` after an uncaught exception.
     """
     if "MAYURI_RUN_ID" in os.environ:
-        return current_run()
+        run = current_run()
+        if params:
+            # Paths and other objects a script's config holds are kept as their text.
+            given = json.loads(json.dumps(dict(params), default=str))
+            _write_json(run.dir, SCRIPT_PARAMS_FILE, given)
+        return run
     from mayuri.tracking.adhoc import start_adhoc
 
     start_adhoc(experiment, dict(params or {}), job)

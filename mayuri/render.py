@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mayuri.inspect_runs import RunDetail, RunDiff, WhyBreakdown
     from mayuri.scheduler.plan import Outcome
     from mayuri.store.queries import RunRow
+    from mayuri.store.text_diff_queries import FileDiff
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -131,13 +132,38 @@ def plan_tree(outcome: Outcome) -> Text:
         text.append(f"{label:<{width}}  ")
         text.append(f"{slot.state:<9}", style=STATUS_STYLE.get(slot.state, ""))
         text.append(f" {slot.reason}\n")
+        choices = slot.instance.config.get("choices")
+        if choices:
+            # With config groups the params are composed from several files: show the result.
+            text.append(" " * (width + 2) + "choices: " + params_text(choices, 1000) + "\n", style="dim")
+            text.append(" " * (width + 2) + "params: " + params_text(slot.instance.params, 1000) + "\n",
+                        style="dim")
     text.rstrip()
     return text
 
 
-def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
-    """The `mayuri runs` table; on a narrow terminal, user and host make room for params."""
+def differing_params(runs: Sequence[RunRow]) -> set[str]:
+    """The (dotted) params whose values are not the same in every run (missing counts as a value)."""
+    from mayuri.experiment.overrides import flat_params
+
+    flat = [flat_params(run.params) for run in runs]
+    keys = {key for params in flat for key in params}
+    missing = object()
+    return {key for key in keys if len({json.dumps(p.get(key, missing), sort_keys=True, default=id)
+                                        for p in flat}) > 1}
+
+
+def runs_table(runs: Sequence[RunRow], width: int = 200, all_params: bool = False) -> Table:
+    """The `mayuri runs` table; on a narrow terminal, user and host make room for params.
+
+    Unless `all_params`, a list of several runs shows only the params that tell them apart
+    (dotted names): with many params, every param of every run in one cell is unreadable.
+    """
     from rich.table import Table
+
+    from mayuri.experiment.overrides import flat_params
+
+    shown = None if all_params or len(runs) < 2 else differing_params(runs)
 
     columns = ["id", "experiment", "job", "status", "params", "gpu", "started", "took", "user", "host"]
     if width < 120:
@@ -145,14 +171,17 @@ def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
     table = Table(header_style="bold", box=None, pad_edge=False)
     for column in columns:
         if column == "params":
-            table.add_column(column, overflow="fold", ratio=1, min_width=12)
+            table.add_column("params" if shown is None else "params that differ", overflow="fold", ratio=1,
+                             min_width=12)
         elif column in ("experiment", "job"):
             table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=16)
         else:
             table.add_column(column, no_wrap=True, overflow="ellipsis")
     for run in runs:
         cells: list[str | Text] = [
-            run.short_id, Text(run.experiment), Text(run.job), status_text(run.status), Text(params_text(run.params)),
+            run.short_id, Text(run.experiment), Text(run.job), status_text(run.status),
+            Text(params_text(run.params) if shown is None
+                 else params_text({k: v for k, v in flat_params(run.params).items() if k in shown}) or "-"),
             Text(",".join(short_gpu(g) for g in run.gpus) or "-"), short_when(run.started_at), format_duration(run.duration),
             run.user, run.host,
         ]
@@ -195,6 +224,11 @@ def show_detail(detail: RunDetail) -> Group:
         ]),
         _kv("params", [(k, param_value(v)) for k, v in sorted(run.params.items())] or [("-", "")]),
     ]
+    if detail.script_params:
+        parts.append(_kv("script params (mayuri.init)",
+                         [(k, param_value(v)) for k, v in sorted(detail.script_params.items())]))
+    if run.config.get("choices"):
+        parts.append(_kv("config groups", sorted(run.config["choices"].items())))
     command = run.config.get("command")
     parts.append(_kv("command", [("run", command if isinstance(command, str) else " ".join(command or []))]))
     attempts = Table(box=None, pad_edge=False)
@@ -253,8 +287,9 @@ def show_detail(detail: RunDetail) -> Group:
     return Group(*[p for part in parts for p in (part, Text(""))])
 
 
-def diff_detail(diff: RunDiff) -> Group:
-    """Two runs side by side, only where they differ."""
+def diff_detail(diff: RunDiff, stat: bool = False) -> Group:
+    """Two runs side by side, only where they differ; then each changed file as a unified diff
+    (with `stat`, its name and counts of lines added and removed)."""
     from rich.table import Table
 
     def section(title: str, rows: Sequence[tuple[str, Any, Any]]) -> Group:
@@ -283,7 +318,29 @@ def diff_detail(diff: RunDiff) -> Group:
         section("metrics (last value)", diff.metrics),
         section("environment", diff.environment),
     ]
+    if diff.files:
+        parts.append(Text("files", style="bold"))
+        parts += [file_diff_text(f, stat) for f in diff.files]
     return Group(*parts)
+
+
+def file_diff_text(diff: FileDiff, stat: bool = False) -> Text:
+    """One changed file: a coloured unified diff, or with `stat` one line of counts."""
+    if diff.left is None or diff.right is None:
+        change = "added" if diff.left is None else "removed"
+    else:
+        change = "changed"
+    if stat or not diff.lines:
+        counts = f" +{diff.added} -{diff.removed}" if diff.lines else ""
+        note = f" ({diff.note})" if diff.note and not stat else ""
+        return Text(f"{diff.path}  {change}{counts}{note}")
+    text = Text()
+    for line in diff.lines:
+        style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
+                 else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "")
+        text.append(line, style=style)
+    text.rstrip()
+    return text
 
 
 def why_detail(breakdown: WhyBreakdown) -> Group:

@@ -17,11 +17,13 @@ import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from mayuri.errors import ExperimentError
+from mayuri.experiment.config_groups import Groups, groups_of, merge_under
 from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text
-from mayuri.experiment.overrides import Override, has_dotted, set_dotted
+from mayuri.experiment.overrides import Override, del_dotted, flat_params, has_dotted, set_dotted
 from mayuri.experiment.spec import ExperimentSpec, JobSpec
 from mayuri.experiment.sweeps import sweep_points
 from mayuri.hashing import hash_structure
@@ -139,24 +141,72 @@ def _command(job: JobSpec, interp: Interpolator) -> list[str] | str:
                               hint="Close the quote, or write `run:` as a list of arguments.") from None
     if not tokens:
         raise _error(job, f"job '{job.name}' has an empty 'run' command.")
-    return [as_text(interp.resolve(token)) for token in tokens]
+    argv: list[str] = []
+    for token in tokens:
+        whole = _PASS_THROUGH.fullmatch(token)
+        if whole:
+            argv.extend(_pass_through(whole.group(1), whole.group(2), interp))
+        elif _PASS_THROUGH.search(token):
+            raise ExperimentError(f"'{token}': ${{flags:...}} and ${{args:...}} must be whole arguments.",
+                                  hint="Separate it from the text around it with spaces.")
+        else:
+            argv.append(as_text(interp.resolve(token)))
+    return argv
+
+
+# `${flags:NAME}` (a mapping param as --key=value arguments) and `${args:NAME}` (a list param as arguments).
+_PASS_THROUGH = re.compile(r"\$\{\s*(flags|args):\s*([^}]*?)\s*\}")
+
+
+def _pass_through(kind: str, name: str, interp: Interpolator) -> list[str]:
+    """The arguments `${flags:NAME}` or `${args:NAME}` stands for, one argv element each."""
+    value = interp.resolve("${" + name + "}")
+    if kind == "args":
+        if not isinstance(value, list):
+            raise ExperimentError(f"${{args:{name}}} needs a list param; '{name}' is {type(value).__name__} "
+                                  f"({as_text(value)}).", hint=f"Use ${{{name}}} for one argument.")
+        return [as_text(item) for item in value]
+    if not isinstance(value, dict):
+        raise ExperimentError(f"${{flags:{name}}} needs a mapping param; '{name}' is {type(value).__name__} "
+                              f"({as_text(value)}).", hint=f"Use ${{{name}}} for one argument.")
+    return [f"--{key}={as_text(item)}" for key, item in flat_params(value).items()]
 
 
 def _interpolate_shell(text: str, interp: Interpolator) -> str:
     def quote(match: re.Match[str]) -> str:
         if match.group(1):
             return "${" + match.group(2) + "}"
+        passing = _PASS_THROUGH.fullmatch(match.group(0))
+        if passing:
+            return " ".join(shlex.quote(arg) for arg in _pass_through(passing.group(1), passing.group(2), interp))
         value = interp.resolve("${" + match.group(2) + "}")
         return shlex.quote(as_text(value))
 
     return re.sub(r"\$(\$?)\{\s*([^}]*?)\s*\}", quote, text)
 
 
+@dataclass
+class _Applied:
+    """A job's params after the overrides, and what they leave for each instance to do."""
+
+    params: dict[str, Any]
+    sweeps: dict[str, list[Any]] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    # Config group -> choice (for groups not swept), and the `group.key=value` set on top of a choice.
+    choices: dict[str, str] = field(default_factory=dict)
+    patches: list[tuple[str, Any]] = field(default_factory=list)
+
+
 def _apply_overrides(
-    job: JobSpec, params: dict[str, Any], user: Mapping[str, Any], overrides: Sequence[Override]
-) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    params = {k: v for k, v in params.items()}
-    cli_sweeps: dict[str, list[Any]] = {}
+    job: JobSpec, user: Mapping[str, Any], overrides: Sequence[Override], groups: Groups | None
+) -> _Applied:
+    applied = _Applied({k: v for k, v in job.params.items()})
+    params, cli_sweeps = applied.params, applied.sweeps
+    group_names = set(groups.defaults) if groups else set()
+    if groups:
+        for group, choice in groups.defaults.items():
+            params[group] = merge_under(groups.params(group, choice), job.params.get(group))
+            applied.choices[group] = choice
     # [user.NAME] in mayuri.toml: `lr = 0.1` for every job that has lr,
     # `train.lr = 0.1` (a table named after a job) for that job only.
     for key, value in user.items():
@@ -165,33 +215,76 @@ def _apply_overrides(
                 set_dotted(params, sub, sub_value)
         elif has_dotted(params, key):
             set_dotted(params, key, value)
-    for override in overrides:
-        if override.job is not None and override.job != job.name:
+    # A group's choice comes first, so that `model.width=128` changes the chosen block.
+    mine = [o for o in overrides if o.job is None or o.job == job.name]
+    for override in sorted(mine, key=lambda o: o.key not in group_names):
+        key = override.key
+        if key in group_names and override.op in ("set", "add"):
+            assert groups is not None
+            names = [as_text(v) for v in override.values]
+            for name in names:
+                groups.params(key, name, override.text)  # an unknown choice fails here
+            if override.is_sweep:
+                cli_sweeps[key] = names
+                applied.choices.pop(key, None)
+            else:
+                cli_sweeps.pop(key, None)
+                params[key] = merge_under(groups.params(key, names[0]), job.params.get(key))
+                applied.choices[key] = names[0]
             continue
-        if override.job is None and not has_dotted(params, override.key) and override.key not in job.sweep:
+        if override.op == "remove":
+            if has_dotted(params, key):
+                del_dotted(params, key)
+            cli_sweeps.pop(key, None)
+            applied.removed.add(key)
+            continue
+        if override.op == "set" and override.job is None and not has_dotted(params, key) and key not in job.sweep:
             continue
         # A value given on the command line replaces the file's sweep of that key.
-        if override.is_sweep or override.key in job.sweep:
-            cli_sweeps[override.key] = list(override.values)
+        if override.is_sweep or key in job.sweep:
+            cli_sweeps[key] = list(override.values)
         else:
             # The later override wins, also over an earlier sweep of the same key.
-            cli_sweeps.pop(override.key, None)
-            set_dotted(params, override.key, override.values[0])
-    return params, cli_sweeps
+            cli_sweeps.pop(key, None)
+            set_dotted(params, key, override.values[0])
+            if key.partition(".")[0] in group_names:
+                applied.patches.append((key, override.values[0]))
+    return applied
 
 
-def check_overrides(spec: ExperimentSpec, overrides: Sequence[Override]) -> None:
-    """Every override must name a param of some job (or of the named job)."""
+def check_overrides(spec: ExperimentSpec, overrides: Sequence[Override], groups: Groups | None = None) -> None:
+    """Every override must name a param of some job (or of the named job); `+KEY` one that none has."""
     for override in overrides:
         jobs = [spec.jobs[override.job]] if override.job else list(spec.jobs.values())
-        known = {k for j in jobs for k in (*j.params, *j.sweep)}
-        if not any(has_dotted(j.params, override.key) or override.key in j.sweep for j in jobs):
+        group_names = groups.defaults if groups else {}
+        known = {k for j in jobs for k in (*j.params, *j.sweep, *group_names)}
+        if override.op == "add" and override.key in group_names and override.key not in spec.defaults:
+            continue  # `+GROUP=CHOICE`: a config group the file does not name
+        found = override.key in group_names or any(
+            has_dotted(j.params, override.key) or override.key in j.sweep for j in jobs
+        ) or _in_group(override, overrides, groups)
+        if override.op == "add" and found:
+            raise ExperimentError(
+                f"override '{override.text}': '{override.key}' is already a param.",
+                path=spec.path, hint=f"Write {override.text[1:]} to change it.",
+            )
+        if override.op != "add" and not found:
             where = f"job '{override.job}'" if override.job else "any job"
             raise ExperimentError(
                 f"override '{override.text}': '{override.key}' is not a param of {where} — "
-                f"{did_you_mean(override.key, known)}",
+                f"{did_you_mean(override.key, known)}"
+                + (" Write +KEY=VALUE to add a param the file does not have." if override.op == "set" else ""),
                 path=spec.path,
             )
+
+
+def _in_group(override: Override, overrides: Sequence[Override], groups: Groups | None) -> bool:
+    """Whether `group.key` names a param of the group's default choice or of a choice the overrides pick."""
+    group, dot, rest = override.key.partition(".")
+    if groups is None or not dot or group not in groups.defaults:
+        return False
+    choices = {groups.defaults[group], *(as_text(v) for o in overrides if o.key == group for v in o.values)}
+    return any(has_dotted(groups.params(group, choice), rest) for choice in sorted(choices))
 
 
 def expand(
@@ -200,9 +293,11 @@ def expand(
     user_overrides: Mapping[str, Any] | None = None,
     only: Sequence[str] = (),
     kinds: Sequence[str] = ("job",),
+    configs: Path | None = None,
 ) -> list[JobInstance]:
-    """The job instances of an experiment, in dependency order."""
-    check_overrides(spec, overrides)
+    """The job instances of an experiment, in dependency order (`configs`: the config groups' folder)."""
+    groups = groups_of(spec, configs, overrides)
+    check_overrides(spec, overrides, groups)
     for name in only:
         if name not in spec.jobs:
             raise ExperimentError(f"--only {name}: no such job — {did_you_mean(name, spec.jobs)}", path=spec.path)
@@ -212,7 +307,7 @@ def expand(
     for name in order:
         if name not in wanted:
             continue
-        instances[name] = _expand_job(spec.jobs[name], instances, overrides, user_overrides or {})
+        instances[name] = _expand_job(spec.jobs[name], instances, overrides, user_overrides or {}, groups)
     return [inst for name in order if name in instances for inst in instances[name]]
 
 
@@ -233,9 +328,11 @@ def _expand_job(
     done: Mapping[str, list[JobInstance]],
     overrides: Sequence[Override],
     user: Mapping[str, Any],
+    groups: Groups | None,
 ) -> list[JobInstance]:
-    params, cli_sweeps = _apply_overrides(job, job.params, user, overrides)
-    sweep = {**job.sweep, **cli_sweeps}
+    applied = _apply_overrides(job, user, overrides, groups)
+    sweep = {k: v for k, v in job.sweep.items() if k not in applied.removed}
+    sweep.update(applied.sweeps)
     try:
         points = sweep_points(sweep)
     except ExperimentError as exc:
@@ -251,7 +348,7 @@ def _expand_job(
     result = []
     for point in points:
         for combo in itertools.product(*choices) if choices else [()]:
-            result.append(_instance(job, params, point, dict(combo)))
+            result.append(_instance(job, applied, point, dict(combo), groups))
     keys = [i.key for i in result]
     if len(set(keys)) != len(keys):
         # Two upstream combinations share a label: number them to keep keys unique.
@@ -262,13 +359,24 @@ def _expand_job(
 
 def _instance(
     job: JobSpec,
-    base_params: dict[str, Any],
+    applied: _Applied,
     point: dict[str, Any],
     upstream: dict[str, tuple[JobInstance, ...]],
+    groups: Groups | None,
 ) -> JobInstance:
-    raw = {k: v for k, v in base_params.items()}
+    raw = {k: v for k, v in applied.params.items()}
+    choices = dict(applied.choices)
     for key, value in point.items():
-        set_dotted(raw, key, value)
+        if groups and key in groups.defaults:
+            # A swept config group (on the command line or in `sweep:`): the point names the choice,
+            # and labels the instance with it.
+            raw[key] = merge_under(groups.params(key, as_text(value)), job.params.get(key))
+            choices[key] = as_text(value)
+        else:
+            set_dotted(raw, key, value)
+    for key, value in applied.patches:
+        if key.partition(".")[0] in point:
+            set_dotted(raw, key, value)
     label_point: dict[str, Any] = {}
     bindings = []
     for dep in job.depends_on:
@@ -285,22 +393,24 @@ def _instance(
         params[name] = _resolving(job, f"params.{name}", functools.partial(interp.param, name))
     command = _resolving(job, "run", lambda: _command(job, interp))
     env = _resolving(job, "env", lambda: {k: as_text(interp.resolve(v)) for k, v in job.env.items()})
-    if isinstance(command, list) and command[0] in PYTHON_NAMES:
-        command = [job.python or sys.executable, *command[1:]]
-        interpreter = job.python or "python"
-    else:
-        interpreter = None
+    named = command
+    command = _with_interpreter(job, command)
     key = job.name + (f"[{_label(label_point)}]" if label_point else "")
     config = {
         "kind": job.kind,
         # The interpreter is named, not its path: moving a virtualenv is no change.
-        "command": [interpreter, *command[1:]] if interpreter else command,
+        "command": [job.python or "python", *command[1:]] if isinstance(command, list) and command is not named
+        else named,
         "shell": job.shell,
         "params": params,
         "env": env,
         "inputs": list(job.inputs),
         "outputs": list(job.outputs),
     }
+    if choices:
+        config["choices"] = dict(sorted(choices.items()))
+    if job.metrics_from:
+        config["metrics_from"] = list(job.metrics_from)
     return JobInstance(
         key=key,
         job=job,
@@ -316,6 +426,20 @@ def _instance(
     )
 
 
+def _with_interpreter(job: JobSpec, command: list[str] | str) -> list[str] | str:
+    """`command` with a leading `python`/`python3` made the interpreter Mayuri runs under (or `python:`).
+
+    A new object when it changed, the same one otherwise. With `shell: true` the first word of the
+    shell command is replaced, so that `python train.py | tee log` works without an activated venv.
+    """
+    interpreter = job.python or sys.executable
+    if isinstance(command, list):
+        return [interpreter, *command[1:]] if command[0] in PYTHON_NAMES else command
+    stripped = command.lstrip()
+    head, sep, tail = stripped.partition(" ")
+    return shlex.quote(interpreter) + sep + tail if head in PYTHON_NAMES else command
+
+
 def with_params(instance: JobInstance, changes: Mapping[str, Any]) -> JobInstance:
     """A copy of an instance with some params replaced and its params, command and env resolved again.
 
@@ -327,9 +451,7 @@ def with_params(instance: JobInstance, changes: Mapping[str, Any]) -> JobInstanc
         set_dotted(raw, key, value)
     interp = Interpolator(raw)
     job = instance.job
-    command = _command(job, interp)
-    if isinstance(command, list) and command[0] in PYTHON_NAMES:
-        command = [job.python or sys.executable, *command[1:]]
+    command = _with_interpreter(job, _command(job, interp))
     return dataclasses.replace(
         instance, raw_params=raw, params=interp.resolve(raw), command=command,
         env={k: as_text(interp.resolve(v)) for k, v in job.env.items()},

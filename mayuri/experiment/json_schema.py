@@ -79,6 +79,10 @@ def _job(test: bool) -> dict[str, Any]:
         "inputs": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "python": {"type": "string"},
         "shell": {"type": "boolean"},
+        "metrics_from": _object({"stdout": {"oneOf": [
+            {"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        ]}}, description="Regular expressions with named groups (`step` and metric names) "
+                         "that turn printed lines into metrics."),
     }
     assert set(props) == set(JOB_KEYS)
     if not test:
@@ -95,6 +99,10 @@ def experiment_schema() -> dict[str, Any]:
         "name": {"type": "string", "pattern": _NAME},
         "description": {"type": "string"},
         "extends": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "defaults": {"type": "object", "propertyNames": {"pattern": _NAME},
+                     "additionalProperties": {"type": ["string", "number"]},
+                     "description": "Config groups: group -> choice, a file in the configs folder "
+                                    "(configs/GROUP/CHOICE.yaml)."},
         "params": {"type": "object", "description": "Defaults inherited by every job."},
         "resources": _resources(),
         "retry": _retry(),

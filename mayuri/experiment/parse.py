@@ -22,10 +22,10 @@ from mayuri.experiment.yaml_io import load_yaml, position
 from mayuri.suggest import did_you_mean
 from mayuri.units import parse_duration, parse_size
 
-TOP_KEYS = ("name", "description", "extends", "params", "resources", "retry", "env", "jobs", "tests")
+TOP_KEYS = ("name", "description", "extends", "defaults", "params", "resources", "retry", "env", "jobs", "tests")
 JOB_KEYS = (
     "run", "description", "params", "sweep", "depends_on", "resources", "retry", "timeout", "env",
-    "cache", "outputs", "expect", "pipeline", "gather", "inputs", "python", "shell",
+    "cache", "outputs", "expect", "pipeline", "gather", "inputs", "python", "shell", "metrics_from",
 )
 RESOURCE_KEYS = ("gpus", "gpu_memory", "cpus", "memory")
 RETRY_KEYS = ("oom", "failed")
@@ -274,7 +274,46 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
         timeout=timeout,
         expect={str(k): str(to_plain(v)) for k, v in expect.items()},
         positions=positions,
+        metrics_from=_metrics_from(reader, node) if "metrics_from" in node else (),
     )
+
+
+def _metrics_from(reader: _Reader, node: dict[str, Any]) -> tuple[str, ...]:
+    """`metrics_from: {stdout: REGEX or [REGEX, ...]}`: each a regex with named groups."""
+    block = reader.mapping(node["metrics_from"], "metrics_from", node)
+    reader.keys(block, ("stdout",), "metrics_from")
+    patterns = to_plain(block.get("stdout", []))
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
+        raise reader.fail("metrics_from.stdout must be a regular expression or a list of them.", block, "stdout")
+    for pattern in patterns:
+        try:
+            names = set(re.compile(pattern).groupindex)
+        except re.error as exc:
+            raise reader.fail(f"metrics_from.stdout: {pattern!r} is not a valid regular expression ({exc}).",
+                              block, "stdout") from None
+        if not names - {"step"}:
+            raise reader.fail(f"metrics_from.stdout: {pattern!r} names no metric.", block, "stdout",
+                              hint=r"Name a group after each metric: 'iter (?P<step>\d+): loss (?P<loss>[\d.]+)'.")
+    return tuple(patterns)
+
+
+def _defaults(reader: _Reader, data: dict[str, Any]) -> tuple[dict[str, str], dict[str, Where]]:
+    """`defaults: {group: choice}`: the config group choices of the file."""
+    node = reader.mapping(data.get("defaults"), "defaults", data)
+    choices: dict[str, str] = {}
+    where: dict[str, Where] = {}
+    for group, choice in node.items():
+        if not isinstance(group, str) or not NAME_RE.match(group):
+            raise reader.fail(f"config group name {group!r} is not valid.", node, group,
+                              hint="Name a folder under the configs folder (letters, digits, '_' and '-').")
+        plain = to_plain(choice)
+        if isinstance(plain, bool) or not isinstance(plain, str | int | float):
+            raise reader.fail(f"defaults.{group} must name one choice (a file in configs/{group}/), "
+                              f"not {type_name(plain)}.", node, group)
+        choices[group] = str(plain)
+        where[group] = reader.where(node, group)
+    return choices, where
 
 
 def _default_name(path: Path) -> str:
@@ -333,6 +372,13 @@ def _inline(step: JobSpec, defaults: dict[str, Any], chain: tuple[Path, ...]) ->
         raise ExperimentError(f"pipelines include each other in a loop: {loop}.", path=step.where.path,
                               line=step.where.line, column=step.where.column)
     sub = _parse(step.pipeline, None, (*chain, step.pipeline))
+    if sub.defaults:
+        where = next(iter(sub.defaults_where.values()))
+        raise ExperimentError(
+            "config groups (`defaults:`) are not supported in a file used as a pipeline step.",
+            path=where.path, line=where.line, column=where.column,
+            hint="Move `defaults:` to the outer experiment file: its choices reach the step's jobs too.",
+        )
     inner = {name: job for name, job in sub.jobs.items() if job.kind == "job"}
     prefix = f"{step.name}/"
     sources = [name for name, job in inner.items() if not job.depends_on]
@@ -421,4 +467,6 @@ def _parse(path: Path, text: str | None, chain: tuple[Path, ...]) -> ExperimentS
     if not jobs:
         raise reader.fail("the file defines no jobs.", data, hint="Add `jobs:` with at least one job that has `run:`.")
     jobs = _inline_pipelines(jobs, defaults, chain)
-    return ExperimentSpec(name=str(name), path=path, jobs=jobs, params=defaults["params"])
+    groups, groups_where = _defaults(reader, data)
+    return ExperimentSpec(name=str(name), path=path, jobs=jobs, params=defaults["params"],
+                          defaults=groups, defaults_where=groups_where)

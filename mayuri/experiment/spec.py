@@ -34,6 +34,9 @@ class JobSpec:
     run: str | list[str]
     where: Where
     params: dict[str, Any] = field(default_factory=dict)
+    # `defaults:` config group -> choice, and where each was written.
+    defaults: dict[str, str] = field(default_factory=dict)
+    defaults_where: dict[str, Where] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     python: str | None = None
     shell: bool = False
@@ -52,6 +55,8 @@ class JobSpec:
     pipeline: Path | None = None
     # Where "run", "env" and each "params.<key>" were written, for errors found later.
     positions: dict[str, Where] = field(default_factory=dict)
+    # `metrics_from: {stdout: ...}`: regexes whose named groups turn printed lines into metrics.
+    metrics_from: tuple[str, ...] = ()
 
     def at(self, part: str) -> Where:
         """Where `part` of this job was written (the job itself when unknown)."""
@@ -66,3 +71,6 @@ class ExperimentSpec:
     path: Path
     jobs: dict[str, JobSpec]
     params: dict[str, Any] = field(default_factory=dict)
+    # `defaults:` config group -> choice, and where each was written.
+    defaults: dict[str, str] = field(default_factory=dict)
+    defaults_where: dict[str, Where] = field(default_factory=dict)

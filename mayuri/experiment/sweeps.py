@@ -21,16 +21,21 @@ def _range_values(spec: Any, key: str) -> list[Any]:
         or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
     ):
         raise ExperimentError(f"sweep.{key}: a range is written {{range: [start, stop, step]}}.")
+    return range_values(bounds, f"sweep.{key}")
+
+
+def range_values(bounds: list[Any], where: str) -> list[Any]:
+    """The values of a range of one to three numbers (stop; start, stop; start, stop, step)."""
     start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds, 1)[:3]
     if step == 0 or (stop - start) / step < 0:
-        raise ExperimentError(f"sweep.{key}: the range {bounds} is empty.", hint="Check start, stop and step.")
+        raise ExperimentError(f"{where}: the range {bounds} is empty.", hint="Check start, stop and step.")
     values, value, index = [], start, 0
     while (value < stop) if step > 0 else (value > stop):
         values.append(value)
         index += 1
         value = start + index * step
         if index > 100_000:
-            raise ExperimentError(f"sweep.{key}: the range {bounds} has more than 100,000 values.")
+            raise ExperimentError(f"{where}: the range {bounds} has more than 100,000 values.")
     return values
 
 

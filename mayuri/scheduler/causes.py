@@ -103,4 +103,14 @@ def classify(code: int, tail: str, *, oom_kills_before: int | None, oom_kills_af
         except ValueError:
             name = f"signal {-code}"
         return "signal", f"killed by {name}"
-    return "exit", f"exited with code {code}"
+    last = last_line(tail)
+    return "exit", f"exited with code {code}" + (f": {last}" if last else "")
+
+
+def last_line(tail: str, limit: int = 200) -> str:
+    """The last non-blank line of a job's stderr, shortened: usually the line that says why it failed."""
+    for line in reversed(tail.splitlines()):
+        if line.strip():
+            text = line.strip()
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return ""

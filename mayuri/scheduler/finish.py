@@ -28,6 +28,7 @@ from mayuri.hashing import ABSENT
 from mayuri.store.blobs import write_blobs
 from mayuri.store.db import Store
 from mayuri.store.records import ClosureRow
+from mayuri.text_files import keeps_as_text
 
 # Removing a closure folder costs a few rmdir calls on a slow filesystem; the loop need not wait for them.
 _cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mayuri-cleanup")
@@ -113,7 +114,7 @@ def record_attempt(
     key_env: tuple[str, ...],
     base_environment: Mapping[str, Any],
 ) -> Recorded:
-    """Collect the closure of a finished attempt, hash it, keep code in blobs, fingerprint it."""
+    """Collect the closure of a finished attempt, hash it, keep code and small text files in blobs, fingerprint it."""
     records = _records_in(closure_dir)
     closure = collect_closure(closure_dir, root, [store.root]) if records else Closure()
     entries = gather_closure(closure, root, instance.job.inputs)
@@ -121,9 +122,11 @@ def record_attempt(
     if entries:
         digests = current_digests(store, root, [(path, kind) for _, path, kind in entries])
         rows = [ClosureRow(role, path, kind, *digests[(path, kind)]) for role, path, kind in entries]
-        code = [row for row in rows if row.role == "code" and row.sha512 != ABSENT]
-        if code:
-            write_blobs(store, [(root / row.path, row.sha512) for row in code])
+        # Code, and the small text files a job read (its configs), are kept for `diff` and the dashboard.
+        kept = [row for row in rows if row.sha512 != ABSENT and row.kind == "file"
+                and (row.role == "code" or keeps_as_text(root / row.path, row.size))]
+        if kept:
+            write_blobs(store, [(root / row.path, row.sha512) for row in kept])
     environment = dict(base_environment)
     environment["packages"] = distribution_versions(closure.modules) if closure.modules else {}
     note = _changed_while_running(root, rows, started_at)

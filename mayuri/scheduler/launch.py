@@ -138,6 +138,11 @@ def plan_launch(
     env["MAYURI_PROJECT_ROOT"] = str(project_root)
     env.update(_closure_vars(env.get("PYTHONPATH"), project_root, store_root))
     env[CLOSURE_DIR_VAR] = os.path.abspath(closure_dir)
+    if instance.job.metrics_from:
+        from mayuri.tracking.stdout_metrics import wrap
+
+        # The closure folder goes to the command, not to the wrapper: the wrapper is not the job.
+        command = wrap(command, instance.job.metrics_from, env.pop(CLOSURE_DIR_VAR))
     return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=closure_dir, attempt=attempt)
 
 

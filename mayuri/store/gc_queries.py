@@ -107,12 +107,13 @@ def path_references(store: Store, run_ids: Iterable[str]) -> dict[str, set[str]]
 
 
 def blob_references(store: Store) -> dict[str, set[str]]:
-    """sha512 -> runs that reference the blob: code files of runs not collected, and artifact files."""
+    """sha512 -> runs that reference the blob: closure files (code, kept text) of runs not collected,
+    and artifact files."""
     refs: dict[str, set[str]] = defaultdict(set)
     cursor = store.db.execute_sql(
         "SELECT DISTINCT file.sha512, closure_entry.run_id FROM closure_entry "
         "JOIN file ON file.id = closure_entry.file_id JOIN run ON run.id = closure_entry.run_id "
-        "WHERE closure_entry.role = 'code' AND run.status != ?",
+        "WHERE file.kind = 'file' AND run.status != ?",
         (COLLECTED,),
     )
     for sha, run_id in cursor:
@@ -164,7 +165,7 @@ def blob_references_of(store: Store, digests: list[str]) -> set[str]:
     cursor = store.db.execute_sql(
         "SELECT DISTINCT file.sha512 FROM file JOIN closure_entry ON closure_entry.file_id = file.id "
         f"JOIN run ON run.id = closure_entry.run_id WHERE file.sha512 IN ({marks}) "
-        "AND closure_entry.role = 'code' AND run.status != ?",
+        "AND file.kind = 'file' AND run.status != ?",
         (*digests, COLLECTED),
     )
     found = {row[0] for row in cursor}

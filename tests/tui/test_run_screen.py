@@ -139,3 +139,22 @@ async def test_compare_marks_differing_params_and_overlays_metrics(demo: Project
         chart = compare.query_one(MetricChart)
         await wait_until(pilot, lambda: len(chart.labels) == 2, what="the overlaid chart")
         assert all(label.endswith(" loss") for label in chart.labels)
+
+
+async def test_compare_of_two_runs_shows_the_diff_of_a_changed_config(project: Project) -> None:
+    project.write("conf.txt", "lr = 0.1\nlayers = 2\n")
+    project.write("job.py", "print(open('conf.txt').read())\n")
+    project.write("exp.yaml", "jobs:\n  a:\n    run: python job.py\n")
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    project.write("conf.txt", "lr = 0.2\nlayers = 2\n")
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    ids = [r["id"] for r in project.runs()][::-1]
+    async with app_for(project.root).run_test(size=(120, 50)) as pilot:
+        await runs_loaded(pilot)
+        pilot.app.push_screen(CompareScreen(ids))
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
+                         and bool(pilot.app.screen.query("#compare-files")))
+        files = pilot.app.screen.query_one("#compare-files", Static)
+        await wait_until(pilot, lambda: "conf.txt" in text_of(files), what="the file diff")
+        shown = text_of(files)
+        assert "-lr = 0.1" in shown and "+lr = 0.2" in shown

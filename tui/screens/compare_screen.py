@@ -1,4 +1,5 @@
-"""Two or more runs side by side: params (differences marked), metric summaries, and overlaid series."""
+"""Two or more runs side by side: params (differences marked), metric summaries, overlaid series,
+and (for two runs) a unified diff of each code or config file that changed."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 
 from mayuri.store.metric_queries import Summary, metric_series, metric_summaries
 from mayuri.store.queries import RunRow, get_run
+from mayuri.store.text_diff_queries import FileDiff, file_diffs
 from mayuri.tui.formatting import format_number, format_value, main_metric, status_text
 from mayuri.tui.messages import StoreChanged
 from mayuri.tui.store_reading import ReadsStore
@@ -44,6 +46,7 @@ class CompareScreen(ReadsStore, Screen[None]):
     class Loaded(Message):
         runs: list[RunRow]
         metrics: dict[str, dict[str, Summary]]
+        files: list[FileDiff] | None
 
     @dataclass
     class SeriesLoaded(Message):
@@ -63,6 +66,9 @@ class CompareScreen(ReadsStore, Screen[None]):
         with Horizontal(id="compare-chart-row"):
             yield SelectionList[str](id="compare-keys")
             yield MetricChart(id="compare-chart")
+        if len(self.run_ids) == 2:
+            with VerticalScroll(id="compare-files-box"):
+                yield Static("", id="compare-files")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -75,13 +81,16 @@ class CompareScreen(ReadsStore, Screen[None]):
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def load(self) -> None:
         runs = [get_run(self.store, rid) for rid in self.run_ids]
-        self.post_message(self.Loaded(runs, metric_summaries(self.store, [r.id for r in runs])))
+        files = file_diffs(self.store, runs[0].id, runs[1].id) if len(runs) == 2 else None
+        self.post_message(self.Loaded(runs, metric_summaries(self.store, [r.id for r in runs]), files))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
         first = not self.runs
         self.runs, self.metrics = message.runs, message.metrics
         self._fill_table()
+        if message.files is not None:
+            self._show_files(message.files)
         if first:
             keys = sorted({k for m in self.metrics.values() for k in m})
             main_key = main_metric(keys)
@@ -107,6 +116,17 @@ class CompareScreen(ReadsStore, Screen[None]):
             values = [self.metrics.get(r.id, {}).get(key) for r in self.runs]
             lasts = [v.last if v is not None else None for v in values]
             self._add(table, f"metric:{key}", f"{key} (last)", lasts, format_number)
+
+    def _show_files(self, files: list[FileDiff]) -> None:
+        from mayuri.render import file_diff_text
+
+        text = Text("files that changed\n", style="bold")
+        if not files:
+            text.append("(no code or config file changed)", style="dim")
+        for diff in files:
+            text.append_text(file_diff_text(diff))
+            text.append("\n")
+        self.query_one("#compare-files", Static).update(text)
 
     def _add(self, table: DataTable, row_key: str, name: str, values: list[Any], show: Any) -> None:
         differs = differing(values)
