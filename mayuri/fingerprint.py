@@ -60,7 +60,7 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between two job configs, in words, params first."""
     old_params, new_params = _flatten(old.get("params", {})), _flatten(new.get("params", {}))
     changes = param_changes(old_params, new_params)
-    for key in ("command", "shell", "env", "inputs", "outputs", "kind"):
+    for key in ("command", "shell", "env", "inputs", "outputs", "kind", "shard", "reduction"):
         if old.get(key) == new.get(key):
             continue
         if key == "command" and _same_but_params(old.get(key), new.get(key), old_params, new_params):

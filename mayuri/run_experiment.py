@@ -14,6 +14,7 @@ from mayuri.config import load_settings
 from mayuri.errors import ExperimentError
 from mayuri.experiment import expand, parse_override
 from mayuri.experiment.parsed_cache import load_experiment
+from mayuri.experiment.shard_expand import shard_instances, shard_part
 from mayuri.scheduler.events import Reporter
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner
 from mayuri.store import Store, open_project_store
@@ -61,7 +62,8 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     only = request.only or ((tuple(n for n, j in spec.jobs.items() if j.kind == "test")) if request.tests else ())
     if request.tests and not only:
         raise ExperimentError("the file has no tests.", path=path, hint="Add a `tests:` section with `expect`.")
-    instances = expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds)
+    instances = shard_instances(expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds),
+                                settings.root)
     store = open_project_store(settings)
     try:
         planner = Planner(store, settings, spec.name, instances, reporter,
@@ -98,7 +100,8 @@ def judge_tests(store: Store, outcome: Outcome) -> tuple[Verdict, ...]:
     from mayuri.experiment.expectations import Verdict, judge, parse_expectation
     from mayuri.store.metric_queries import metric_summaries
 
-    tests = [s for s in outcome.slots if s.instance.job.kind == "test"]
+    # A sharded test is judged on its reduction, never on one shard.
+    tests = [s for s in outcome.slots if s.instance.job.kind == "test" and shard_part(s.instance) is None]
     ran = [s.run_id for s in tests if s.run_id and s.state in SETTLED_OK]
     summaries = metric_summaries(store, ran) if ran else {}
     verdicts = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import select
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mayuri.collector import long_running
 from mayuri.environment import git_info, gpu_info, platform_info, python_info
 from mayuri.experiment.expand import JobInstance, with_params
+from mayuri.experiment.shard_expand import is_reduction
+from mayuri.fingerprint import fingerprint
 from mayuri.gpu import inventory, process_gpu_memory
 from mayuri.job import read_outputs
 from mayuri.scheduler.events import JobEvent
@@ -200,6 +203,11 @@ class Scheduler(Planner):
         index = 0
         while index < len(self._queue) and len(batch) < room:
             slot = self._queue[index]
+            if is_reduction(slot.instance):
+                # Computed here and now: it takes no room and no GPU.
+                self._queue.pop(index)
+                self._reduce(slot)
+                continue
             leaves, planned = self._next_attempt(slot, keeper, now)
             if not leaves:
                 index += 1
@@ -232,6 +240,33 @@ class Scheduler(Planner):
             result.sampler.step = slot.sys_step
             self._running.add(slot.instance.key)
             self._emit(slot, "running", slot.reason)
+
+    def _reduce(self, slot: Slot) -> None:
+        """Compute a sharded job's reduction from its settled shards and record it as a run of the job."""
+        from mayuri.job import OUTPUTS_FILE
+        from mayuri.reduce import ReduceError
+        from mayuri.scheduler.launch import make_run_folder
+        from mayuri.scheduler.reduction import reduced_values
+        from mayuri.store.reduction_records import record_reduction
+
+        inst = slot.instance
+        shards = [self.slots[key] for key in inst.upstream_keys]
+        error = None
+        try:
+            outputs = reduced_values(self.store, shards, inst.config["reduction"]["reduce"])
+        except ReduceError as exc:
+            outputs, error = {}, f"cannot reduce the shards: {exc}"
+        new_run = self._new_run(slot)
+        assert slot.run_dir is not None
+        status = "failed" if error else "succeeded"
+        fp = fingerprint(inst.config_hash, slot.upstream_fps, (), {}) if not error else None
+        make_run_folder(slot.run_dir, self.store.root)
+        (slot.run_dir / OUTPUTS_FILE).write_text(json.dumps(outputs, indent=2, sort_keys=True), encoding="utf-8")
+        close = RunClose(status, None, error, fingerprint=fp, outputs=outputs)
+        self._patiently(lambda: record_reduction(self.store, new_run, close), [slot])
+        slot.fingerprint = fp or f"unreusable:{slot.run_id}"
+        slot.outputs = outputs
+        self._emit(slot, status, error or slot.reason, duration=0.0)
 
     # -- finishing ------------------------------------------------------------
 

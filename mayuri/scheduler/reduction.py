@@ -1,0 +1,72 @@
+"""The reduction of a sharded job: when it can be decided, why it fails, and its values.
+
+The reduction waits for every shard to settle (a failed shard does not stop
+the others: their results are kept, and cached, for the next run). Then it
+is failed when a shard failed ("2 of 8 shards failed: 3, 7" and why), or
+computed in the scheduler's own process from the shards' outputs and last
+metric values (`mayuri.reduce`). No process is launched for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mayuri.experiment.shard_expand import shard_part
+from mayuri.reduce import reduce_shards
+from mayuri.store.db import Store
+
+if TYPE_CHECKING:
+    from mayuri.scheduler.plan import Slot
+
+_UNSETTLED = ("pending", "ready", "running")
+_OK = ("cached", "succeeded")
+# How many failed shards a message names, and how many of their reasons it quotes.
+_NAMED, _QUOTED = 20, 3
+
+
+def _index(slot: Slot) -> int:
+    part = shard_part(slot.instance)
+    return int(part["index"]) if part else 0
+
+
+def shards_state(shards: Sequence[Slot], dry_run: bool) -> tuple[bool, str | None]:
+    """(every shard settled ok, why the reduction can never be computed) — like an instance's upstream state."""
+    if any(s.state in _UNSETTLED or (dry_run and s.state == "will run") for s in shards):
+        return False, None
+    bad = [s for s in shards if s.state not in _OK]
+    if not bad:
+        return True, None
+    return False, failure(shards, bad)
+
+
+def blocked_as(shards: Sequence[Slot]) -> str:
+    """The state of a reduction that cannot be computed: failed when a shard failed, else skipped."""
+    return "failed" if any(s.state == "failed" for s in shards) else "skipped"
+
+
+def failure(shards: Sequence[Slot], bad: Sequence[Slot]) -> str:
+    """`2 of 8 shards failed: 3, 7 (shard 3: exited with code 1; ...)`."""
+    states = sorted({s.state for s in bad})
+    verb = states[0] if len(states) == 1 else "/".join(states)
+    indices = [_index(s) for s in bad]
+    named = ", ".join(str(i) for i in indices[:_NAMED]) + (" ..." if len(indices) > _NAMED else "")
+    reasons = "; ".join(f"shard {_index(s)}: {s.reason}" for s in bad[:_QUOTED] if s.reason)
+    return f"{len(bad)} of {len(shards)} shards {verb}: {named}" + (f" ({reasons})" if reasons else "")
+
+
+def reduced_values(store: Store, shards: Sequence[Slot], rules: Sequence[Any]) -> dict[str, Any]:
+    """The reduced outputs of settled shards (raises ReduceError when a value cannot be reduced)."""
+    from mayuri.experiment.spec import Reduction
+    from mayuri.store.metric_queries import metric_summaries
+
+    reductions = [Reduction(r["name"], r["kind"], r["weight"], r["metric"]) for r in rules]
+    if not reductions:
+        return {}
+    ordered = sorted(shards, key=_index)
+    wanted = {name for r in reductions for name in (r.name, r.weight) if name}
+    # Metrics are read only when some shard lacks an output (or a metric is asked for by name).
+    need_metrics = any(r.metric for r in reductions) or any(not wanted <= s.outputs.keys() for s in ordered)
+    summaries = metric_summaries(store, [s.run_id for s in ordered if s.run_id]) if need_metrics else {}
+    metrics = [{k: v.last for k, v in summaries.get(s.run_id or "", {}).items()} for s in ordered]
+    return reduce_shards(reductions, [s.outputs for s in ordered], metrics)
