@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mayuri.environment import current_key_parts, key_parts
 from mayuri.experiment.expand import JobInstance
@@ -92,8 +93,14 @@ def check(
     return CacheDecision(None, _why_new(store, experiment, instance, upstream))
 
 
+def _role(config: dict[str, Any]) -> str:
+    return "shard" if "shard" in config else "reduction" if "reduction" in config else "run"
+
+
 def _why_new(store: Store, experiment: str, instance: JobInstance, upstream: dict[str, list[str]]) -> str:
     recent = latest_runs(store, experiment, instance.job.name, limit=50)
+    # A shard is explained against shards, a sharded job's reduction against reductions.
+    recent = [r for r in recent if _role(r.config) == _role(instance.config)]
     if not recent:
         return "new"
     best: list[str] | None = None

@@ -17,6 +17,7 @@ from mayuri.experiment.parsed_cache import load_experiment
 from mayuri.experiment.shard_expand import shard_instances, shard_part
 from mayuri.scheduler.events import Reporter
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner
+from mayuri.scheduler.reduction import ShardValues, shard_values
 from mayuri.store import Store, open_project_store
 from mayuri.store.perms import share_umask
 from mayuri.store.records import RunOrigin
@@ -43,6 +44,8 @@ class RunResult:
 
     outcome: Outcome
     verdicts: tuple[Verdict, ...] = ()
+    # The per-shard values of each sharded test, next to its reduced values.
+    shards: tuple[ShardValues, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -80,8 +83,9 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
             outcome = Scheduler(planner, ready).run()
         else:
             outcome = planner.all_cached()
-        verdicts = judge_tests(store, outcome) if request.tests else ()
-        return RunResult(outcome, verdicts)
+        if not request.tests:
+            return RunResult(outcome)
+        return RunResult(outcome, judge_tests(store, outcome), shard_values(store, outcome))
     finally:
         store.close()
 

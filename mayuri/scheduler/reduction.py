@@ -10,14 +10,15 @@ metric values (`mayuri.reduce`). No process is launched for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mayuri.experiment.shard_expand import shard_part
-from mayuri.reduce import reduce_shards
+from mayuri.experiment.shard_expand import is_reduction, shard_part
+from mayuri.reduce import lookup, reduce_shards
 from mayuri.store.db import Store
 
 if TYPE_CHECKING:
-    from mayuri.scheduler.plan import Slot
+    from mayuri.scheduler.plan import Outcome, Slot
 
 _UNSETTLED = ("pending", "ready", "running")
 _OK = ("cached", "succeeded")
@@ -70,3 +71,40 @@ def reduced_values(store: Store, shards: Sequence[Slot], rules: Sequence[Any]) -
     summaries = metric_summaries(store, [s.run_id for s in ordered if s.run_id]) if need_metrics else {}
     metrics = [{k: v.last for k, v in summaries.get(s.run_id or "", {}).items()} for s in ordered]
     return reduce_shards(reductions, [s.outputs for s in ordered], metrics)
+
+
+@dataclass(frozen=True)
+class ShardValues:
+    """What `mayuri test` prints for one sharded test: each shard's values and the reduced ones."""
+
+    test: str
+    names: tuple[str, ...]
+    # (shard index, run id, state, {name: value}) of each shard, in shard order.
+    shards: tuple[tuple[int, str | None, str, dict[str, Any]], ...]
+    reduced: dict[str, Any]
+    state: str
+
+
+def shard_values(store: Store, outcome: Outcome) -> tuple[ShardValues, ...]:
+    """The per-shard and reduced values of every sharded test in an outcome (its reduced names)."""
+    from mayuri.store.metric_queries import metric_summaries
+
+    by_key = {s.instance.key: s for s in outcome.slots}
+    found = []
+    for slot in outcome.slots:
+        if slot.instance.job.kind != "test" or not is_reduction(slot.instance):
+            continue
+        names = tuple(r.name for r in slot.instance.job.reduce)
+        shards = sorted((by_key[k] for k in slot.instance.upstream_keys), key=_index)
+        metrics = metric_summaries(store, [s.run_id for s in shards if s.run_id]) if names else {}
+        rows = []
+        for shard in shards:
+            mets = {k: v.last for k, v in metrics.get(shard.run_id or "", {}).items()}
+            values = {}
+            for rule in slot.instance.job.reduce:
+                found_it, value = lookup(rule.name, rule.metric, shard.outputs, mets)
+                if found_it:
+                    values[rule.name] = value
+            rows.append((_index(shard), shard.run_id, shard.state, values))
+        found.append(ShardValues(slot.instance.key, names, tuple(rows), dict(slot.outputs), slot.state))
+    return tuple(found)
