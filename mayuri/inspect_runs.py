@@ -20,6 +20,7 @@ from mayuri.store.queries import (
     outputs_of,
 )
 from mayuri.store.records import ClosureRow
+from mayuri.store.shard_queries import ShardProgress, shard_progress
 
 
 @dataclass
@@ -34,6 +35,8 @@ class RunDetail:
     downstream: list[LineageEdge]
     metrics: dict[str, Summary]
     artifacts: list[ArtifactRow]
+    # The shards of a sharded job, for one of its shards or its reduction (None for any other run).
+    shards: ShardProgress | None = None
 
     @property
     def logs(self) -> dict[str, str]:
@@ -61,6 +64,10 @@ class RunDetail:
                 "artifacts": [a.__dict__ for a in self.artifacts],
             }
         )
+        if self.shards is not None:
+            data["shards"] = {"count": self.shards.count, "done": self.shards.done,
+                              "latest": {str(i): {"run_id": r, "status": s}
+                                         for i, (r, s) in sorted(self.shards.latest.items())}}
         return data
 
 
@@ -71,7 +78,7 @@ def run_detail(store: Store, ref: str) -> RunDetail:
     closure = sorted(closures(store, [run.id]).get(run.id, []), key=lambda c: (c.role, c.path))
     metrics = metric_summaries(store, [run.id]).get(run.id, {})
     return RunDetail(run, attempts_of(store, run.id), closure, outputs_of(store, run.id), up, down,
-                     metrics, artifacts_of(store, run.id))
+                     metrics, artifacts_of(store, run.id), shard_progress(store, run.experiment, run.job, run.config))
 
 
 @dataclass

@@ -216,6 +216,10 @@ def show_detail(detail: RunDetail) -> Group:
         ]),
         _kv("params", [(k, param_value(v)) for k, v in sorted(run.params.items())] or [("-", "")]),
     ]
+    if detail.shards is not None:
+        from mayuri.store.shard_queries import shard_role
+
+        parts.append(_kv("shards", [("this run", shard_role(run.config)), ("progress", detail.shards.summary())]))
     command = run.config.get("command")
     parts.append(_kv("command", [("run", command if isinstance(command, str) else " ".join(command or []))]))
     attempts = Table(box=None, pad_edge=False)

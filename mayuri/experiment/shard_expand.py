@@ -73,14 +73,16 @@ def _expand_one(instance: JobInstance, root: Path, listed: dict[str, list[str]])
         shares = assign_files(listed[pattern], count)
     shards = []
     for index in range(count):
-        part: dict[str, Any] = {"index": index, "count": count}
+        # `of` names the group of shards (the instance they split): `show` and the dashboard gather them by it.
+        part: dict[str, Any] = {"index": index, "count": count, "of": instance.config_hash}
         if shares is not None:
             part["files"] = shares[index]
         config = {**instance.config, SHARD: part}
         shards.append(dataclasses.replace(instance, key=shard_key(instance.key, index), config=config,
                                           config_hash=_config_hash(config)))
     rules = [{"name": r.name, "kind": r.kind, "weight": r.weight, "metric": r.metric} for r in job.reduce]
-    config = {**instance.config, REDUCTION: {"shards": count, "files": pattern, "reduce": rules}}
+    config = {**instance.config,
+              REDUCTION: {"shards": count, "files": pattern, "reduce": rules, "of": instance.config_hash}}
     reduction = dataclasses.replace(
         instance, config=config, config_hash=_config_hash(config),
         upstream={job.name: tuple(s.key for s in shards)}, bindings=(),

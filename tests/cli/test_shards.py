@@ -203,6 +203,11 @@ def test_a_shard_that_always_fails_fails_the_job_keeps_the_others_and_reruns_alo
     runs = project.runs("-j", "ev")
     assert len(runs) == 8  # no reduction run: the job failed
     assert sorted(r["status"] for r in runs).count("succeeded") == 6
+    # `show` gathers the shards of the job: any shard shows the group's progress.
+    shown = project.show(runs[0]["id"])
+    assert shown["shards"]["count"] == 8 and shown["shards"]["done"] == 6
+    text = project.mayuri("show", runs[0]["id"]).stdout
+    assert "6 of 8 done · failed: 3, 7" in text
 
     # The next run redoes only the two failed shards.
     before = ids(project)

@@ -139,3 +139,19 @@ async def test_compare_marks_differing_params_and_overlays_metrics(demo: Project
         chart = compare.query_one(MetricChart)
         await wait_until(pilot, lambda: len(chart.labels) == 2, what="the overlaid chart")
         assert all(label.endswith(" loss") for label in chart.labels)
+
+
+async def test_overview_of_a_shard_shows_the_progress_of_its_group(project: Project) -> None:
+    project.write("exp.yaml", """\
+        jobs:
+          ev:
+            run: python -c "import sys, mayuri; i, n = mayuri.shard(); sys.exit(i == 2)"
+            shards: 3
+    """)
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode == 1 and "1 of 3 shards failed: 2" in done.stderr
+    shard = project.runs("-s", "failed")[0]["id"]
+    async with app_for(project.root).run_test(size=(140, 40)) as pilot:
+        screen = await open_run(pilot, shard)
+        text = text_of(screen.query_one("#overview-body", Static))
+        assert "shard 2 of 3 · 2 of 3 done · failed: 2" in text
