@@ -46,7 +46,7 @@ def shard_group(config: dict[str, Any]) -> tuple[str, int] | None:
     part = config.get("shard") or config.get("reduction")
     if not isinstance(part, dict) or "of" not in part:
         return None
-    return str(part["of"]), int(part.get("count", part.get("shards", 0)))
+    return str(part["of"]), int(part.get("count") or part.get("shards") or 0)
 
 
 def shard_role(config: dict[str, Any]) -> str:
