@@ -286,3 +286,20 @@ def test_plan_time_errors_name_the_file_and_line(project: Project) -> None:
         assert done.returncode == 2, (text, done.stderr)
         assert message in done.stderr and "exp.yaml:" in done.stderr, (text, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_a_shards_files_are_inputs_of_a_command_that_is_not_audited(project: Project) -> None:
+    for i in range(6):
+        project.write(f"data/{i}.txt", f"{i}\n")
+    project.write("exp.yaml", """\
+        jobs:
+          cat:
+            run: "true"
+            shards: {files: "data/*.txt", count: 3}
+    """)
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    before = ids(project)
+    project.write("data/4.txt", "40\n")
+    again = project.mayuri("run", "exp.yaml")
+    assert again.returncode == 0, again.stderr
+    assert len(launched(project, before, "cat")) == 2 and "data/4.txt changed" in again.stderr
