@@ -149,6 +149,8 @@ def test_editing_one_data_file_reruns_exactly_one_shard(project: Project) -> Non
     third = project.mayuri("run", "exp.yaml")
     assert third.returncode == 0, third.stderr
     assert len(launched(project, before, "total")) == 2, third.stderr
+    assert re.search(r"total\[shard=\d\]\s+running\s+\w+ files of shard \d changed \(\+data/part99.jsonl\)",
+                     third.stderr), third.stderr
 
 
 def test_a_shard_that_fails_twice_then_succeeds_is_retried_after_the_delay(project: Project) -> None:
