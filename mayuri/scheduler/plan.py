@@ -94,7 +94,8 @@ class Planner:
         self.experiment = experiment
         self.slots = {inst.key: Slot(inst) for inst in instances}
         # Whose outputs are read here: downstream jobs' (filled in at launch) and tests' (judged).
-        self._outputs_read = {key for inst in instances for key in inst.upstream_keys}
+        # A reduction's shards are read only when it is computed (`reduction.py`): a cached one needs none.
+        self._outputs_read = {key for inst in instances if not is_reduction(inst) for key in inst.upstream_keys}
         self._outputs_read.update(inst.key for inst in instances if inst.job.kind == "test")
         self.reporter = reporter
         self.force = force

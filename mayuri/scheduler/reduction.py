@@ -56,6 +56,18 @@ def failure(shards: Sequence[Slot], bad: Sequence[Slot]) -> str:
     return f"{len(bad)} of {len(shards)} shards {verb}: {named}" + (f" ({reasons})" if reasons else "")
 
 
+def load_cached_outputs(store: Store, shards: Sequence[Slot]) -> None:
+    """Fill in the outputs of shards the cache answered: the planner reads them only when they are needed."""
+    from mayuri.store.shard_queries import outputs_of_runs
+
+    wanted = [s.run_id for s in shards if s.state == "cached" and not s.outputs and s.run_id]
+    if wanted:
+        loaded = outputs_of_runs(store, wanted)
+        for shard in shards:
+            if shard.state == "cached" and not shard.outputs and shard.run_id in loaded:
+                shard.outputs = loaded[shard.run_id]
+
+
 def reduced_values(store: Store, shards: Sequence[Slot], rules: Sequence[Any]) -> dict[str, Any]:
     """The reduced outputs of settled shards (raises ReduceError when a value cannot be reduced)."""
     from mayuri.experiment.spec import Reduction
@@ -64,6 +76,7 @@ def reduced_values(store: Store, shards: Sequence[Slot], rules: Sequence[Any]) -
     reductions = [Reduction(r["name"], r["kind"], r["weight"], r["metric"]) for r in rules]
     if not reductions:
         return {}
+    load_cached_outputs(store, shards)
     ordered = sorted(shards, key=_index)
     wanted = {name for r in reductions for name in (r.name, r.weight) if name}
     # Metrics are read only when some shard lacks an output (or a metric is asked for by name).
@@ -96,6 +109,7 @@ def shard_values(store: Store, outcome: Outcome) -> tuple[ShardValues, ...]:
             continue
         names = tuple(r.name for r in slot.instance.job.reduce)
         shards = sorted((by_key[k] for k in slot.instance.upstream_keys), key=_index)
+        load_cached_outputs(store, shards)
         metrics = metric_summaries(store, [s.run_id for s in shards if s.run_id]) if names else {}
         rows = []
         for shard in shards:

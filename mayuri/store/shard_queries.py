@@ -7,6 +7,8 @@ each index counts: a shard that failed and then succeeded is done.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,3 +74,12 @@ def shard_progress(store: Store, experiment: str, job: str, config: dict[str, An
     ).fetchall()
     latest = {int(index): (run_id, status) for index, run_id, status in rows if index is not None}
     return ShardProgress(count, latest)
+
+
+def outputs_of_runs(store: Store, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The outputs of many runs at once (runs without outputs are absent)."""
+    found: dict[str, dict[str, Any]] = {}
+    for run_id, name, value in store.select_in(
+            "SELECT run_id, name, value FROM output WHERE run_id IN ({marks}) ORDER BY run_id, name", run_ids):
+        found.setdefault(run_id, {})[name] = json.loads(value)
+    return found

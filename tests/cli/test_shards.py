@@ -105,6 +105,15 @@ def test_weighted_mean_against_a_hand_computation(project: Project) -> None:
     by_hand = (3 * 0 + 3 * 0.25 + 2 * 0.5 + 2 * 0.75) / 10
     assert out == {"accuracy": by_hand, "n": 10}
 
+    # Another reduction of the same shards: computed from the cached shards, no process launched.
+    before = ids(project)
+    (project.root / "exp.yaml").write_text((project.root / "exp.yaml").read_text().replace("n: sum", "n: max"))
+    again = project.mayuri("test", "exp.yaml")
+    assert again.returncode == 0, again.stderr
+    new = launched(project, before, "acc")
+    assert len(new) == 1 and " running " not in again.stderr
+    assert project.show(new[0]["id"])["outputs"] == {"accuracy": by_hand, "n": 3}
+
 
 FILES = """\
 import json, mayuri
