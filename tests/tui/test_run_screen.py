@@ -152,6 +152,9 @@ async def test_overview_of_a_shard_shows_the_progress_of_its_group(project: Proj
     assert done.returncode == 1 and "1 of 3 shards failed: 2" in done.stderr
     shard = project.runs("-s", "failed")[0]["id"]
     async with app_for(project.root).run_test(size=(140, 40)) as pilot:
+        listed = (await runs_loaded(pilot)).query_one(RunTable)
+        cells = [listed._cells(row)["job"] for row in map(listed.row_at, range(listed.total)) if row is not None]
+        assert sorted(cells) == ["ev[0/3]", "ev[1/3]", "ev[2/3]"]
         screen = await open_run(pilot, shard)
         text = text_of(screen.query_one("#overview-body", Static))
         assert "shard 2 of 3 · 2 of 3 done · failed: 2" in text
