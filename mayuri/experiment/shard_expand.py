@@ -90,10 +90,37 @@ def _expand_one(instance: JobInstance, root: Path, listed: dict[str, list[str]])
     return [*shards, reduction]
 
 
+def _check_uses(instances: Sequence[JobInstance]) -> None:
+    """A sharded job's result is its reduced values: `expect` and downstream jobs may use only those."""
+    sharded = {inst.name: inst.job for inst in instances if inst.job.shards is not None}
+    for job in {inst.name: inst.job for inst in instances}.values():
+        if job.name in sharded:
+            reduced = [r.name for r in job.reduce]
+            for name in job.expect:
+                if name.split(".")[0] not in reduced:
+                    raise ExperimentError(
+                        f"test '{job.name}': expect.{name} judges the reduced values of its shards, and "
+                        f"reduce has no '{name}'.", path=job.where.path, line=job.where.line,
+                        column=job.where.column, hint=f"Add `{name}: mean` (or another reduction) to `reduce`.")
+        for dep in job.depends_on:
+            upstream = sharded.get(dep.upstream)
+            if upstream is None:
+                continue
+            reduced = [r.name for r in upstream.reduce]
+            for output in dep.mapping:
+                if output not in reduced:
+                    raise ExperimentError(
+                        f"job '{job.name}' uses output '{output}' of sharded job '{upstream.name}', whose result "
+                        f"holds only its reduced values ({', '.join(reduced) or 'none'}).",
+                        path=dep.where.path, line=dep.where.line, column=dep.where.column,
+                        hint=f"Add `{output}: concat` (or another reduction) to `reduce` of '{upstream.name}'.")
+
+
 def shard_instances(instances: Sequence[JobInstance], root: Path) -> list[JobInstance]:
     """The plan's instances with every instance of a sharded job replaced by its shards and their reduction."""
     if not any(inst.job.shards is not None for inst in instances):
         return list(instances)
+    _check_uses(instances)
     listed: dict[str, list[str]] = {}
     result: list[JobInstance] = []
     for inst in instances:

@@ -290,6 +290,8 @@ def test_plan_time_errors_name_the_file_and_line(project: Project) -> None:
         "shards: 2\n    reduce: {score: average}": "unknown reduction 'average'",
         "reduce: {score: sum}": "'reduce' needs 'shards'",
         "shards: 2\n    retry: {failed: 1, delay: soon}": "retry.delay",
+        "shards: 2\n    reduce: {a: sum}\n  down:\n    run: echo ${x}\n    depends_on: {ev: {b: x}}":
+            "uses output 'b' of sharded job 'ev'",
     }
     for text, message in cases.items():
         project.write("exp.yaml", f"jobs:\n  ev:\n    run: echo hi\n    {text}\n")
@@ -297,6 +299,10 @@ def test_plan_time_errors_name_the_file_and_line(project: Project) -> None:
         assert done.returncode == 2, (text, done.stderr)
         assert message in done.stderr and "exp.yaml:" in done.stderr, (text, done.stderr)
         assert "Traceback" not in done.stderr
+    project.write("exp.yaml", "tests:\n  ev:\n    run: echo hi\n    shards: 2\n    reduce: {a: sum}\n"
+                              "    expect: {b: '>= 1'}\n")
+    done = project.mayuri("test", "exp.yaml")
+    assert done.returncode == 2 and "reduce has no 'b'" in done.stderr and "exp.yaml:" in done.stderr
 
 
 def test_a_shards_files_are_inputs_of_a_command_that_is_not_audited(project: Project) -> None:
