@@ -184,6 +184,11 @@ def test_a_shard_that_fails_twice_then_succeeds_is_retried_after_the_delay(proje
     runs = project.runs("-j", "flaky")
     assert len(runs) == 5 and all(r["status"] == "succeeded" for r in runs)
     assert reduction_of(project, runs)["outputs"] == {"ok": 4}
+    attempts = max((project.show(r["id"])["attempts"] for r in runs), key=len)
+    assert [a["status"] for a in attempts] == ["failed", "failed", "succeeded"]
+    # Each retry started at least the delay after the attempt before it ended.
+    assert all(later["started_at"] - earlier["ended_at"] >= 0.05
+               for earlier, later in zip(attempts, attempts[1:], strict=False))
 
 
 def test_a_shard_that_always_fails_fails_the_job_keeps_the_others_and_reruns_alone(project: Project) -> None:
