@@ -9,6 +9,7 @@ metric values (`mayuri.reduce`). No process is launched for it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,7 @@ def failure(shards: Sequence[Slot], bad: Sequence[Slot]) -> str:
     verb = states[0] if len(states) == 1 else "/".join(states)
     indices = [_index(s) for s in bad]
     named = ", ".join(str(i) for i in indices[:_NAMED]) + (" ..." if len(indices) > _NAMED else "")
-    reasons = "; ".join(f"shard {_index(s)}: {s.reason}" for s in bad[:_QUOTED] if s.reason)
+    reasons = "; ".join(f"shard {_index(s)}: {s.reason}{_last_words(s)}" for s in bad[:_QUOTED] if s.reason)
     return f"{len(bad)} of {len(shards)} shards {verb}: {named}" + (f" ({reasons})" if reasons else "")
 
 
@@ -66,6 +67,21 @@ def load_cached_outputs(store: Store, shards: Sequence[Slot]) -> None:
         for shard in shards:
             if shard.state == "cached" and not shard.outputs and shard.run_id in loaded:
                 shard.outputs = loaded[shard.run_id]
+
+
+def _last_words(shard: Slot) -> str:
+    """`: <the last line the shard wrote to stderr>`, when it failed and wrote one."""
+    if shard.state != "failed" or shard.run_dir is None:
+        return ""
+    try:
+        with open(shard.run_dir / "stderr.log", "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 2048))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return f": {lines[-1][:200]}" if lines else ""
 
 
 def reduced_values(store: Store, shards: Sequence[Slot], rules: Sequence[Any]) -> dict[str, Any]:
