@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import select
@@ -33,7 +32,6 @@ from mayuri.collector import long_running
 from mayuri.environment import git_info, gpu_info, platform_info, python_info
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.experiment.shard_expand import is_reduction
-from mayuri.fingerprint import fingerprint
 from mayuri.gpu import inventory, process_gpu_memory
 from mayuri.job import read_outputs
 from mayuri.scheduler.events import JobEvent
@@ -243,30 +241,17 @@ class Scheduler(Planner):
 
     def _reduce(self, slot: Slot) -> None:
         """Compute a sharded job's reduction from its settled shards and record it as a run of the job."""
-        from mayuri.job import OUTPUTS_FILE
-        from mayuri.reduce import ReduceError
-        from mayuri.scheduler.launch import make_run_folder
-        from mayuri.scheduler.reduction import reduced_values
+        from mayuri.scheduler.reduction import keep_outputs, reduction_close
         from mayuri.store.reduction_records import record_reduction
 
-        inst = slot.instance
-        shards = [self.slots[key] for key in inst.upstream_keys]
-        error = None
-        try:
-            outputs = reduced_values(self.store, shards, inst.config["reduction"]["reduce"])
-        except ReduceError as exc:
-            outputs, error = {}, f"cannot reduce the shards: {exc}"
+        close = reduction_close(self.store, slot, [self.slots[key] for key in slot.instance.upstream_keys])
         new_run = self._new_run(slot)
         assert slot.run_dir is not None
-        status = "failed" if error else "succeeded"
-        fp = fingerprint(inst.config_hash, slot.upstream_fps, (), {}) if not error else None
-        make_run_folder(slot.run_dir, self.store.root)
-        (slot.run_dir / OUTPUTS_FILE).write_text(json.dumps(outputs, indent=2, sort_keys=True), encoding="utf-8")
-        close = RunClose(status, None, error, fingerprint=fp, outputs=outputs)
+        keep_outputs(slot.run_dir, self.store.root, close.outputs or {})
         self._patiently(lambda: record_reduction(self.store, new_run, close), [slot])
-        slot.fingerprint = fp or f"unreusable:{slot.run_id}"
-        slot.outputs = outputs
-        self._emit(slot, status, error or slot.reason, duration=0.0)
+        slot.fingerprint = close.fingerprint or f"unreusable:{slot.run_id}"
+        slot.outputs = dict(close.outputs or {})
+        self._emit(slot, close.status, close.error or slot.reason, duration=0.0)
 
     # -- finishing ------------------------------------------------------------
 

@@ -9,14 +9,17 @@ metric values (`mayuri.reduce`). No process is launched for it.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mayuri.experiment.shard_expand import is_reduction, shard_part
 from mayuri.reduce import lookup, reduce_shards
 from mayuri.store.db import Store
+from mayuri.store.records import RunClose
 
 if TYPE_CHECKING:
     from mayuri.scheduler.plan import Outcome, Slot
@@ -55,6 +58,33 @@ def failure(shards: Sequence[Slot], bad: Sequence[Slot]) -> str:
     named = ", ".join(str(i) for i in indices[:_NAMED]) + (" ..." if len(indices) > _NAMED else "")
     reasons = "; ".join(f"shard {_index(s)}: {s.reason}{_last_words(s)}" for s in bad[:_QUOTED] if s.reason)
     return f"{len(bad)} of {len(shards)} shards {verb}: {named}" + (f" ({reasons})" if reasons else "")
+
+
+def reduction_close(store: Store, slot: Slot, shards: Sequence[Slot]) -> RunClose:
+    """How the reduction run of `slot` ends: its reduced outputs and fingerprint, or why it cannot be computed."""
+    from mayuri.fingerprint import fingerprint
+    from mayuri.reduce import ReduceError
+
+    inst = slot.instance
+    try:
+        outputs = reduced_values(store, shards, inst.config["reduction"]["reduce"])
+    except ReduceError as exc:
+        return RunClose("failed", None, f"cannot reduce the shards: {exc}", outputs={})
+    # Nothing but the shards went in: the same shards give the same fingerprint.
+    return RunClose("succeeded", None, None, fingerprint=fingerprint(inst.config_hash, slot.upstream_fps, (), {}),
+                    outputs=outputs)
+
+
+def keep_outputs(run_dir: Path, store_root: Path, outputs: Mapping[str, Any]) -> None:
+    """The reduction's outputs.json, as any run has; the store's record is what counts, so a failed write is no error."""
+    from mayuri.job import OUTPUTS_FILE
+    from mayuri.scheduler.launch import make_run_folder
+
+    try:
+        make_run_folder(run_dir, store_root)
+        (run_dir / OUTPUTS_FILE).write_text(json.dumps(dict(outputs), indent=2, sort_keys=True), encoding="utf-8")
+    except OSError:
+        pass
 
 
 def load_cached_outputs(store: Store, shards: Sequence[Slot]) -> None:
