@@ -144,6 +144,8 @@ def test_editing_one_data_file_reruns_exactly_one_shard(project: Project) -> Non
 
     before = ids(project)
     project.write("data/part05.jsonl", json.dumps({"x": 105}) + "\n")
+    plan = project.mayuri("run", "exp.yaml", "--dry-run")
+    assert plan.returncode == 0 and "9 jobs: 7 cached, 2 will run" in plan.stdout, plan.stdout
     again = project.mayuri("run", "exp.yaml")
     assert again.returncode == 0, again.stderr
     new = launched(project, before, "total")
