@@ -1,7 +1,7 @@
 """Mayuri: an embedded experiment store and GPU scheduler.
 
 Inside a job, `import mayuri` gives the in-job API (`mayuri.params()`,
-`mayuri.log()`, `mayuri.output()`, `mayuri.artifact()`, ...); in a notebook,
+`mayuri.log()`, `mayuri.output()`, `mayuri.artifact()`, `mayuri.shard()`, ...); in a notebook,
 `mayuri.runs(...)` reads runs back. Importing this package stays cheap:
 nothing is imported here; both APIs are imported on first use.
 """
@@ -23,14 +23,16 @@ if TYPE_CHECKING:
         resume_from,
     )
     from mayuri.notebook import get_run, runs, runs_frame
+    from mayuri.sharding import shard, shard_files, shard_of
 
 __version__ = "0.1.0"
 
 # Loaded on first use: every `mayuri` command imports this package, and only a
 # job needs the in-job API; the read-back API opens the store (peewee).
 _JOB_API = ("artifact", "checkpoint_dir", "current_run", "finish", "init", "log", "output", "params", "resume_from")
-_LAZY = {**dict.fromkeys(_JOB_API, "mayuri.job"), "runs": "mayuri.notebook", "get_run": "mayuri.notebook",
-         "runs_frame": "mayuri.notebook"}
+_SHARD_API = ("shard", "shard_files", "shard_of")
+_LAZY = {**dict.fromkeys(_JOB_API, "mayuri.job"), **dict.fromkeys(_SHARD_API, "mayuri.sharding"),
+         "runs": "mayuri.notebook", "get_run": "mayuri.notebook", "runs_frame": "mayuri.notebook"}
 
 
 def __getattr__(name: str) -> Any:
@@ -59,4 +61,7 @@ __all__ = [
     "resume_from",
     "runs",
     "runs_frame",
+    "shard",
+    "shard_files",
+    "shard_of",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mayuri.environment import current_key_parts, key_parts
 from mayuri.experiment.expand import JobInstance
@@ -92,8 +93,24 @@ def check(
     return CacheDecision(None, _why_new(store, experiment, instance, upstream))
 
 
+def _role(config: dict[str, Any]) -> tuple[str, Any]:
+    shard = config.get("shard")
+    if isinstance(shard, dict):
+        return "shard", shard.get("index")
+    return ("reduction" if "reduction" in config else "run"), None
+
+
+def _peers(recent: list[RunRow], config: dict[str, Any]) -> list[RunRow]:
+    """The runs a miss is explained against: a shard against the same shard (else other shards),
+    a sharded job's reduction against reductions."""
+    role = _role(config)
+    same = [r for r in recent if _role(r.config) == role]
+    return same or [r for r in recent if _role(r.config)[0] == role[0]]
+
+
 def _why_new(store: Store, experiment: str, instance: JobInstance, upstream: dict[str, list[str]]) -> str:
     recent = latest_runs(store, experiment, instance.job.name, limit=50)
+    recent = _peers(recent, instance.config)
     if not recent:
         return "new"
     best: list[str] | None = None

@@ -130,6 +130,11 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
     with view:
         result = run_experiment(request, view)
     print_summary(err, result.outcome, time.monotonic() - began)
+    if result.shards:
+        from mayuri.render import shard_table
+
+        for values in result.shards:
+            out.print(shard_table(values))
     if result.verdicts:
         from mayuri.render import verdict_table
 

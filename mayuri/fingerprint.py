@@ -60,10 +60,13 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between two job configs, in words, params first."""
     old_params, new_params = _flatten(old.get("params", {})), _flatten(new.get("params", {}))
     changes = param_changes(old_params, new_params)
-    for key in ("command", "shell", "env", "inputs", "outputs", "kind"):
+    for key in ("command", "shell", "env", "inputs", "outputs", "kind", "shard", "reduction"):
         if old.get(key) == new.get(key):
             continue
         if key == "command" and _same_but_params(old.get(key), new.get(key), old_params, new_params):
+            continue
+        if key == "shard" and isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+            changes.append(_shard_change(old[key], new[key]))
             continue
         changes.append(f"{key} changed" if key != "env" else _env_change(old.get("env", {}), new.get("env", {})))
     return changes
@@ -86,6 +89,16 @@ def _same_but_params(old: Any, new: Any, old_params: dict[str, Any], new_params:
         if before != after:
             return False
     return True
+
+
+def _shard_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """`files of shard 3 changed (+data/x.jsonl)`, or `shard 3 of 8 -> 3 of 4`."""
+    if (old.get("index"), old.get("count")) != (new.get("index"), new.get("count")):
+        return f"shard {old.get('index')} of {old.get('count')} -> {new.get('index')} of {new.get('count')}"
+    before, after = set(old.get("files") or ()), set(new.get("files") or ())
+    moves = [f"+{p}" for p in sorted(after - before)] + [f"-{p}" for p in sorted(before - after)]
+    shown = ", ".join(moves[:3]) + (f" (+{len(moves) - 3} more)" if len(moves) > 3 else "")
+    return f"files of shard {new.get('index')} changed ({shown})"
 
 
 def _env_change(old: Mapping[str, str], new: Mapping[str, str]) -> str:

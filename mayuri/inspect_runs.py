@@ -21,6 +21,7 @@ from mayuri.store.queries import (
     outputs_of,
 )
 from mayuri.store.records import ClosureRow
+from mayuri.store.shard_queries import ShardProgress, shard_progress
 from mayuri.store.text_diff_queries import FileDiff, file_diffs
 
 
@@ -36,6 +37,8 @@ class RunDetail:
     downstream: list[LineageEdge]
     metrics: dict[str, Summary]
     artifacts: list[ArtifactRow]
+    # The shards of a sharded job, for one of its shards or its reduction (None for any other run).
+    shards: ShardProgress | None = None
 
     @property
     def logs(self) -> dict[str, str]:
@@ -76,6 +79,10 @@ class RunDetail:
                 "artifacts": [a.__dict__ for a in self.artifacts],
             }
         )
+        if self.shards is not None:
+            data["shards"] = {"count": self.shards.count, "done": self.shards.done,
+                              "latest": {str(i): {"run_id": r, "status": s}
+                                         for i, (r, s) in sorted(self.shards.latest.items())}}
         return data
 
 
@@ -86,7 +93,7 @@ def run_detail(store: Store, ref: str) -> RunDetail:
     closure = sorted(closures(store, [run.id]).get(run.id, []), key=lambda c: (c.role, c.path))
     metrics = metric_summaries(store, [run.id]).get(run.id, {})
     return RunDetail(run, attempts_of(store, run.id), closure, outputs_of(store, run.id), up, down,
-                     metrics, artifacts_of(store, run.id))
+                     metrics, artifacts_of(store, run.id), shard_progress(store, run.experiment, run.job, run.config))
 
 
 @dataclass

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mayuri.experiment.expectations import Verdict
     from mayuri.inspect_runs import RunDetail, RunDiff, WhyBreakdown
     from mayuri.scheduler.plan import Outcome
+    from mayuri.scheduler.reduction import ShardValues
     from mayuri.store.queries import RunRow
     from mayuri.store.text_diff_queries import FileDiff
 
@@ -111,6 +112,26 @@ def verdict_table(verdicts: Sequence[Verdict]) -> Table:
             Text("pass", style="green") if v.passed else Text("FAIL", style="bold red"),
             (v.run_id or "")[:8], Text(v.note),
         )
+    return table
+
+
+def shard_table(values: ShardValues, limit: int = 32) -> Table:
+    """A sharded test in `mayuri test`: each shard's values (those not settled ok first), then the reduced ones."""
+    from rich.table import Table
+
+    table = Table(header_style="bold", box=None, pad_edge=False,
+                  title=f"{values.test}: {len(values.shards)} shards", title_justify="left")
+    for column in ("shard", "run", "status", *values.names):
+        table.add_column(column)
+    rows = sorted(values.shards, key=lambda row: (row[2] in ("cached", "succeeded"), row[0]))
+    for index, run_id, state, found in rows[:limit]:
+        table.add_row(str(index), (run_id or "")[:8], Text(state, style=STATUS_STYLE.get(state, "")),
+                      *(number(found[n]) if n in found else "-" for n in values.names))
+    if len(rows) > limit:
+        table.add_row(f"… {len(rows) - limit} more", "", "", *("" for _ in values.names))
+    table.add_row(Text("reduced", style="bold"), "", Text(values.state, style=STATUS_STYLE.get(values.state, "")),
+                  *(Text(number(values.reduced[n]), style="bold") if n in values.reduced else "-"
+                    for n in values.names))
     return table
 
 
@@ -229,6 +250,10 @@ def show_detail(detail: RunDetail) -> Group:
                          [(k, param_value(v)) for k, v in sorted(detail.script_params.items())]))
     if run.config.get("choices"):
         parts.append(_kv("config groups", sorted(run.config["choices"].items())))
+    if detail.shards is not None:
+        from mayuri.store.shard_queries import shard_role
+
+        parts.append(_kv("shards", [("this run", shard_role(run.config)), ("progress", detail.shards.summary())]))
     command = run.config.get("command")
     parts.append(_kv("command", [("run", command if isinstance(command, str) else " ".join(command or []))]))
     attempts = Table(box=None, pad_edge=False)

@@ -14,8 +14,10 @@ from mayuri.config import load_settings
 from mayuri.errors import ExperimentError
 from mayuri.experiment import expand, parse_override
 from mayuri.experiment.parsed_cache import load_experiment
+from mayuri.experiment.shard_expand import shard_instances, shard_part
 from mayuri.scheduler.events import Reporter
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner
+from mayuri.scheduler.reduction import ShardValues, shard_values
 from mayuri.store import Store, open_project_store
 from mayuri.store.perms import share_umask
 from mayuri.store.records import RunOrigin
@@ -42,6 +44,8 @@ class RunResult:
 
     outcome: Outcome
     verdicts: tuple[Verdict, ...] = ()
+    # The per-shard values of each sharded test, next to its reduced values.
+    shards: tuple[ShardValues, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -61,7 +65,8 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     only = request.only or ((tuple(n for n, j in spec.jobs.items() if j.kind == "test")) if request.tests else ())
     if request.tests and not only:
         raise ExperimentError("the file has no tests.", path=path, hint="Add a `tests:` section with `expect`.")
-    instances = expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds, configs=settings.configs)
+    instances = shard_instances(expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds,
+                                       configs=settings.configs), settings.root)
     store = open_project_store(settings)
     try:
         planner = Planner(store, settings, spec.name, instances, reporter,
@@ -78,8 +83,9 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
             outcome = Scheduler(planner, ready).run()
         else:
             outcome = planner.all_cached()
-        verdicts = judge_tests(store, outcome) if request.tests else ()
-        return RunResult(outcome, verdicts)
+        if not request.tests:
+            return RunResult(outcome)
+        return RunResult(outcome, judge_tests(store, outcome), shard_values(store, outcome))
     finally:
         store.close()
 
@@ -98,7 +104,8 @@ def judge_tests(store: Store, outcome: Outcome) -> tuple[Verdict, ...]:
     from mayuri.experiment.expectations import Verdict, judge, parse_expectation
     from mayuri.store.metric_queries import metric_summaries
 
-    tests = [s for s in outcome.slots if s.instance.job.kind == "test"]
+    # A sharded test is judged on its reduction, never on one shard.
+    tests = [s for s in outcome.slots if s.instance.job.kind == "test" and shard_part(s.instance) is None]
     ran = [s.run_id for s in tests if s.run_id and s.state in SETTLED_OK]
     summaries = metric_summaries(store, ran) if ran else {}
     verdicts = []

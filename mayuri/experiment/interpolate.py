@@ -1,7 +1,7 @@
 """`${name}` interpolation of parameters into params and commands.
 
-`${a.b}` reads a nested param; `${mayuri.run_dir}`, `${mayuri.project_root}`
-and `${mayuri.run_id}` are built in and known only when a run starts, so they
+`${a.b}` reads a nested param; `${mayuri.run_dir}`, `${mayuri.project_root}`,
+`${mayuri.run_id}`, `${mayuri.shard}` and `${mayuri.shards}` are built in and known only when a run starts, so they
 can be left symbolic (for fingerprints) and filled in at launch. `$${x}` is a
 literal `${x}`. A value that is exactly one `${x}` keeps x's type.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from mayuri.errors import ExperimentError
 from mayuri.suggest import did_you_mean
 
-BUILTINS = ("mayuri.run_dir", "mayuri.project_root", "mayuri.run_id")
+BUILTINS = ("mayuri.run_dir", "mayuri.project_root", "mayuri.run_id", "mayuri.shard", "mayuri.shards")
 # Upstream outputs (depends_on) are filled in at launch under this prefix.
 UPSTREAM_PREFIX = "mayuri.upstream."
 _REF = re.compile(r"\$(\$?)\{\s*([^}]*?)\s*\}")

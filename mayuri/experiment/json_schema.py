@@ -12,6 +12,8 @@ from typing import Any
 from mayuri.config import _SCHEMA as TOML_TABLES
 from mayuri.config import KEY_ENV_PARTS
 from mayuri.experiment.parse import JOB_KEYS, OOM_KEYS, PIPELINE_STEP_KEYS, RESOURCE_KEYS, TOP_KEYS
+from mayuri.experiment.shard_keys import SHARD_KEYS
+from mayuri.experiment.spec import REDUCE_KINDS
 
 _NAME = "^[A-Za-z_][A-Za-z0-9_-]*$"
 _DURATION = {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"}]}
@@ -46,7 +48,24 @@ def _retry() -> dict[str, Any]:
     }
     assert set(oom_props) == set(OOM_KEYS)
     return _object({"oom": {"oneOf": [{"type": "integer", "minimum": 0}, _object(oom_props)]},
-                    "failed": {"type": "integer", "minimum": 0}})
+                    "failed": {"type": "integer", "minimum": 0}, "delay": _DURATION})
+
+
+def _shards() -> dict[str, Any]:
+    files = _object({"files": {"type": "string", "minLength": 1}, "count": {"type": "integer", "minimum": 1}},
+                    ["files", "count"])
+    assert set(files["properties"]) == set(SHARD_KEYS)
+    return {"oneOf": [{"type": "integer", "minimum": 1}, files],
+            "description": "Run the job as this many shards (or over these files), each cached on its own."}
+
+
+def _reduce() -> dict[str, Any]:
+    kinds = [k for k in REDUCE_KINDS if k != "weighted_mean"]
+    rule: dict[str, Any] = {"oneOf": [{"enum": kinds},
+                                      _object({"weighted_mean": {"type": "string"}}, ["weighted_mean"])]}
+    metric = _object({"metric": rule}, ["metric"], "The last value of a logged metric.")
+    return {"type": "object", "additionalProperties": {"oneOf": [*rule["oneOf"], metric]},
+            "description": "How the shards' outputs (or metrics) combine into the job's result."}
 
 
 def _depends_on() -> dict[str, Any]:
@@ -83,6 +102,8 @@ def _job(test: bool) -> dict[str, Any]:
             {"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": {"type": "string"}},
         ]}}, description="Regular expressions with named groups (`step` and metric names) "
                          "that turn printed lines into metrics."),
+        "shards": _shards(),
+        "reduce": _reduce(),
     }
     assert set(props) == set(JOB_KEYS)
     if not test:

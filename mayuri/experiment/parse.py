@@ -17,6 +17,7 @@ from mayuri.errors import ExperimentError
 from mayuri.experiment import sources
 from mayuri.experiment.expectations import parse_expectation
 from mayuri.experiment.plain import to_plain, type_name
+from mayuri.experiment.shard_keys import parse_reduce, parse_shards
 from mayuri.experiment.spec import Dependency, ExperimentSpec, JobSpec, Where
 from mayuri.experiment.yaml_io import load_yaml, position
 from mayuri.suggest import did_you_mean
@@ -26,9 +27,10 @@ TOP_KEYS = ("name", "description", "extends", "defaults", "params", "resources",
 JOB_KEYS = (
     "run", "description", "params", "sweep", "depends_on", "resources", "retry", "timeout", "env",
     "cache", "outputs", "expect", "pipeline", "gather", "inputs", "python", "shell", "metrics_from",
+    "shards", "reduce",
 )
 RESOURCE_KEYS = ("gpus", "gpu_memory", "cpus", "memory")
-RETRY_KEYS = ("oom", "failed")
+RETRY_KEYS = ("oom", "failed", "delay")
 OOM_KEYS = ("max", "scale", "floor", "strategy", "wait")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
@@ -172,6 +174,11 @@ def _retry(reader: _Reader, node: Any, parent: Any, key: str) -> dict[str, Any]:
         failed = to_plain(node["failed"])
         if isinstance(failed, bool) or not isinstance(failed, int) or failed < 0:
             raise reader.fail("retry.failed must be a number of retries (0 or more).", node, "failed")
+    if "delay" in node:
+        try:
+            out["delay"] = parse_duration(to_plain(node["delay"]))
+        except ValueError as exc:
+            raise reader.fail(f"retry.delay: {exc}.", node, "delay") from None
     if "oom" in node:
         oom = node["oom"]
         if isinstance(to_plain(oom), int) and not isinstance(to_plain(oom), bool):
@@ -244,7 +251,7 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
             raise reader.fail(exc.message, expect, key, exc.hint) from None
     sweep = reader.mapping(node.get("sweep"), "sweep", node)
     positions = dict(defaults.get("positions", {}))
-    for part in ("run", "env"):
+    for part in ("run", "env", "shards"):
         if part in node:
             positions[part] = reader.where(node, part)
     if isinstance(node.get("params"), dict):
@@ -273,6 +280,8 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
         retry=retry,
         timeout=timeout,
         expect={str(k): str(to_plain(v)) for k, v in expect.items()},
+        shards=parse_shards(node, reader.fail) if "shards" in node else None,
+        reduce=parse_reduce(node, tuple(outputs), reader.fail) if "reduce" in node else (),
         positions=positions,
         metrics_from=_metrics_from(reader, node) if "metrics_from" in node else (),
     )

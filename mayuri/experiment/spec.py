@@ -26,6 +26,27 @@ class Dependency:
 
 
 @dataclass(frozen=True)
+class ShardSpec:
+    """`shards:` of a job: how many, and the files (a glob) they share out when given."""
+
+    count: int
+    files: str | None = None
+
+
+REDUCE_KINDS = ("mean", "sum", "min", "max", "count", "concat", "weighted_mean")
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """One entry of `reduce:`: the name reduced, how, the weight of a weighted mean, whether it is a metric."""
+
+    name: str
+    kind: str
+    weight: str | None = None
+    metric: bool = False
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """One job or test as written, before parameters are resolved."""
 
@@ -50,6 +71,8 @@ class JobSpec:
     retry: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     expect: dict[str, str] = field(default_factory=dict)
+    shards: ShardSpec | None = None
+    reduce: tuple[Reduction, ...] = ()
     # A `pipeline:` step names another experiment file; it is replaced by that
     # file's jobs (namespaced `step/job`) before anything runs.
     pipeline: Path | None = None

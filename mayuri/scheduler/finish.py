@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 from mayuri.closure import Closure, collect_closure
 from mayuri.environment import distribution_versions, key_parts
 from mayuri.experiment.expand import JobInstance
+from mayuri.experiment.shard_expand import shard_part
 from mayuri.filestate import current_digests
 from mayuri.fingerprint import fingerprint
 from mayuri.hashing import ABSENT
@@ -64,9 +65,17 @@ def _declared_inputs(root: Path, patterns: tuple[str, ...]) -> tuple[set[str], s
     return files, folders
 
 
-def gather_closure(closure: Closure, root: Path, inputs: tuple[str, ...]) -> list[tuple[str, str, str]]:
-    """(role, path, kind) of everything the job used: audited files plus declared `inputs:`."""
+def gather_closure(closure: Closure, root: Path, inputs: tuple[str, ...],
+                   shard_files: Sequence[str] = ()) -> list[tuple[str, str, str]]:
+    """(role, path, kind) of everything the job used: audited files plus declared `inputs:`.
+
+    A shard's files (`shards: {files: ...}`) are inputs even of a command that
+    is not audited; without their folder's listing, so that a file added to
+    another shard's share leaves this shard alone.
+    """
     entries: dict[tuple[str, str], str] = {}
+    for path in shard_files:
+        entries[(path, "file")] = "input"
     for path in closure.code:
         entries[(path, "file")] = "code"
     for path in closure.inputs:
@@ -117,7 +126,7 @@ def record_attempt(
     """Collect the closure of a finished attempt, hash it, keep code and small text files in blobs, fingerprint it."""
     records = _records_in(closure_dir)
     closure = collect_closure(closure_dir, root, [store.root]) if records else Closure()
-    entries = gather_closure(closure, root, instance.job.inputs)
+    entries = gather_closure(closure, root, instance.job.inputs, (shard_part(instance) or {}).get("files", ()))
     rows: list[ClosureRow] = []
     if entries:
         digests = current_digests(store, root, [(path, kind) for _, path, kind in entries])

@@ -25,6 +25,7 @@ from mayuri.closure import closure_env
 from mayuri.experiment.expand import JobInstance, upstream_name
 from mayuri.experiment.interpolate import Interpolator, as_text
 from mayuri.job import PARAMS_FILE
+from mayuri.sharding import FILES_VAR, SHARD_VAR, SHARDS_VAR
 from mayuri.store.perms import make_dirs, share_like_folder
 
 
@@ -115,10 +116,14 @@ def plan_launch(
     """
     closure_dir = run_dir / "closure" / str(attempt)
     run_dir_text = str(run_dir)
+    shard = instance.config.get("shard") or {}
     builtins = {
         "mayuri.run_dir": run_dir_text,
         "mayuri.project_root": str(project_root),
         "mayuri.run_id": run_id,
+        # A job that is not sharded is the one shard of one.
+        "mayuri.shard": shard.get("index", 0),
+        "mayuri.shards": shard.get("count", 1),
         **upstream,
     }
     params = Interpolator(instance.raw_params, builtins).resolve(instance.raw_params)
@@ -136,6 +141,14 @@ def plan_launch(
     env["MAYURI_STORE"] = str(store_root)
     env["MAYURI_ATTEMPT"] = str(attempt)
     env["MAYURI_PROJECT_ROOT"] = str(project_root)
+    if shard:
+        env[SHARD_VAR], env[SHARDS_VAR] = str(shard["index"]), str(shard["count"])
+        if "files" in shard:
+            env[FILES_VAR] = json.dumps(shard["files"])
+    else:
+        # Not inherited from a `mayuri run` started inside a shard.
+        for name in (SHARD_VAR, SHARDS_VAR, FILES_VAR):
+            env.pop(name, None)
     env.update(_closure_vars(env.get("PYTHONPATH"), project_root, store_root))
     env[CLOSURE_DIR_VAR] = os.path.abspath(closure_dir)
     if instance.job.metrics_from:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mayuri.collector import long_running
 from mayuri.environment import git_info, gpu_info, platform_info, python_info
 from mayuri.experiment.expand import JobInstance, with_params
+from mayuri.experiment.shard_expand import is_reduction
 from mayuri.gpu import inventory, process_gpu_memory
 from mayuri.job import read_outputs
 from mayuri.scheduler.events import JobEvent
@@ -200,6 +201,11 @@ class Scheduler(Planner):
         index = 0
         while index < len(self._queue) and len(batch) < room:
             slot = self._queue[index]
+            if is_reduction(slot.instance):
+                # Computed here and now: it takes no room and no GPU.
+                self._queue.pop(index)
+                self._reduce(slot)
+                continue
             leaves, planned = self._next_attempt(slot, keeper, now)
             if not leaves:
                 index += 1
@@ -232,6 +238,20 @@ class Scheduler(Planner):
             result.sampler.step = slot.sys_step
             self._running.add(slot.instance.key)
             self._emit(slot, "running", slot.reason)
+
+    def _reduce(self, slot: Slot) -> None:
+        """Compute a sharded job's reduction from its settled shards and record it as a run of the job."""
+        from mayuri.scheduler.reduction import keep_outputs, reduction_close
+        from mayuri.store.reduction_records import record_reduction
+
+        close = reduction_close(self.store, slot, [self.slots[key] for key in slot.instance.upstream_keys])
+        new_run = self._new_run(slot)
+        assert slot.run_dir is not None
+        keep_outputs(slot.run_dir, self.store.root, close.outputs or {})
+        self._patiently(lambda: record_reduction(self.store, new_run, close), [slot])
+        slot.fingerprint = close.fingerprint or f"unreusable:{slot.run_id}"
+        slot.outputs = dict(close.outputs or {})
+        self._emit(slot, close.status, close.error or slot.reason, duration=0.0)
 
     # -- finishing ------------------------------------------------------------
 

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 from mayuri.cache import CacheDecision, check
 from mayuri.config import Settings
 from mayuri.experiment.expand import JobInstance
+from mayuri.experiment.shard_expand import is_reduction
 from mayuri.gpu import Gpu, inventory
 from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.placement import Request, check_feasible, request_for, usable
+from mayuri.scheduler.reduction import blocked_as, shards_state
 from mayuri.store.db import Store
 from mayuri.store.hit_log import log_hits
 from mayuri.store.queries import outputs_of
@@ -92,7 +94,8 @@ class Planner:
         self.experiment = experiment
         self.slots = {inst.key: Slot(inst) for inst in instances}
         # Whose outputs are read here: downstream jobs' (filled in at launch) and tests' (judged).
-        self._outputs_read = {key for inst in instances for key in inst.upstream_keys}
+        # A reduction's shards are read only when it is computed (`reduction.py`): a cached one needs none.
+        self._outputs_read = {key for inst in instances if not is_reduction(inst) for key in inst.upstream_keys}
         self._outputs_read.update(inst.key for inst in instances if inst.job.kind == "test")
         self.reporter = reporter
         self.force = force
@@ -117,6 +120,8 @@ class Planner:
 
     def _upstream_state(self, slot: Slot) -> tuple[bool, str | None]:
         """(all upstreams settled ok, the reason it can never run) for one slot."""
+        if is_reduction(slot.instance):
+            return shards_state([self.slots[k] for k in slot.instance.upstream_keys], self.dry_run)
         for key in slot.instance.upstream_keys:
             up = self.slots[key]
             if up.state in ("failed", "skipped", "cancelled", "blocked"):
@@ -173,7 +178,7 @@ class Planner:
                 continue
             ok, blocked = self._upstream_state(slot)
             if blocked:
-                self._emit(slot, "blocked" if self.dry_run else "skipped", blocked)
+                self._emit(slot, "blocked" if self.dry_run else self._blocked_state(slot), blocked)
                 continue
             if not ok:
                 if self.dry_run and any(self.slots[k].state == "will run" for k in slot.instance.upstream_keys):
@@ -192,6 +197,12 @@ class Planner:
                 ready.append(slot)
         self._pending = [slot for slot in self._pending if slot.state == "pending"]
         return ready
+
+    def _blocked_state(self, slot: Slot) -> str:
+        """Skipped, for an instance whose upstream failed; a sharded job whose shard failed has failed."""
+        if is_reduction(slot.instance):
+            return blocked_as([self.slots[k] for k in slot.instance.upstream_keys])
+        return "skipped"
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""

@@ -3,7 +3,8 @@
 `retry.oom` applies only to GPU out-of-memory; strategies `scale` (multiply
 params by a factor, never below a floor), `move` (another GPU), and `wait`
 (the same request again after a delay, when memory may have freed).
-`retry.failed` covers other failures, host OOM included. Timeouts and
+`retry.failed` covers other failures, host OOM included, each retry after
+`retry.delay` (none by default). Timeouts and
 cancellations are never retried. Pure policy: no processes, no store.
 """
 
@@ -97,4 +98,6 @@ def decide(
     used = sum(1 for c in history if c not in ("gpu_oom",)) - 1
     if used >= limit:
         return Decision(False, "failed" + (f" {used + 1} times (retry.failed = {limit})" if limit else ""))
-    return Decision(True, f"{cause}: retry {used + 1} of {limit}")
+    delay = float(retry.get("delay", 0.0) or 0.0)
+    after = f" in {delay:g}s" if delay else ""
+    return Decision(True, f"{cause}: retry {used + 1} of {limit}{after}", delay=delay)

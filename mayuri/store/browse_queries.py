@@ -78,6 +78,8 @@ class RunListRow:
     created_at: float
     user: str
     host: str
+    # `3/8` for shard 3 of a job's 8 shards, `8 shards` for their reduction; empty for other runs.
+    shard: str = ""
 
     @property
     def duration(self) -> float | None:
@@ -196,15 +198,18 @@ def runs_by_id(store: Store, run_ids: list[str], metric: str | None = None) -> l
     metric_sql = _METRIC_SQL.format(key_id) if key_id is not None else "NULL"
     sql = (
         f"SELECT run.id, experiment.name, run.job, run.status, run.params, {metric_sql}, {_GPUS_SQL}, "
-        "run.started_at, run.ended_at, run.created_at, run.user, run.host "
+        "run.started_at, run.ended_at, run.created_at, run.user, run.host, "
+        "json_extract(run.config, '$.shard.index'), json_extract(run.config, '$.shard.count'), "
+        "json_extract(run.config, '$.reduction.shards') "
         "FROM run JOIN experiment ON experiment.id = run.experiment_id "
         f"WHERE run.id IN ({','.join('?' * len(run_ids))})"
     )
     found = {}
-    for rid, exp, job, status, params, value, gpus, started, ended, created, user, host in \
-            store.db.execute_sql(sql, tuple(run_ids)).fetchall():
+    for rid, exp, job, status, params, value, gpus, started, ended, created, user, host, index, count, reduced \
+            in store.db.execute_sql(sql, tuple(run_ids)).fetchall():
+        shard = f"{index}/{count}" if index is not None else f"{reduced} shards" if reduced is not None else ""
         found[rid] = RunListRow(rid, exp, job, status, json.loads(params), value,
-                                json.loads(gpus) if gpus else [], started, ended, created, user, host)
+                                json.loads(gpus) if gpus else [], started, ended, created, user, host, shard)
     return [found[rid] for rid in run_ids if rid in found]
 
 

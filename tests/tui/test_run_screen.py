@@ -158,3 +158,22 @@ async def test_compare_of_two_runs_shows_the_diff_of_a_changed_config(project: P
         await wait_until(pilot, lambda: "conf.txt" in text_of(files), what="the file diff")
         shown = text_of(files)
         assert "-lr = 0.1" in shown and "+lr = 0.2" in shown
+
+
+async def test_overview_of_a_shard_shows_the_progress_of_its_group(project: Project) -> None:
+    project.write("exp.yaml", """\
+        jobs:
+          ev:
+            run: python -c "import sys, mayuri; i, n = mayuri.shard(); sys.exit(i == 2)"
+            shards: 3
+    """)
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode == 1 and "1 of 3 shards failed: 2" in done.stderr
+    shard = project.runs("-s", "failed")[0]["id"]
+    async with app_for(project.root).run_test(size=(140, 40)) as pilot:
+        listed = (await runs_loaded(pilot)).query_one(RunTable)
+        cells = [listed._cells(row)["job"] for row in map(listed.row_at, range(listed.total)) if row is not None]
+        assert sorted(cells) == ["ev[0/3]", "ev[1/3]", "ev[2/3]"]
+        screen = await open_run(pilot, shard)
+        text = text_of(screen.query_one("#overview-body", Static))
+        assert "shard 2 of 3 · 2 of 3 done · failed: 2" in text

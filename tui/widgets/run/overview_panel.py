@@ -15,6 +15,7 @@ from textual.widgets import Static
 from mayuri.inspect_runs import RunDetail
 from mayuri.store.artifact_queries import ArtifactRow
 from mayuri.store.metric_queries import Summary
+from mayuri.store.shard_queries import shard_role
 from mayuri.tui.formatting import format_gpus, format_number, format_time, format_value, status_text
 from mayuri.units import format_duration, format_size
 
@@ -47,6 +48,9 @@ def _facts(view: Overview) -> Table:
         ("cache", f"{run.hits} hits, last used {format_time(run.last_used_at)}"
                   + ("  pinned" if run.pinned else "")),
     ]
+    shards = view.detail.shards
+    if shards is not None:
+        rows.append(("shards", f"{shard_role(run.config)} · {shards.summary()}"))
     rss, gpu = view.peaks
     if rss or gpu:
         rows.append(("peak memory", f"RSS {format_size(rss or 0)}, GPU {format_size(gpu or 0)}"))

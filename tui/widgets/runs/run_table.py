@@ -246,7 +246,8 @@ class RunTable(ScrollView, can_focus=True):
         return {
             "id": row.id[:8],
             "experiment": row.experiment,
-            "job": row.job,
+            # The shards of a job read as one group: `eval[3/8]`, and `eval[8 shards]` for their reduction.
+            "job": f"{row.job}[{row.shard}]" if row.shard else row.job,
             "status": row.status,
             "params": format_params(row.params, self.highlight_params),
             "metric": format_number(row.metric),
