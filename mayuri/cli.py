@@ -338,19 +338,25 @@ def cancel(run_refs: tuple[str, ...], every: bool, wait: float) -> None:
 
 
 @cli.command()
+@click.option("--rebuild", is_flag=True, help="Re-index a store whose database is lost from its run folders and blobs.")
+@click.option("--yes", "-y", is_flag=True, help="Replace a damaged (or, with --rebuild, existing) database; it is kept aside.")
 @json_option
-def doctor(as_json: bool) -> None:
+def doctor(rebuild: bool, yes: bool, as_json: bool) -> None:
     """Check the store (integrity, dead schedulers, leftover leases, orphaned runs) and repair what is safe.
 
-    Exits 1 when a problem remains that it could not repair.
+    A damaged database is opened read-only and a recovered copy written
+    beside it; it is replaced only with --yes. Exits 1 when a problem remains
+    that it could not repair.
 
     \b
     Example:
       mayuri doctor
+      mayuri doctor --rebuild
     """
-    from mayuri.doctor import doctor as check_store
+    from mayuri.config import load_settings
+    from mayuri.doctor import examine
 
-    report = check_store(_store())
+    report = examine(load_settings(), rebuild=rebuild, yes=yes)
     if as_json:
         print_json([f.__dict__ for f in report.findings])
     else:

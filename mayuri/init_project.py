@@ -81,6 +81,8 @@ def init_project(root: Path) -> InitResult:
         settings.store.path,
         allow_network_fs=settings.store.allow_network_fs,
         busy_timeout=settings.store.busy_timeout,
+        # `mayuri init` may make the database even over a store with history (the user asked for it).
+        fresh=True,
     )
     store.close()
     return InitResult(config=config, store=settings.store.path, created_config=created)
