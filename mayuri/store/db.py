@@ -142,6 +142,16 @@ class Store:
     def db_path(self) -> Path:
         return self.root / DB_NAME
 
+    def require_writable(self, command: str = "this command") -> None:
+        """Refuse (StoreReadOnly, exit 2) when the store was opened read-only."""
+        if self.read_only:
+            raise StoreReadOnly(
+                f"the store is read-only for you, and {command} writes to it.",
+                path=self.root,
+                hint="Reading commands (runs, show, logs, diff, cache ls, tui) work on it; to write, "
+                "ask its owner for group write access, or copy it somewhere you may write.",
+            )
+
     @contextlib.contextmanager
     def write(self, wait: float | None = None) -> Iterator[Any]:
         """A write transaction (BEGIN IMMEDIATE; a savepoint when nested): the only way code writes.
@@ -149,13 +159,7 @@ class Store:
         `wait` shortens the busy timeout for this transaction, for a write that
         is worth doing only if the store is free now (StoreLocked otherwise).
         """
-        if self.read_only:
-            raise StoreReadOnly(
-                "the store is read-only for you, and this command writes to it.",
-                path=self.root,
-                hint="Reading commands (runs, show, logs, diff, cache ls, tui) work on it; to write, "
-                "ask its owner for group write access, or copy it somewhere you may write.",
-            )
+        self.require_writable()
         with store_errors(self.db_path), self._waiting(wait):
             try:
                 with self.db.atomic("IMMEDIATE") as transaction:
