@@ -178,8 +178,10 @@ def _damaged(db_path: Path, yes: bool, report: DoctorReport) -> bool:
     quick, full = integrity(db_path)
     if quick == ["ok"] and full == ["ok"]:
         return False
-    report.add("integrity", "problem", "PRAGMA quick_check: " + "; ".join(quick[:5]))
-    report.add("integrity", "problem", "PRAGMA integrity_check: " + "; ".join(full[:5]))
+    # With --yes the damaged file is replaced below: what it said is then history, not a problem left.
+    level = "repaired" if yes else "problem"
+    report.add("integrity", level, "PRAGMA quick_check: " + "; ".join(quick[:5]))
+    report.add("integrity", level, "PRAGMA integrity_check: " + "; ".join(full[:5]))
     try:
         copy, how = write_recovered_copy(db_path)
     except OSError as exc:
@@ -190,6 +192,9 @@ def _damaged(db_path: Path, yes: bool, report: DoctorReport) -> bool:
         report.add("recovery", "warning",
                    f"wrote a recovered copy as {copy.name} ({how}); the original is untouched. Check it "
                    f"(`mayuri doctor` on a copy), then `mayuri doctor --yes` puts it in place.")
+        return True
+    if integrity(copy) != (["ok"], ["ok"]):
+        report.add("recovery", "problem", f"the recovered copy {copy.name} is damaged too; the original is untouched")
         return True
     kept = replace_with(db_path, copy, time.strftime("%Y%m%d-%H%M%S"))
     report.add("recovery", "repaired", f"replaced the database with a recovered copy ({how}); "
