@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 PARAMS_FILE = "params.json"
 OUTPUTS_FILE = "outputs.json"
+OUTPUTS_LOCK = ".outputs.lock"
 CHECKPOINTS_DIR = "checkpoints"
 
 
@@ -92,15 +93,22 @@ def output(name: str, value: Any) -> None:
         raise ValueError("mayuri.output: the name must be a non-empty string.")
     _check_json(name, value)
     run_dir = current_run().dir
-    values = read_outputs(run_dir)
-    values[name] = value
-    import tempfile  # costs start-up time for every `import mayuri`; needed only here
+    # Imported here: they cost start-up time for every `import mayuri`.
+    import fcntl
 
-    # Written whole to a temporary name and renamed: a crash never leaves half a file.
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".outputs-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(values, handle, sort_keys=True)
-    os.replace(tmp, run_dir / OUTPUTS_FILE)
+    from mayuri.store.perms import write_text_atomically
+
+    # Several processes of one job (fork or spawn workers, threads) may set outputs at once: each
+    # read-modify-write holds an exclusive lock, or one would drop what another had just added.
+    lock = os.open(run_dir / OUTPUTS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        values = read_outputs(run_dir)
+        values[name] = value
+        # Written whole to a temporary name and renamed: a crash never leaves half a file.
+        write_text_atomically(run_dir / OUTPUTS_FILE, json.dumps(values, sort_keys=True))
+    finally:
+        os.close(lock)
 
 
 class MetricValueError(MayuriError, TypeError):

@@ -404,9 +404,11 @@ def _writable(root: Path, db_path: Path) -> bool:
             return False
     except OSError:
         return True
-    if not os.access(root, os.W_OK | os.X_OK):
+    # The effective ids (and capabilities) decide what this process may do, as the kernel does on open.
+    effective = os.access in os.supports_effective_ids
+    if not os.access(root, os.W_OK | os.X_OK, effective_ids=effective):
         return False
-    return not db_path.exists() or os.access(db_path, os.W_OK)
+    return not db_path.exists() or os.access(db_path, os.W_OK, effective_ids=effective)
 
 
 def _open_read_only(root: Path, db_path: Path, busy_timeout: float) -> Store:

@@ -13,18 +13,15 @@ rebuild later; the database stays the record.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mayuri.store.db import Store
-from mayuri.store.perms import share_like_folder
+from mayuri.store.perms import write_text_atomically
 
 MANIFEST_FILE = "run.json"
 MANIFEST_VERSION = 1
@@ -74,14 +71,8 @@ def write_manifests(store: Store, run_ids: Iterable[str]) -> None:
         if manifest is None:
             continue
         try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".run-json-")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(manifest, handle, sort_keys=True, default=str)
-            os.replace(tmp, folder / MANIFEST_FILE)
-            share_like_folder(folder / MANIFEST_FILE, store.root)
+            write_text_atomically(folder / MANIFEST_FILE, json.dumps(manifest, sort_keys=True, default=str))
         except OSError as exc:
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
             log.warning("warning: could not write %s of run %s (%s)", MANIFEST_FILE, run_id[:8], exc.strerror)
 
 
