@@ -127,7 +127,21 @@ def _open_buffer() -> MetricBuffer:
     with _buffer_lock:
         if _buffer is None:
             _buffer = MetricBuffer(run.id, run.store)
+            _close_in_worker()
         return _buffer
+
+
+def _close_in_worker() -> None:
+    # A forked multiprocessing worker ends with os._exit(), which skips atexit:
+    # its own exit hooks (util.Finalize) are what still runs, so the points go there.
+    # (Asked at the first log, not at fork: the parent may not have imported this module yet.)
+    import sys
+
+    processing = sys.modules.get("multiprocessing")
+    if processing is not None and processing.parent_process() is not None:
+        from multiprocessing import util
+
+        util.Finalize(None, _close_buffer, exitpriority=100)
 
 
 def _scalar(key: str, value: Any) -> float:

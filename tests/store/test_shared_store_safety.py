@@ -86,7 +86,7 @@ def _alice_run(project: Project, store: Path, alice: str, *overrides: str) -> tu
 
 def test_fetching_never_writes_through_a_planted_link(shared) -> None:
     project, store, alice, bob, bob_home = shared
-    done, run_id = _alice_run(project, store, alice, f"mode=plant", f"target={bob_home}")
+    done, run_id = _alice_run(project, store, alice, "mode=plant", f"target={bob_home}")
     assert done.returncode == 0, done.stdout + done.stderr
     before = sorted(os.listdir(bob_home))
     fetched = as_user(bob, ["-c", FETCH.format(run=run_id)], cwd=project.root, umask=0o077)
