@@ -62,7 +62,8 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     only = request.only or ((tuple(n for n, j in spec.jobs.items() if j.kind == "test")) if request.tests else ())
     if request.tests and not only:
         raise ExperimentError("the file has no tests.", path=path, hint="Add a `tests:` section with `expect`.")
-    instances = expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds)
+    instances = expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds,
+                       max_plan=settings.scheduler.max_plan)
     store = open_project_store(settings)
     if store.read_only and not request.dry_run:
         store.close()

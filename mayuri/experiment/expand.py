@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 
 from mayuri.errors import ExperimentError
 from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text
+from mayuri.experiment.limits import check_launchable, check_plan_size, grid_size
 from mayuri.experiment.overrides import Override, has_dotted, set_dotted
 from mayuri.experiment.spec import ExperimentSpec, JobSpec
-from mayuri.experiment.sweeps import sweep_points
+from mayuri.experiment.sweeps import sweep_axes, sweep_points
 from mayuri.hashing import hash_structure
 from mayuri.suggest import did_you_mean
 
@@ -200,20 +201,40 @@ def expand(
     user_overrides: Mapping[str, Any] | None = None,
     only: Sequence[str] = (),
     kinds: Sequence[str] = ("job",),
+    max_plan: int | None = None,
 ) -> list[JobInstance]:
-    """The job instances of an experiment, in dependency order."""
+    """The job instances of an experiment, in dependency order (at most `max_plan` of them)."""
     check_overrides(spec, overrides)
     for name in only:
         if name not in spec.jobs:
             raise ExperimentError(f"--only {name}: no such job — {did_you_mean(name, spec.jobs)}", path=spec.path)
     order = _order(spec)
     wanted = _needed(spec, list(only) or [n for n in order if spec.jobs[n].kind in kinds])
+    if max_plan is not None:
+        _check_size(spec, [n for n in order if n in wanted], overrides, user_overrides or {}, max_plan)
     instances: dict[str, list[JobInstance]] = {}
     for name in order:
         if name not in wanted:
             continue
         instances[name] = _expand_job(spec.jobs[name], instances, overrides, user_overrides or {})
     return [inst for name in order if name in instances for inst in instances[name]]
+
+
+def _check_size(spec: ExperimentSpec, order: list[str], overrides: Sequence[Override],
+                user: Mapping[str, Any], limit: int) -> None:
+    """Count the instances the plan would make, without making them, and refuse too many."""
+    counts: dict[str, int] = {}
+    axes: dict[str, dict[str, int]] = {}
+    for name in order:
+        job = spec.jobs[name]
+        _, cli_sweeps = _apply_overrides(job, job.params, user, overrides)
+        try:
+            axes[name] = sweep_axes({**job.sweep, **cli_sweeps})
+        except ExperimentError as exc:
+            raise _error(job, f"job '{job.name}': {exc.message}", exc.hint) from None
+        fan_out = 1 if job.gather else grid_size(counts[dep.upstream] for dep in job.depends_on)
+        counts[name] = grid_size(axes[name].values()) * fan_out
+    check_plan_size(counts, spec.jobs, axes, limit)
 
 
 def _needed(spec: ExperimentSpec, roots: list[str]) -> set[str]:
@@ -285,6 +306,7 @@ def _instance(
         params[name] = _resolving(job, f"params.{name}", functools.partial(interp.param, name))
     command = _resolving(job, "run", lambda: _command(job, interp))
     env = _resolving(job, "env", lambda: {k: as_text(interp.resolve(v)) for k, v in job.env.items()})
+    check_launchable(job, params, command, env)
     if isinstance(command, list) and command[0] in PYTHON_NAMES:
         command = [job.python or sys.executable, *command[1:]]
         interpreter = job.python or "python"
