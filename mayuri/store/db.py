@@ -80,8 +80,8 @@ def _translate(exc: Exception, path: Path) -> StoreError:
         )
     if "full" in text or "I/O error" in text:
         return StoreError(
-            f"the store could not be written ({text}): the disk may be full, failing, or over a "
-            "file size limit. The write was rolled back.",
+            f"the store could not be written ({text}): no space left on the device holding the store, "
+            "or it is failing, or over a file size limit. The write was rolled back.",
             path=path,
             hint="Free some space (`mayuri gc`, `df -h`), then run the command again.",
         )
