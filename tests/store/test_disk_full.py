@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
-from tests.store.unix_users import need_root_tools
+from tests.store.unix_users import need_root_tools, unmount
 
 EXP = """
 name: full
@@ -35,7 +35,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=False)
+        unmount(folder)
 
 
 def test_blob_write_on_a_full_disk_fails_only_its_run(tmp_path: Path, small_disk: Path) -> None:

@@ -83,4 +83,10 @@ def read_only_mount(folder: Path) -> Iterator[Path]:
             pytest.skip(f"cannot remount read-only: {done.stderr.strip()}")
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=False)
+        unmount(folder)
+
+
+def unmount(folder: Path) -> None:
+    """Unmount `folder`; when busy (a connection left open by a failing test), detach it: never leave it."""
+    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
