@@ -17,6 +17,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+import peewee
+
 # The WAL index header at the start of -shm (sqlite3 wal.c): isInit at 12, page size at 14, mxFrame at 16.
 _SHM_HEADER = struct.Struct("=12xBxHI")
 _WAL_HEADER = 32
@@ -93,29 +95,29 @@ def integrity(db_path: Path) -> tuple[list[str], list[str]]:
 def _salvage(damaged: Path, target: Path) -> int:
     """Copy row by row every table SQLite can still read; returns the rows copied."""
     source = _read_only(damaged)
-    out = sqlite3.connect(target)
+    # A new file of its own, written in one IMMEDIATE transaction like every write.
+    out = peewee.SqliteDatabase(str(target))
     copied = 0
     try:
         schema = source.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
                                 "AND name NOT LIKE 'sqlite_%' ORDER BY type = 'table' DESC").fetchall()
-        for _kind, _name, sql in schema:
-            try:
-                out.execute(sql)
-            except sqlite3.Error:
-                continue
-        for kind, name, _sql in schema:
-            if kind != "table":
-                continue
-            try:
-                rows = source.execute(f'SELECT * FROM "{name}"')
-                for row in rows:
-                    out.execute(f'INSERT OR IGNORE INTO "{name}" VALUES ({",".join("?" * len(row))})', row)
-                    copied += 1
-            except sqlite3.Error:
-                continue  # the rest of this table is unreadable; keep what came before it
+        with out.atomic("IMMEDIATE"):
+            for _kind, _name, sql in schema:
+                try:
+                    out.execute_sql(sql)
+                except peewee.DatabaseError:
+                    continue
+            for kind, name, _sql in schema:
+                if kind != "table":
+                    continue
+                try:
+                    for row in source.execute(f'SELECT * FROM "{name}"'):
+                        out.execute_sql(f'INSERT OR IGNORE INTO "{name}" VALUES ({",".join("?" * len(row))})', row)
+                        copied += 1
+                except sqlite3.Error:
+                    continue  # the rest of this table is unreadable; keep what came before it
         version = source.execute("PRAGMA user_version").fetchone()[0]
-        out.execute(f"PRAGMA user_version = {int(version)}")
-        out.commit()
+        out.execute_sql(f"PRAGMA user_version = {int(version)}")
     finally:
         source.close()
         out.close()

@@ -65,7 +65,7 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
-def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], known: set[str]) -> None:
+def _insert_row(conn: sqlite3.Connection, table: str, row: dict[str, Any], known: set[str]) -> None:
     names = [k for k in row if k in known]
     conn.execute(
         f'INSERT OR IGNORE INTO "{table}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})',
@@ -79,9 +79,9 @@ def _experiment_id(conn: sqlite3.Connection, name: str, created_at: float) -> in
     return int(conn.execute("SELECT id FROM experiment WHERE name = ?", (name,)).fetchone()[0])
 
 
-def _run_row(conn: sqlite3.Connection, manifest: dict[str, Any], folder: Path) -> dict[str, Any]:
-    row = dict(manifest["run"])
-    row["experiment_id"] = _experiment_id(conn, str(row.pop("experiment")), float(row["created_at"]))
+def _run_row(manifest: dict[str, Any], folder: Path, experiment_id: int) -> dict[str, Any]:
+    row = {k: v for k, v in manifest["run"].items() if k != "experiment"}
+    row["experiment_id"] = experiment_id
     # The scheduler that ran it is gone with the old database.
     row["scheduler_id"] = None
     if not Path(str(row.get("run_dir", ""))).is_dir():
@@ -89,11 +89,11 @@ def _run_row(conn: sqlite3.Connection, manifest: dict[str, Any], folder: Path) -
     return row
 
 
-def _children(conn: sqlite3.Connection, manifest: dict[str, Any], columns: dict[str, set[str]]) -> None:
+def _rebuild_children(conn: sqlite3.Connection, manifest: dict[str, Any], columns: dict[str, set[str]]) -> None:
     for table, section in (("attempt", "attempts"), ("output", "outputs"), ("artifact", "artifacts"),
                            ("artifact_file", "artifact_files")):
         for row in manifest.get(section, []):
-            _insert(conn, table, {k: v for k, v in row.items() if k not in ("id", "scheduler_id")}, columns[table])
+            _insert_row(conn, table, {k: v for k, v in row.items() if k not in ("id", "scheduler_id")}, columns[table])
     run_id = manifest["run"]["id"]
     for entry in manifest.get("closure", []):
         conn.execute("INSERT OR IGNORE INTO file (path, kind, size, sha512) VALUES (?, ?, ?, ?)",
@@ -104,7 +104,7 @@ def _children(conn: sqlite3.Connection, manifest: dict[str, Any], columns: dict[
     for summary in manifest.get("metric_summaries", []):
         conn.execute("INSERT OR IGNORE INTO metric_key (name) VALUES (?)", (summary["key"],))
         key_id = conn.execute("SELECT id FROM metric_key WHERE name = ?", (summary["key"],)).fetchone()[0]
-        _insert(conn, "metric_summary", {**summary, "key_id": key_id}, columns["metric_summary"])
+        _insert_row(conn, "metric_summary", {**summary, "key_id": key_id}, columns["metric_summary"])
 
 
 def _json_file(path: Path) -> dict[str, Any]:
@@ -116,9 +116,14 @@ def _json_file(path: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _partial_run(conn: sqlite3.Connection, run_id: str, folder: Path) -> None:
+def _created(folder: Path) -> float:
+    """When a run folder without run.json was made, as near as its files tell."""
+    return min([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.iterdir() if p.is_file()])
+
+
+def _partial_run(conn: sqlite3.Connection, run_id: str, folder: Path, experiment_id: int) -> None:
     info = folder.stat()
-    created = min([info.st_mtime] + [p.stat().st_mtime for p in folder.iterdir() if p.is_file()])
+    created = _created(folder)
     try:
         user = pwd.getpwuid(info.st_uid).pw_name
     except KeyError:
@@ -126,7 +131,7 @@ def _partial_run(conn: sqlite3.Connection, run_id: str, folder: Path) -> None:
     conn.execute(
         "INSERT OR IGNORE INTO run (id, experiment_id, job, status, config_hash, params, error, created_at, "
         "ended_at, user, host, run_dir) VALUES (?, ?, 'unknown', 'orphaned', '', ?, ?, ?, ?, ?, 'unknown', ?)",
-        (run_id, _experiment_id(conn, PARTIAL_EXPERIMENT, created),
+        (run_id, experiment_id,
          json.dumps(_json_file(folder / PARAMS_FILE), sort_keys=True), PARTIAL_NOTE, created, info.st_mtime,
          user, str(folder)),
     )
@@ -138,7 +143,11 @@ def _partial_run(conn: sqlite3.Connection, run_id: str, folder: Path) -> None:
 
 
 def _index(store: Store, report: RebuildReport) -> None:
-    conn = store.db.connection()
+    with store.write():
+        _index_rows(store, store.db.connection(), report)
+
+
+def _index_rows(store: Store, conn: sqlite3.Connection, report: RebuildReport) -> None:
     tables = ("run", "attempt", "output", "artifact", "artifact_file", "lineage", "metric_summary")
     columns = {t: _columns(conn, t) for t in tables}
     manifests = []
@@ -146,15 +155,17 @@ def _index(store: Store, report: RebuildReport) -> None:
         folder = store.runs / name
         manifest = read_manifest(folder)
         if manifest is not None and manifest["run"].get("id") == name:
-            _insert(conn, "run", _run_row(conn, manifest, folder), columns["run"])
+            run = manifest["run"]
+            experiment = _experiment_id(conn, str(run["experiment"]), float(run["created_at"]))
+            _insert_row(conn, "run", _run_row(manifest, folder, experiment), columns["run"])
             manifests.append(manifest)
             report.whole += 1
         else:
-            _partial_run(conn, name, folder)
+            _partial_run(conn, name, folder, _experiment_id(conn, PARTIAL_EXPERIMENT, _created(folder)))
             report.partial.append(name)
     # Children once every run is in: lineage may point at any of them.
     for manifest in manifests:
-        _children(conn, manifest, columns)
+        _rebuild_children(conn, manifest, columns)
         for row in manifest.get("lineage", []):
             conn.execute(
                 "INSERT OR IGNORE INTO lineage (parent_id, child_id, name) "
@@ -177,8 +188,7 @@ def rebuild_store(root: Path, *, allow_network_fs: bool, busy_timeout: float, ye
     report.kept_aside = _set_aside(root / DB_NAME, yes)
     store = open_store(root, allow_network_fs=allow_network_fs, busy_timeout=busy_timeout, fresh=True)
     try:
-        with store.write():
-            _index(store, report)
+        _index(store, report)
     finally:
         store.close()
     return report

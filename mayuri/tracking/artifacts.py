@@ -63,7 +63,7 @@ def _files_of(path: Path, name: str) -> list[tuple[str, Path]]:
     teammate's key, ~/.ssh) to the whole group, or loop.
     """
     found = []
-    links = []
+    links: list[Path] = []
     for folder, dirs, files in os.walk(path):
         dirs.sort()
         links.extend(Path(folder) / d for d in dirs if os.path.islink(os.path.join(folder, d)))
