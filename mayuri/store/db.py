@@ -411,6 +411,11 @@ def _writable(root: Path, db_path: Path) -> bool:
     return not db_path.exists() or os.access(db_path, os.W_OK, effective_ids=effective)
 
 
+def read_only_uri(db_path: Path) -> str:
+    """The `file:` URI of the database, for SQLite's `mode=ro` or `immutable=1` parameters."""
+    return "file:" + urllib.parse.quote(str(db_path.resolve()))
+
+
 def _open_read_only(root: Path, db_path: Path, busy_timeout: float) -> Store:
     """Open a store this process may not write: SQLite's read-only mode, immutable where it needs that.
 
@@ -424,7 +429,7 @@ def _open_read_only(root: Path, db_path: Path, busy_timeout: float) -> Store:
             path=db_path,
             hint="Check `[store] path` in mayuri.toml; a store is created by `mayuri init` where you may write.",
         )
-    uri = "file:" + urllib.parse.quote(str(db_path.resolve()))
+    uri = read_only_uri(db_path)
     last: Exception | None = None
     for mode in ("?mode=ro", "?immutable=1"):
         db = _StoreDatabase(uri + mode, uri=True, timeout=busy_timeout, check_same_thread=False,

@@ -13,11 +13,12 @@ import shutil
 import sqlite3
 import struct
 import subprocess
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 import peewee
+
+from mayuri.store.db import read_only_uri
 
 # The WAL index header at the start of -shm (sqlite3 wal.c): isInit at 12, page size at 14, mxFrame at 16.
 _SHM_HEADER = struct.Struct("=12xBxHI")
@@ -73,8 +74,20 @@ def wal_trouble(db_path: Path) -> WalTrouble | None:
 
 
 def _read_only(db_path: Path) -> sqlite3.Connection:
-    uri = "file:" + urllib.parse.quote(str(db_path.resolve())) + "?mode=ro"
-    return sqlite3.connect(uri, uri=True, timeout=5.0)
+    """A read-only connection; immutable when SQLite cannot make the -shm it needs (a read-only folder)."""
+    last: sqlite3.Error | None = None
+    for mode in ("?mode=ro", "?immutable=1"):
+        connection = sqlite3.connect(read_only_uri(db_path) + mode, uri=True, timeout=5.0)
+        try:
+            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return connection
+        except sqlite3.Error as exc:
+            connection.close()
+            last = exc
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+    assert last is not None
+    raise last
 
 
 def integrity(db_path: Path) -> tuple[list[str], list[str]]:

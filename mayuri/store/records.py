@@ -269,6 +269,8 @@ def mark_run(store: Store, run_id: str, status: str, error: str | None = None) -
 
 def save_stat_cache(store: Store, rows: Iterable[tuple[str, int, int, int, int, int, str, int]]) -> None:
     """Remember (path, dev, ino, size, mtime_ns, ctime_ns, sha512, hashed_at_ns) of hashed files."""
+    if store.read_only:
+        return  # a cache only: a store we may not write just keeps none
     batch = list(rows)
     if not batch:
         return

@@ -26,8 +26,8 @@ def _store_with_runs(project: Project) -> list[str]:
     return [r["id"] for r in project.runs()]
 
 
-READS = [["runs", "--json"], ["show", "{a}", "--json"], ["logs", "{a}"], ["diff", "{a}", "{b}"],
-         ["cache", "ls", "--json"]]
+READS = [["runs", "--json"], ["show", "{a}", "--json"], ["show", "{a}", "--why"], ["logs", "{a}"],
+         ["diff", "{a}", "{b}"], ["cache", "ls", "--json"], ["run", "exp.yaml", "--dry-run"], ["doctor"]]
 WRITES = [["run", "exp.yaml", "--force"], ["gc", "--yes"], ["pin", "{a}"], ["cancel", "--all"]]
 NOTEBOOK = "import mayuri, json; print(json.dumps(sorted(r.id for r in mayuri.runs())))"
 
