@@ -104,6 +104,10 @@ def init(folder: Path) -> None:
     result = init_project(folder)
     verb = "wrote" if result.created_config else "kept existing"
     err.print(f"{verb} {result.config}\nstore ready at {result.store}")
+    folders, blobs = result.unindexed
+    if folders or blobs:
+        err.print(f"warning: the store holds {folders} run folders and {blobs} blobs that the new database does "
+                  "not index; `mayuri doctor --rebuild --yes` re-indexes them (gc leaves them alone meanwhile).")
 
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],

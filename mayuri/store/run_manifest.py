@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mayuri.errors import StoreError
 from mayuri.store.db import Store
 from mayuri.store.perms import write_text_atomically
 
@@ -67,13 +68,12 @@ def write_manifests(store: Store, run_ids: Iterable[str]) -> None:
         folder = store.runs / run_id
         if not folder.is_dir() or folder.is_symlink():
             continue
-        manifest = manifest_of(store, run_id)
-        if manifest is None:
-            continue
         try:
-            write_text_atomically(folder / MANIFEST_FILE, json.dumps(manifest, sort_keys=True, default=str))
-        except OSError as exc:
-            log.warning("warning: could not write %s of run %s (%s)", MANIFEST_FILE, run_id[:8], exc.strerror)
+            manifest = manifest_of(store, run_id)
+            if manifest is not None:
+                write_text_atomically(folder / MANIFEST_FILE, json.dumps(manifest, sort_keys=True, default=str))
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("warning: could not write %s of run %s (%s)", MANIFEST_FILE, run_id[:8], exc)
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
