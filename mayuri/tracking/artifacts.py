@@ -116,7 +116,7 @@ def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, k
     return name
 
 
-def materialize(store: Store, run_id: str, run_dir: Path, name: str) -> Path:
+def materialize(store: Store, run_id: str, name: str) -> Path:
     """The artifact as real files under the run folder (made on first use); its path.
 
     Made only under `<store>/runs/<run id>/artifacts/`, folder by folder
