@@ -449,11 +449,11 @@ def _open_read_only(root: Path, db_path: Path, busy_timeout: float) -> Store:
                 "this read-only store was made by an older Mayuri and needs an upgrade that cannot be written.",
                 path=db_path, hint="Ask its owner to run any `mayuri` command on it once; nothing was changed.",
             )
-        log.warning("notice: the store is read-only for you (%s); reading only, nothing will be recorded.", root)
         wal = Path(str(db_path) + "-wal")
-        if mode == "?immutable=1" and wal.exists() and wal.stat().st_size > 0:
-            log.warning("notice: its -wal file holds changes that SQLite cannot read from a read-only folder; "
-                        "the most recent records may be missing (copy the store somewhere writable to see them).")
+        unseen = mode == "?immutable=1" and wal.exists() and wal.stat().st_size > 0
+        log.warning("notice: the store is read-only for you (%s); reading only, nothing will be recorded.%s", root,
+                    " Its -wal file holds changes SQLite cannot read from a read-only folder: the latest records "
+                    "may be missing (copy the store somewhere writable to see them)." if unseen else "")
         database_proxy.initialize(db)
         return Store(root=root, db=db, read_only=True)
     assert last is not None
