@@ -9,6 +9,8 @@ then refuses to delete "leftover" folders and blobs. A store upgraded to
 this version dates from its oldest run (or now, when it has none).
 """
 
+from peewee import Database
+
 STATEMENTS = [
     """CREATE TABLE store_meta (
         key TEXT PRIMARY KEY,
@@ -19,6 +21,6 @@ STATEMENTS = [
 ]
 
 
-def up(migrator, db):
+def up(migrator: object, db: Database) -> None:
     for statement in STATEMENTS:
         db.execute_sql(statement)
