@@ -423,7 +423,8 @@ def _open_read_only(root: Path, db_path: Path, busy_timeout: float) -> Store:
     can read it only as immutable; that is exact when no -wal content is left
     behind (a clean snapshot), and the only way left otherwise.
     """
-    if not db_path.exists() or database_empty(db_path):
+    if database_empty(db_path):
+        refuse_lost_database(root)
         raise StoreError(
             "no store here, and the folder is read-only for you.",
             path=db_path,
