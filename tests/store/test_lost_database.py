@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,6 +100,9 @@ def test_rebuild_restores_the_records(history: Project) -> None:
     assert again.returncode == 0 and "0 will run" in again.stdout, again.stdout
     # And an artifact can be fetched from its blobs.
     train = next(rid for rid, r in after.items() if r["job"] == "train")
+    fetch = f"import mayuri; print(open(mayuri.get_run({train!r}).artifact('model') / 'w.bin').read())"
+    fetched = subprocess.run([sys.executable, "-c", fetch], cwd=history.root, capture_output=True, text=True)
+    assert fetched.returncode == 0 and fetched.stdout.startswith("weights "), fetched.stderr
     folder = history.root / ".mayuri" / "runs" / train
     (folder / "run.json").unlink()
     # A folder without run.json still gives a run, marked for what is missing.
