@@ -106,6 +106,10 @@ def init(folder: Path) -> None:
     err.print(f"{verb} {result.config}\nstore ready at {result.store}")
     if result.gitignore:
         err.print(f"added the store to {result.gitignore}")
+    folders, blobs = result.unindexed
+    if folders or blobs:
+        err.print(f"warning: the store holds {folders} run folders and {blobs} blobs that the new database does "
+                  "not index; `mayuri doctor --rebuild --yes` re-indexes them (gc leaves them alone meanwhile).")
 
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],
@@ -199,13 +203,18 @@ def test(file: Path, overrides: tuple[str, ...], force: bool) -> None:
     _run_command(file, overrides, force, (), False, tests=True)
 
 
-def _store(settings: Any = None) -> Any:
-    """The project's store, closed when the command ends (SQLite then tidies its -wal and -shm files)."""
+def _store(settings: Any = None, writes: bool = False) -> Any:
+    """The project's store, closed when the command ends (SQLite then tidies its -wal and -shm files).
+
+    `writes`: the command changes the store, so a read-only one is refused before anything starts.
+    """
     from mayuri.config import load_settings
     from mayuri.store import open_project_store
 
     store = open_project_store(settings or load_settings())
     click.get_current_context().call_on_close(store.close)
+    if writes:
+        store.require_writable(f"`mayuri {click.get_current_context().command_path.split(' ', 1)[-1]}`")
     return store
 
 
@@ -341,7 +350,7 @@ def cancel(run_refs: tuple[str, ...], every: bool, wait: float) -> None:
 
     if not run_refs and not every:
         raise click.UsageError("name at least one RUN, or use --all.")
-    result = cancel_runs(_store(), run_refs, every=every, wait=wait)
+    result = cancel_runs(_store(writes=True), run_refs, every=every, wait=wait)
     for run_id in result.cancelled:
         out.print(f"cancelled {run_id[:8]}")
     for run_id in result.already_finished:
@@ -354,19 +363,25 @@ def cancel(run_refs: tuple[str, ...], every: bool, wait: float) -> None:
 
 
 @cli.command()
+@click.option("--rebuild", is_flag=True, help="Re-index a store whose database is lost from its run folders and blobs.")
+@click.option("--yes", "-y", is_flag=True, help="Replace a damaged (or, with --rebuild, existing) database; it is kept aside.")
 @json_option
-def doctor(as_json: bool) -> None:
+def doctor(rebuild: bool, yes: bool, as_json: bool) -> None:
     """Check the store (integrity, dead schedulers, leftover leases, orphaned runs) and repair what is safe.
 
-    Exits 1 when a problem remains that it could not repair.
+    A damaged database is opened read-only and a recovered copy written
+    beside it; it is replaced only with --yes. Exits 1 when a problem remains
+    that it could not repair.
 
     \b
     Example:
       mayuri doctor
+      mayuri doctor --rebuild
     """
-    from mayuri.doctor import doctor as check_store
+    from mayuri.config import load_settings
+    from mayuri.doctor import examine
 
-    report = check_store(_store())
+    report = examine(load_settings(), rebuild=rebuild, yes=yes)
     if as_json:
         print_json([f.__dict__ for f in report.findings])
     else:
@@ -443,7 +458,7 @@ def gc(older_than: str | None, keep_last: int | None, failed: bool | None, max_s
     flags = {"older_than": older_than, "keep_last": keep_last, "failed": failed, "max_size": max_size,
              "experiment": experiment, "metrics": metrics, "vacuum": vacuum, "purge": purge, "grace": grace}
     policy = gc_policy(settings, flags)
-    outcome = collect_garbage(_store(settings), policy, _gc_approver(dry_run, yes, as_json))
+    outcome = collect_garbage(_store(settings, writes=True), policy, _gc_approver(dry_run, yes, as_json))
     _gc_finish(outcome, dry_run, as_json)
 
 
@@ -458,7 +473,7 @@ def pin(run_ref: str) -> None:
     """
     from mayuri.cache_admin import pin as pin_run
 
-    run = pin_run(_store(), run_ref, True)
+    run = pin_run(_store(writes=True), run_ref, True)
     err.print(f"pinned {run.short_id} ({run.experiment}/{run.job})")
 
 
@@ -473,7 +488,7 @@ def unpin(run_ref: str) -> None:
     """
     from mayuri.cache_admin import pin as pin_run
 
-    run = pin_run(_store(), run_ref, False)
+    run = pin_run(_store(writes=True), run_ref, False)
     err.print(f"unpinned {run.short_id} ({run.experiment}/{run.job})")
 
 
@@ -528,7 +543,7 @@ def cache_rm(target: str, experiment: str | None, dry_run: bool, yes: bool, as_j
 
     settings = load_settings()
     policy = gc_policy(settings, {})
-    store = _store(settings)
+    store = _store(settings, writes=True)
     outcome = remove_cached(store, target, experiment, policy, _gc_approver(dry_run, yes, as_json))
     _gc_finish(outcome, dry_run, as_json)
 

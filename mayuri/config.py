@@ -30,6 +30,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "gpus": (str, list),
         "poll_interval": (int, float),
         "kill_grace": (int, float),
+        "max_plan": int,
     },
     "cache": {"key_env": list},
     "gc": {
@@ -59,6 +60,8 @@ class SchedulerSettings:
     gpus: str | list[int] = "all"
     poll_interval: float = 0.05
     kill_grace: float = 10.0
+    # The most job instances one `mayuri run` may plan; counted before anything is expanded.
+    max_plan: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,7 @@ def load_settings(root: Path | None = None) -> Settings:
             gpus=sched.get("gpus", "all"),
             poll_interval=float(sched.get("poll_interval", 0.05)),
             kill_grace=float(sched.get("kill_grace", 10.0)),
+            max_plan=sched.get("max_plan", 100_000),
         ),
         key_env=key_env,
         gc=dict(data.get("gc", {})),

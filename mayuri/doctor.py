@@ -5,16 +5,26 @@ Checks SQLite's integrity and foreign keys, reclaims schedulers that died
 leases, warns about a large `-wal` file (a reader that never ends keeps it
 from being checkpointed) and about database files the group cannot write in
 a group-shared store. It never deletes runs or blobs and never prints.
+
+Before the store is opened the usual way (which writes), `examine` looks at
+the database file read-only: a lost or empty database over a full store
+(`--rebuild` re-indexes it, see store/rebuild.py), a deleted -wal, and
+SQLite's quick_check and integrity_check; a damaged database gets a
+recovered copy beside it and is replaced only with --yes.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from mayuri.config import Settings
 from mayuri.scheduler.recovery import recover
-from mayuri.store.db import Store
+from mayuri.store.db import DB_NAME, Store, database_empty, open_store, store_content
+from mayuri.store.db_file import integrity, replace_with, wal_trouble, write_recovered_copy
 from mayuri.store.perms import share_like_folder
 from mayuri.units import format_size
 
@@ -116,11 +126,101 @@ def _permissions(store: Store, report: DoctorReport) -> None:
                        f"should run `chmod g+rw {name}`.")
 
 
-def doctor(store: Store) -> DoctorReport:
-    """Check the store and repair what is safe."""
-    report = DoctorReport()
+def doctor(store: Store, report: DoctorReport | None = None) -> DoctorReport:
+    """Check the store and repair what is safe (only look, in a read-only store)."""
+    report = report or DoctorReport()
     _integrity(store, report)
+    if store.read_only:
+        report.add("read-only", "warning", "the store is read-only for you: checked, nothing repaired")
+        return report
     _recovery(store, report)
     _wal(store, report)
     _permissions(store, report)
     return report
+
+
+def _rebuild(settings: Settings, yes: bool, report: DoctorReport) -> None:
+    from mayuri.store.rebuild import rebuild_store
+
+    done = rebuild_store(settings.store.path, allow_network_fs=settings.store.allow_network_fs,
+                         busy_timeout=settings.store.busy_timeout, yes=yes)
+    if done.kept_aside is not None:
+        report.add("rebuild", "repaired", f"the old database is kept as {done.kept_aside.name}")
+    report.add("rebuild", "repaired", f"re-indexed {done.whole} run(s) from their run.json and "
+               f"{done.blobs} blob(s); metric points are not kept in run folders (their summaries are)")
+    if done.partial:
+        report.add("rebuild", "warning",
+                   f"{len(done.partial)} run folder(s) had no run.json: recorded as orphaned runs of experiment "
+                   "'(rebuilt)' with their params and outputs only: " + ", ".join(r[:8] for r in done.partial[:10]))
+
+
+def _wal_lost(db_path: Path, report: DoctorReport) -> bool:
+    trouble = wal_trouble(db_path)
+    if trouble is None:
+        return False
+    where = ", ".join(f"pid {pid}" for pid, _ in trouble.holders)
+    if trouble.holders:
+        pid, fd = trouble.holders[0]
+        report.add("wal", "problem",
+                   f"{db_path.name}-wal was deleted while {where} still use it: committed changes live only in "
+                   f"that deleted file and are lost when they exit. Before they do: stop new writers, then "
+                   f"`cp /proc/{pid}/fd/{fd} {db_path}-wal`. The store was not opened.")
+    else:
+        report.add("wal", "problem",
+                   f"{db_path.name}-wal is missing or shorter than its index says ({trouble.frames} committed "
+                   f"frames): it was deleted or truncated while the store was in use, and those changes are "
+                   "lost. Restore mayuri.db* from a backup, or accept the loss by removing "
+                   f"{db_path.name}-shm. The store was not opened.")
+    return True
+
+
+def _damaged(db_path: Path, yes: bool, report: DoctorReport) -> bool:
+    quick, full = integrity(db_path)
+    if quick == ["ok"] and full == ["ok"]:
+        return False
+    # With --yes the damaged file is replaced below: what it said is then history, not a problem left.
+    level = "repaired" if yes else "problem"
+    report.add("integrity", level, "PRAGMA quick_check: " + "; ".join(quick[:5]))
+    report.add("integrity", level, "PRAGMA integrity_check: " + "; ".join(full[:5]))
+    try:
+        copy, how = write_recovered_copy(db_path)
+    except OSError as exc:
+        report.add("recovery", "problem", f"could not write a recovered copy beside it ({exc.strerror})")
+        return True
+    share_like_folder(copy, db_path.parent)
+    if not yes:
+        report.add("recovery", "warning",
+                   f"wrote a recovered copy as {copy.name} ({how}); the original is untouched. Check it "
+                   f"(`mayuri doctor` on a copy), then `mayuri doctor --yes` puts it in place.")
+        return True
+    if integrity(copy) != (["ok"], ["ok"]):
+        report.add("recovery", "problem", f"the recovered copy {copy.name} is damaged too; the original is untouched")
+        return True
+    kept = replace_with(db_path, copy, time.strftime("%Y%m%d-%H%M%S"))
+    report.add("recovery", "repaired", f"replaced the database with a recovered copy ({how}); "
+               f"the damaged one is kept as {kept.name}")
+    return False
+
+
+def examine(settings: Settings, *, rebuild: bool = False, yes: bool = False) -> DoctorReport:
+    """`mayuri doctor`: the database file first (read-only), then the store itself."""
+    report = DoctorReport()
+    root = settings.store.path
+    db_path = root / DB_NAME
+    if rebuild:
+        _rebuild(settings, yes, report)
+    elif database_empty(db_path):
+        folders, blobs = store_content(root)
+        if folders or blobs:
+            report.add("database", "problem",
+                       f"the database is missing (or empty) but the store holds {folders} run folders and "
+                       f"{blobs} blobs: restore mayuri.db from a backup, or run `mayuri doctor --rebuild`.")
+            return report
+    elif _wal_lost(db_path, report) or _damaged(db_path, yes, report):
+        return report
+    store = open_store(root, allow_network_fs=settings.store.allow_network_fs,
+                       busy_timeout=settings.store.busy_timeout)
+    try:
+        return doctor(store, report)
+    finally:
+        store.close()

@@ -9,6 +9,7 @@ import tomlkit
 
 from mayuri.config import CONFIG_NAME, load_settings
 from mayuri.store import open_store
+from mayuri.store.db import DB_NAME, database_empty, store_content
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class InitResult:
     created_config: bool
     # The .gitignore that now lists the store (None: not a git repository, store outside it, or listed already).
     gitignore: Path | None = None
+    # (run folders, blobs) that a database made by this init does not index (a lost database).
+    unindexed: tuple[int, int] = (0, 0)
 
 
 def default_config(name: str) -> tomlkit.TOMLDocument:
@@ -79,14 +82,19 @@ def init_project(root: Path) -> InitResult:
         root.mkdir(parents=True, exist_ok=True)
         config.write_text(tomlkit.dumps(default_config(root.name)), encoding="utf-8")
     settings = load_settings(root)
+    lost = database_empty(settings.store.path / DB_NAME)
+    unindexed = store_content(settings.store.path) if lost else (0, 0)
     store = open_store(
         settings.store.path,
         allow_network_fs=settings.store.allow_network_fs,
         busy_timeout=settings.store.busy_timeout,
+        # `mayuri init` may make the database even over a store with history (the user asked for it;
+        # the command warns, and gc distrusts a database younger than the run folders).
+        fresh=True,
     )
     store.close()
     return InitResult(config=config, store=settings.store.path, created_config=created,
-                      gitignore=ignore_store(root, settings.store.path))
+                      gitignore=ignore_store(root, settings.store.path), unindexed=unindexed)
 
 
 def _git_top(folder: Path) -> Path | None:

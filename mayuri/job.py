@@ -30,6 +30,7 @@ PARAMS_FILE = "params.json"
 OUTPUTS_FILE = "outputs.json"
 # What `mayuri.init(params=...)` gave inside a job: the params as the script sees them.
 SCRIPT_PARAMS_FILE = "script_params.json"
+OUTPUTS_LOCK = ".outputs.lock"
 CHECKPOINTS_DIR = "checkpoints"
 
 
@@ -122,19 +123,29 @@ def output(name: str, value: Any) -> None:
     if _outside("output"):
         return
     run_dir = current_run().dir
-    values = read_outputs(run_dir)
-    values[name] = value
-    _write_json(run_dir, OUTPUTS_FILE, values)
+    # Imported here: they cost start-up time for every `import mayuri`.
+    import fcntl
+
+    # Several processes of one job (fork or spawn workers, threads) may set outputs at once: each
+    # read-modify-write holds an exclusive lock, or one would drop what another had just added.
+    lock = os.open(run_dir / OUTPUTS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        values = read_outputs(run_dir)
+        values[name] = value
+        _write_json(run_dir, OUTPUTS_FILE, values)
+    finally:
+        os.close(lock)
 
 
 def _write_json(run_dir: Path, name: str, value: Any) -> None:
-    import tempfile  # costs start-up time for every `import mayuri`; needed only here
+    from mayuri.store.perms import (
+        write_text_atomically,  # loads the store's helpers only when needed
+    )
 
-    # Written whole to a temporary name and renamed: a crash never leaves half a file.
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{name}-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, sort_keys=True)
-    os.replace(tmp, run_dir / name)
+    # Written whole to a temporary name and renamed (a crash never leaves half a file), with the
+    # mode a plain create would give it (mkstemp's 0600 would hide it from a shared store's group).
+    write_text_atomically(run_dir / name, json.dumps(value, sort_keys=True))
 
 
 class MetricValueError(MayuriError, TypeError):
@@ -155,7 +166,21 @@ def _open_buffer() -> MetricBuffer | None:
     with _buffer_lock:
         if _buffer is None:
             _buffer = MetricBuffer(run.id, run.store)
+            _close_in_worker()
         return _buffer
+
+
+def _close_in_worker() -> None:
+    # A forked multiprocessing worker ends with os._exit(), which skips atexit:
+    # its own exit hooks (util.Finalize) are what still runs, so the points go there.
+    # (Asked at the first log, not at fork: the parent may not have imported this module yet.)
+    import sys
+
+    processing = sys.modules.get("multiprocessing")
+    if processing is not None and processing.parent_process() is not None:
+        from multiprocessing import util
+
+        util.Finalize(None, _close_buffer, exitpriority=100)
 
 
 def _scalar(key: str, value: Any) -> float:

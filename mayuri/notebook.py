@@ -125,7 +125,7 @@ class Run:
 
     def artifact(self, name: str) -> Path:
         """A path to artifact `name` as real files (a file, or a folder for folders and checkpoints)."""
-        return materialize(self._store, self.id, self.run_dir, name)
+        return materialize(self._store, self.id, name)
 
 
 def _open(store: str | os.PathLike[str] | None) -> Store:

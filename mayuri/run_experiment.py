@@ -19,6 +19,7 @@ from mayuri.scheduler.events import Reporter
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner
 from mayuri.scheduler.reduction import ShardValues, shard_values
 from mayuri.store import Store, open_project_store
+from mayuri.store.db import StoreReadOnly
 from mayuri.store.perms import share_umask
 from mayuri.store.records import RunOrigin
 
@@ -66,8 +67,16 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     if request.tests and not only:
         raise ExperimentError("the file has no tests.", path=path, hint="Add a `tests:` section with `expect`.")
     instances = shard_instances(expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds,
-                                       configs=settings.configs), settings.root)
+                                       configs=settings.configs, max_plan=settings.scheduler.max_plan),
+                                settings.root)
     store = open_project_store(settings)
+    if store.read_only and not request.dry_run:
+        store.close()
+        raise StoreReadOnly(
+            "the store is read-only for you: `mayuri run` records its runs there and cannot.",
+            path=store.root,
+            hint="`--dry-run` shows the plan; to run, use a store you may write ([store] path in mayuri.toml).",
+        )
     try:
         planner = Planner(store, settings, spec.name, instances, reporter,
                           force=request.force, dry_run=request.dry_run,

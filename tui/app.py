@@ -84,6 +84,9 @@ class MayuriApp(App[None]):
             self.notify(f"The store had schema version {before}; it was upgraded to {schema_version()} "
                         "(as every mayuri command does). Older Mayuri versions can no longer open it.",
                         title="store upgraded", timeout=10)
+        if store.read_only:
+            self.notify("You may read this store but not write it: browsing works; cancel and rerun do not.",
+                        title="read-only store", timeout=10)
         return store
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

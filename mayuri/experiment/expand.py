@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 from mayuri.errors import ExperimentError
 from mayuri.experiment.config_groups import Groups, groups_of, merge_under
 from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text
+from mayuri.experiment.limits import check_launchable, check_plan_size, grid_size
 from mayuri.experiment.overrides import Override, del_dotted, flat_params, has_dotted, set_dotted
 from mayuri.experiment.spec import ExperimentSpec, JobSpec
-from mayuri.experiment.sweeps import sweep_points
+from mayuri.experiment.sweeps import sweep_axes, sweep_points
 from mayuri.hashing import hash_structure
 from mayuri.suggest import did_you_mean
 
@@ -294,8 +295,10 @@ def expand(
     only: Sequence[str] = (),
     kinds: Sequence[str] = ("job",),
     configs: Path | None = None,
+    max_plan: int | None = None,
 ) -> list[JobInstance]:
-    """The job instances of an experiment, in dependency order (`configs`: the config groups' folder)."""
+    """The job instances of an experiment, in dependency order (`configs`: the config groups' folder;
+    at most `max_plan` of them)."""
     groups = groups_of(spec, configs, overrides)
     check_overrides(spec, overrides, groups)
     for name in only:
@@ -303,12 +306,31 @@ def expand(
             raise ExperimentError(f"--only {name}: no such job — {did_you_mean(name, spec.jobs)}", path=spec.path)
     order = _order(spec)
     wanted = _needed(spec, list(only) or [n for n in order if spec.jobs[n].kind in kinds])
+    if max_plan is not None:
+        _check_size(spec, [n for n in order if n in wanted], overrides, user_overrides or {}, groups, max_plan)
     instances: dict[str, list[JobInstance]] = {}
     for name in order:
         if name not in wanted:
             continue
         instances[name] = _expand_job(spec.jobs[name], instances, overrides, user_overrides or {}, groups)
     return [inst for name in order if name in instances for inst in instances[name]]
+
+
+def _check_size(spec: ExperimentSpec, order: list[str], overrides: Sequence[Override],
+                user: Mapping[str, Any], groups: Groups | None, limit: int) -> None:
+    """Count the instances the plan would make, without making them, and refuse too many."""
+    counts: dict[str, int] = {}
+    axes: dict[str, dict[str, int]] = {}
+    for name in order:
+        job = spec.jobs[name]
+        cli_sweeps = _apply_overrides(job, user, overrides, groups).sweeps
+        try:
+            axes[name] = sweep_axes({**job.sweep, **cli_sweeps})
+        except ExperimentError as exc:
+            raise _error(job, f"job '{job.name}': {exc.message}", exc.hint) from None
+        fan_out = 1 if job.gather else grid_size(counts[dep.upstream] for dep in job.depends_on)
+        counts[name] = grid_size(axes[name].values()) * fan_out
+    check_plan_size(counts, spec.jobs, axes, limit)
 
 
 def _needed(spec: ExperimentSpec, roots: list[str]) -> set[str]:
@@ -393,6 +415,7 @@ def _instance(
         params[name] = _resolving(job, f"params.{name}", functools.partial(interp.param, name))
     command = _resolving(job, "run", lambda: _command(job, interp))
     env = _resolving(job, "env", lambda: {k: as_text(interp.resolve(v)) for k, v in job.env.items()})
+    check_launchable(job, params, command, env)
     named = command
     command = _with_interpreter(job, command)
     key = job.name + (f"[{_label(label_point)}]" if label_point else "")

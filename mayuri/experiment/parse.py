@@ -16,6 +16,7 @@ from typing import Any
 from mayuri.errors import ExperimentError
 from mayuri.experiment import sources
 from mayuri.experiment.expectations import parse_expectation
+from mayuri.experiment.limits import MAX_PIPELINE_DEPTH
 from mayuri.experiment.plain import to_plain, type_name
 from mayuri.experiment.shard_keys import parse_reduce, parse_shards
 from mayuri.experiment.spec import Dependency, ExperimentSpec, JobSpec, Where
@@ -119,6 +120,9 @@ def _load_with_extends(path: Path, chain: tuple[Path, ...], text: str | None = N
             raise reader.fail(f"'extends' loop: {loop}.", data, hint="Remove one of the extends.")
         if not base_path.is_file():
             raise reader.fail(f"'extends' file not found: {base}.", data, hint=f"Paths are relative to {path.parent}.")
+        if len(chain) >= MAX_PIPELINE_DEPTH:
+            raise reader.fail(f"'extends' files nest more than {MAX_PIPELINE_DEPTH} deep.", data, "extends",
+                              hint="Flatten the chain: extend fewer files, each with more in it.")
         data = _merge(_load_with_extends(base_path, (*chain, sources.resolve(path))), data)
     return data
 
@@ -380,6 +384,12 @@ def _inline(step: JobSpec, defaults: dict[str, Any], chain: tuple[Path, ...]) ->
         loop = " -> ".join(p.name for p in (*chain, step.pipeline))
         raise ExperimentError(f"pipelines include each other in a loop: {loop}.", path=step.where.path,
                               line=step.where.line, column=step.where.column)
+    if len(chain) >= MAX_PIPELINE_DEPTH:
+        raise ExperimentError(
+            f"pipeline files nest more than {MAX_PIPELINE_DEPTH} deep ({chain[0].name} -> {chain[1].name} -> ... "
+            f"-> {step.pipeline.name}).", path=step.where.path, line=step.where.line, column=step.where.column,
+            hint="Flatten the pipeline: list the inner jobs in fewer files.",
+        )
     sub = _parse(step.pipeline, None, (*chain, step.pipeline))
     if sub.defaults:
         where = next(iter(sub.defaults_where.values()))

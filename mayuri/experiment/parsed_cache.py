@@ -16,6 +16,7 @@ Keeping an entry never fails the command.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -126,7 +127,9 @@ def _keep(entry_path: Path, store_root: Path, path: Path, seen: sources.Sources,
         share_like_folder(temporary, store_root)
         os.replace(temporary, entry_path)
     except OSError:
-        temporary.unlink(missing_ok=True)
+        # A cache only: a store we may not write (read-only snapshot) just keeps none.
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 def _encode(value: Any) -> Any:

@@ -74,3 +74,8 @@ def sweep_points(sweep: dict[str, Any]) -> list[dict[str, Any]]:
             point.update(part)
         points.append(point)
     return points or [{}]
+
+
+def sweep_axes(sweep: dict[str, Any]) -> dict[str, int]:
+    """The number of values of each axis of a sweep (the grid is their product), without making points."""
+    return {key: len(_axis(key, spec)) for key, spec in sweep.items()}

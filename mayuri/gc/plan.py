@@ -29,6 +29,7 @@ from mayuri.gc.safe_fs import (
     usage,
 )
 from mayuri.gc.select import FAILED_STATES, Sizes, choose_runs
+from mayuri.gc.trust import distrust
 from mayuri.store.db import DB_NAME, Store
 from mayuri.store.gc_queries import (
     GcRun,
@@ -83,6 +84,8 @@ class GcPlan:
     metric_runs: list[str] = field(default_factory=list)
     metric_points: int = 0
     vacuum_bytes: int = 0
+    # Why leftover folders and unreferenced blobs are kept this time (see gc/trust.py), if they are.
+    leftovers_withheld: str | None = None
 
     def categories(self) -> list[tuple[str, int, int]]:
         """(category, items, bytes) in the order the plan table shows them."""
@@ -130,6 +133,7 @@ class GcPlan:
             "leftover_folders": [{"name": n, "bytes": b} for n, b in self.leftover_folders],
             "purge": self.purge,
             "metric_points": self.metric_points,
+            "leftovers_withheld": self.leftovers_withheld,
         }
 
 
@@ -170,10 +174,11 @@ def plan_gc(store: Store, policy: Policy, explicit: set[str] | None = None) -> G
     def young(sha: str) -> bool:
         return max(on_disk[sha][1], registered.get(sha, (0, 0.0))[1]) >= fresh_after
 
+    withheld = distrust(store, root, by_id) if explicit is None else None
     # `cache rm` frees the runs it names and what only they used, not the store's other garbage.
     garbage = (
         []
-        if explicit is not None
+        if explicit is not None or withheld
         else [sha for sha in on_disk if not refs.get(sha) and sha not in held and not young(sha)]
     )
     all_temps = list(temp_files(root))
@@ -232,7 +237,8 @@ def plan_gc(store: Store, policy: Policy, explicit: set[str] | None = None) -> G
         if sha in on_disk and owners <= chosen and sha not in held and not young(sha)
     ]
     plan.blobs = [(sha, on_disk[sha][0]) for sha in sorted(set(garbage) | set(freed_by_runs))]
-    plan.leftover_folders = _leftovers(root, by_id, fresh_after) if explicit is None else []
+    plan.leftover_folders = _leftovers(root, by_id, fresh_after) if explicit is None and not withheld else []
+    plan.leftovers_withheld = withheld
     tombstones = [r for r in runs if r.collected and _matches(r, policy, now)]
     if policy.purge:
         plan.purge = [

@@ -62,6 +62,8 @@ def plan_table(plan: GcPlan, limit: int = 20) -> Group:
         for why, count in reasons.most_common():
             kept.add_row(why, str(count))
         parts.extend([Text(""), kept])
+    if plan.leftovers_withheld:
+        parts.append(Text(f"\nleftovers kept: {plan.leftovers_withheld}", style="bold yellow"))
     if plan.empty:
         parts.append(
             Text(

@@ -36,6 +36,9 @@ HOST_OOM = re.compile(
     re.MULTILINE,
 )
 
+# A blob write that filled the store's disk (mayuri.store.blobs.StoreFull), or any ENOSPC in the job.
+DISK_FULL = re.compile(r"no space left on the device holding the store|\[Errno 28\] No space left on device")
+
 
 def stderr_tail(path: Path, start: int = 0) -> str:
     """The last part of an attempt's stderr (from byte `start`, where this attempt began)."""
@@ -97,6 +100,8 @@ def classify(code: int, tail: str, *, oom_kills_before: int | None, oom_kills_af
         return "host_oom_suspected", "killed by SIGKILL (likely the host's OOM killer)"
     if HOST_OOM.search(tail):
         return "host_oom", "ran out of host memory"
+    if DISK_FULL.search(tail):
+        return "disk_full", "no space left on the device holding the store (or the job's output folder)"
     if code < 0:
         try:
             name = signal.Signals(-code).name

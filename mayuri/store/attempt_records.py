@@ -21,6 +21,7 @@ from typing import Any
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
 from mayuri.store.records import NewRun, RunClose, close_run_rows, insert_run_rows
+from mayuri.store.run_manifest import write_manifests
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ def record_ends(store: Store, scheduler_id: str, records: Sequence[EndRecord]) -
         now = time.time()
         for record in records:
             _end_rows(conn, record, now)
+    # After the commit: each closed run's folder gets its records, for `doctor --rebuild`.
+    write_manifests(store, [r.run_id for r in records if r.close is not None])
     return True
 
 

@@ -7,15 +7,18 @@ blob is always whole (RELIABILITY.md decision 8).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
 
+from mayuri.errors import StoreError
 from mayuri.hashing import file_digest_path
 from mayuri.store.db import Store
-from mayuri.store.perms import make_dirs, share_like_folder
+from mayuri.store.perms import make_dirs
 
 
 def blob_path(store: Store, digest: str) -> Path:
@@ -31,13 +34,37 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class StoreFull(StoreError):
+    """The device holding the store ran out of space (or a file size limit) while a blob was written."""
+
+
+def _full(store: Store, exc: OSError) -> StoreFull:
+    return StoreFull(
+        f"no space left on the device holding the store ({exc.strerror}); the blob being written was removed.",
+        path=store.root,
+        hint="Free some space (`mayuri gc`, `df -h`), then run again: finished runs are kept and reused.",
+    )
+
+
 def _copy_in(store: Store, source: Path) -> tuple[str, int]:
+    try:
+        return _copy(store, source)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise _full(store, exc) from exc
+        raise
+
+
+def _copy(store: Store, source: Path) -> tuple[str, int]:
     folder = make_dirs(store.blobs / "tmp", store.root)
+    # Never through a link (it could publish a file from anywhere), never more readable than the source.
+    src_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    mode = stat.S_IMODE(os.fstat(src_fd).st_mode) & 0o444
     handle = tempfile.NamedTemporaryFile(dir=folder, prefix="blob-", delete=False)
     hasher = hashlib.sha512()
     size = 0
     try:
-        with handle, open(source, "rb") as src:
+        with handle, open(src_fd, "rb") as src:
             while chunk := src.read(1 << 20):
                 hasher.update(chunk)
                 handle.write(chunk)
@@ -52,9 +79,8 @@ def _copy_in(store: Store, source: Path) -> tuple[str, int]:
             os.unlink(handle.name)
         else:
             make_dirs(final.parent, store.root)
-            os.chmod(handle.name, 0o444)
+            os.chmod(handle.name, mode)
             os.replace(handle.name, final)
-            share_like_folder(final, store.root)
             _fsync_dir(final.parent)
     except BaseException:
         if os.path.exists(handle.name):

@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,14 @@ class StoreLocked(StoreError):
     """
 
 
+class StoreReadOnly(StoreError):
+    """A write was asked of a store opened read-only."""
+
+
+class DatabaseLost(StoreError):
+    """mayuri.db is missing or empty while the store still holds run folders or blobs."""
+
+
 def _translate(exc: Exception, path: Path) -> StoreError:
     text = str(exc)
     if any(word in text for word in _LOCKED):
@@ -71,8 +80,8 @@ def _translate(exc: Exception, path: Path) -> StoreError:
         )
     if "full" in text or "I/O error" in text:
         return StoreError(
-            f"the store could not be written ({text}): the disk may be full, failing, or over a "
-            "file size limit. The write was rolled back.",
+            f"the store could not be written ({text}): no space left on the device holding the store, "
+            "or it is failing, or over a file size limit. The write was rolled back.",
             path=path,
             hint="Free some space (`mayuri gc`, `df -h`), then run the command again.",
         )
@@ -101,17 +110,25 @@ def store_errors(path: Path) -> Iterator[None]:
 class _StoreDatabase(peewee.SqliteDatabase):
     """A SqliteDatabase whose failing statements raise StoreError, for readers and writers alike."""
 
+    # The database file, for messages (`database` is a URI for a read-only store).
+    store_path: Path | None = None
+
     def execute_sql(self, sql: str, params: Any = None) -> Any:
-        with store_errors(Path(self.database)):
+        with store_errors(self.store_path or Path(self.database)):
             return super().execute_sql(sql, params)
 
 
 @dataclass
 class Store:
-    """An open store: the database plus the folders for blobs and run folders."""
+    """An open store: the database plus the folders for blobs and run folders.
+
+    `read_only`: opened for reading only (a snapshot, a teammate's store you
+    may not write); every write is refused with one clear line.
+    """
 
     root: Path
     db: peewee.SqliteDatabase
+    read_only: bool = False
 
     @property
     def blobs(self) -> Path:
@@ -125,6 +142,16 @@ class Store:
     def db_path(self) -> Path:
         return self.root / DB_NAME
 
+    def require_writable(self, command: str = "this command") -> None:
+        """Refuse (StoreReadOnly, exit 2) when the store was opened read-only."""
+        if self.read_only:
+            raise StoreReadOnly(
+                f"the store is read-only for you, and {command} writes to it.",
+                path=self.root,
+                hint="Reading commands (runs, show, logs, diff, cache ls, tui) work on it; to write, "
+                "ask its owner for group write access, or copy it somewhere you may write.",
+            )
+
     @contextlib.contextmanager
     def write(self, wait: float | None = None) -> Iterator[Any]:
         """A write transaction (BEGIN IMMEDIATE; a savepoint when nested): the only way code writes.
@@ -132,6 +159,7 @@ class Store:
         `wait` shortens the busy timeout for this transaction, for a write that
         is worth doing only if the store is free now (StoreLocked otherwise).
         """
+        self.require_writable()
         with store_errors(self.db_path), self._waiting(wait):
             try:
                 with self.db.atomic("IMMEDIATE") as transaction:
@@ -329,20 +357,135 @@ def _check_filesystem(root: Path, allow_network_fs: bool) -> bool:
     return network
 
 
+def store_content(root: Path) -> tuple[int, int]:
+    """(run folders, blobs) on disk in the store at `root`: the history a database indexes."""
+    from mayuri.gc.safe_fs import blob_files, run_folder_names
+
+    try:
+        return sum(1 for _ in run_folder_names(root)), sum(1 for _ in blob_files(root))
+    except OSError:
+        return 0, 0
+
+
+def database_empty(db_path: Path) -> bool:
+    """Whether mayuri.db is missing, or 0 bytes with no -wal content (a stray `> mayuri.db`)."""
+    try:
+        if os.stat(db_path).st_size > 0:
+            return False
+    except FileNotFoundError:
+        return True
+    try:
+        return os.stat(str(db_path) + "-wal").st_size == 0
+    except FileNotFoundError:
+        return True
+
+
+def refuse_lost_database(root: Path) -> None:
+    """Raise DatabaseLost when the store holds history that a new, empty database would hide.
+
+    A fresh database over full runs/ and blobs/ would show "no runs yet" and
+    let gc take every run folder and blob as leftovers: never make one there.
+    """
+    folders, blobs = store_content(root)
+    if folders or blobs:
+        raise DatabaseLost(
+            f"the database is missing (or empty) but the store holds {folders} run folders and "
+            f"{blobs} blobs.",
+            path=root / DB_NAME,
+            hint="Restore mayuri.db from a backup, or run `mayuri doctor --rebuild` to re-index the store "
+            "from its run folders and blobs. Nothing was changed.",
+        )
+
+
+def _writable(root: Path, db_path: Path) -> bool:
+    # Root ignores permission bits, but not a read-only mount: ask both.
+    try:
+        if os.statvfs(root).f_flag & os.ST_RDONLY:
+            return False
+    except OSError:
+        return True
+    # The effective ids (and capabilities) decide what this process may do, as the kernel does on open.
+    effective = os.access in os.supports_effective_ids
+    if not os.access(root, os.W_OK | os.X_OK, effective_ids=effective):
+        return False
+    return not db_path.exists() or os.access(db_path, os.W_OK, effective_ids=effective)
+
+
+def read_only_uri(db_path: Path) -> str:
+    """The `file:` URI of the database, for SQLite's `mode=ro` or `immutable=1` parameters."""
+    return "file:" + urllib.parse.quote(str(db_path.resolve()))
+
+
+def _open_read_only(root: Path, db_path: Path, busy_timeout: float) -> Store:
+    """Open a store this process may not write: SQLite's read-only mode, immutable where it needs that.
+
+    A WAL database on a read-only folder cannot have its -shm made, so SQLite
+    can read it only as immutable; that is exact when no -wal content is left
+    behind (a clean snapshot), and the only way left otherwise.
+    """
+    if database_empty(db_path):
+        refuse_lost_database(root)
+        raise StoreError(
+            "no store here, and the folder is read-only for you.",
+            path=db_path,
+            hint="Check `[store] path` in mayuri.toml; a store is created by `mayuri init` where you may write.",
+        )
+    uri = read_only_uri(db_path)
+    last: Exception | None = None
+    for mode in ("?mode=ro", "?immutable=1"):
+        db = _StoreDatabase(uri + mode, uri=True, timeout=busy_timeout, check_same_thread=False,
+                            pragmas={"foreign_keys": 1, "cache_size": -16000, "query_only": 1})
+        db.store_path = db_path
+        try:
+            with store_errors(db_path):
+                db.connect()
+                version, applied, _ = _schema_state(db)
+        except StoreError as exc:
+            db.close()
+            last = exc
+            continue
+        if applied is None or version < schema_version():
+            db.close()
+            raise StoreError(
+                "this read-only store was made by an older Mayuri and needs an upgrade that cannot be written.",
+                path=db_path, hint="Ask its owner to run any `mayuri` command on it once; nothing was changed.",
+            )
+        wal = Path(str(db_path) + "-wal")
+        unseen = mode == "?immutable=1" and wal.exists() and wal.stat().st_size > 0
+        log.warning("notice: the store is read-only for you (%s); reading only, nothing will be recorded.%s", root,
+                    " Its -wal file holds changes SQLite cannot read from a read-only folder: the latest records "
+                    "may be missing (copy the store somewhere writable to see them)." if unseen else "")
+        database_proxy.initialize(db)
+        return Store(root=root, db=db, read_only=True)
+    assert last is not None
+    raise last
+
+
 def open_store(
     root: Path,
     *,
     allow_network_fs: bool = False,
     busy_timeout: float = 30.0,
     create: bool = True,
+    fresh: bool = False,
 ) -> Store:
-    """Open (and create or upgrade when needed) the store at `root`."""
+    """Open (and create or upgrade when needed) the store at `root`.
+
+    The database is made only in a store with no history (no run folders, no
+    blobs), or with `fresh` (`mayuri init`, `doctor --rebuild`). A store this
+    process cannot write opens read-only.
+    """
     root = Path(root)
     db_path = root / DB_NAME
-    if not create and not db_path.exists():
+    empty = database_empty(db_path)
+    if not create and empty:
         raise StoreError(
             "no store here yet.", path=db_path, hint="Run `mayuri init`, or `mayuri run` an experiment."
         )
+    if root.is_dir() and not _writable(root, db_path):
+        return _open_read_only(root, db_path, busy_timeout)
+    if empty and not fresh:
+        refuse_lost_database(root)
     try:
         if not root.is_dir():
             make_dirs(root, root.parent if root.parent.exists() else root)
@@ -371,6 +514,9 @@ def open_store(
             db.connect()
             # Refuse a store we must not touch before anything (even the journal mode) changes.
             pending = _pending(db, db_path)
+            if not fresh and len(pending) == len(_migration_names()):
+                # A database with no schema at all (not just 0 bytes) over a full store.
+                refuse_lost_database(root)
             _set_journal_mode(db, "delete" if network else "wal", deadline)
             if pending:
                 _migrate(db, db_path)
@@ -386,7 +532,7 @@ def open_store(
     return Store(root=root, db=db)
 
 
-__all__ = ["MODELS", "Store", "StoreLocked", "open_store", "schema_version", "store_errors"]
+__all__ = ["MODELS", "DatabaseLost", "Store", "StoreLocked", "StoreReadOnly", "open_store", "schema_version", "store_errors"]
 
 
 def open_project_store(settings: Settings) -> Store:

@@ -241,3 +241,9 @@ def job_exists(store: Store, job: str, experiment: str | None = None) -> bool:
         sql += " AND experiment.name = ?"
         args += (experiment,)
     return store.db.execute_sql(sql + " LIMIT 1", args).fetchone() is not None
+
+
+def database_created_at(store: Store) -> float | None:
+    """When the store's database was made (`store_meta`, migration 0011), or None if unknown."""
+    row = store.db.execute_sql("SELECT value FROM store_meta WHERE key = 'created_at'").fetchone()
+    return float(row[0]) if row else None

@@ -8,6 +8,7 @@ away, and it never changes files in a folder that is not group-writable.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -68,3 +69,38 @@ def share_umask(folder: Path) -> None:
         return
     current = os.umask(0)
     os.umask(current & ~0o070)
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (other threads may be creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `path` whole (temporary file, then rename) with the mode a plain create would give it.
+
+    A temporary file is made 0600 whatever the umask: left so, outputs.json
+    of a shared store would be private to the job's user.
+    """
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    share_like_folder(path, path.parent)

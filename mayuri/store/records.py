@@ -27,6 +27,7 @@ from mayuri.config import current_user
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
 from mayuri.store.models import Experiment
+from mayuri.store.run_manifest import write_manifests
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ def finish_run(
     close = RunClose(status, exit_code, error, fingerprint, tuple(closure), environment, outputs)
     with store.write():
         close_run_rows(store.db.connection(), run_id, close, time.time())
+    write_manifests(store, [run_id])
 
 
 def add_lineage(store: Store, child_id: str, parents: Mapping[str, str]) -> None:
@@ -267,6 +269,8 @@ def mark_run(store: Store, run_id: str, status: str, error: str | None = None) -
 
 def save_stat_cache(store: Store, rows: Iterable[tuple[str, int, int, int, int, int, str, int]]) -> None:
     """Remember (path, dev, ino, size, mtime_ns, ctime_ns, sha512, hashed_at_ns) of hashed files."""
+    if store.read_only:
+        return  # a cache only: a store we may not write just keeps none
     batch = list(rows)
     if not batch:
         return

@@ -6,14 +6,15 @@ atomically by `write_blobs`, then the artifact is recorded. Putting back
 hard-links the read-only blobs into `runs/<id>/artifacts/<name>` (a copy
 where links fail), so a notebook gets real file names.
 
-Must not: follow a symlinked folder (no loops, nothing outside the artifact),
-or write anywhere but blobs/ and the run's `artifacts/` folder.
+Must not: follow any symlink, saving (a link inside an artifact is refused)
+or putting back (folders are opened one by one with O_NOFOLLOW), or write
+anywhere but blobs/ and the run's `artifacts/` folder.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import stat
 import threading
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from mayuri.store.artifact_records import ArtifactError, check_relative, record_
 from mayuri.store.blobs import blob_path, write_blobs
 from mayuri.store.db import Store, open_store
 from mayuri.store.gc_records import hold_blobs, release_blobs
-from mayuri.store.perms import make_dirs
+from mayuri.store.safe_place import place_blob
 
 ARTIFACTS_DIR = "artifacts"
 
@@ -55,25 +56,47 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def _files_of(path: Path) -> list[tuple[str, Path]]:
-    """(relative path, absolute path) of every file in a folder; symlinked folders are not entered."""
+def _files_of(path: Path, name: str) -> list[tuple[str, Path]]:
+    """(relative path, absolute path) of every file in a folder; refuses any link inside it.
+
+    A link is never followed: it could publish a private file elsewhere (a
+    teammate's key, ~/.ssh) to the whole group, or loop.
+    """
     found = []
+    links: list[Path] = []
     for folder, dirs, files in os.walk(path):
         dirs.sort()
-        for name in sorted(files):
-            full = Path(folder) / name
-            if full.is_file():
+        links.extend(Path(folder) / d for d in dirs if os.path.islink(os.path.join(folder, d)))
+        for entry in sorted(files):
+            full = Path(folder) / entry
+            info = os.lstat(full)
+            if stat.S_ISLNK(info.st_mode):
+                links.append(full)
+            elif stat.S_ISREG(info.st_mode):
                 found.append((full.relative_to(path).as_posix(), full))
+    if links:
+        shown = ", ".join(f"{link.relative_to(path)} -> {os.readlink(link)}" for link in links[:3])
+        raise ArtifactError(
+            f"cannot save artifact {name!r}: it contains {len(links)} symbolic link(s) ({shown}); Mayuri "
+            "never follows a link inside an artifact.", path=path,
+            hint="Copy the files the links point to into the folder, or save them as artifacts of their own.",
+        )
     return found
 
 
 def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, kind: str | None) -> str:
     """Copy a file or folder into blobs/ (once per content) and record it as artifact `name`."""
     name = check_relative(path.name if name is None else name)
+    if path.is_symlink():
+        raise ArtifactError(
+            f"cannot save artifact {name!r}: {path} is a symbolic link (to {os.readlink(path)}); Mayuri never "
+            "follows links when saving.", path=path,
+            hint="Pass the real path (os.path.realpath(path)) if that is the file you mean to keep.",
+        )
     if path.is_file():
         entries, default_kind = [(path.name, path)], "file"
     elif path.is_dir():
-        entries, default_kind = _files_of(path), "dir"
+        entries, default_kind = _files_of(path, name), "dir"
     else:
         raise ArtifactError(
             f"cannot save artifact {name!r}: {path} is not a file or folder.", path=path,
@@ -93,40 +116,30 @@ def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, k
     return name
 
 
-def _place(source: Path, target: Path, store_root: Path) -> None:
-    make_dirs(target.parent, store_root)
-    temporary = target.with_name(f".{target.name}.mayuri-tmp")
-    if temporary.exists():
-        temporary.unlink()
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+def materialize(store: Store, run_id: str, name: str) -> Path:
+    """The artifact as real files under the run folder (made on first use); its path.
 
-
-def materialize(store: Store, run_id: str, run_dir: Path, name: str) -> Path:
-    """The artifact as real files under the run folder (made on first use); its path."""
+    Made only under `<store>/runs/<run id>/artifacts/`, folder by folder
+    without following a link (see `store/safe_place.py`), each file checked
+    against its digest: a run folder is writable by its job (and, in a
+    shared store, by teammates), so nothing in it is trusted.
+    """
     name = check_relative(name)
     found = artifact_files(store, run_id, name)
     if found is None:
         raise ArtifactError(f"run {run_id[:8]} has no artifact named {name!r}.",
                             hint="See its artifacts with `mayuri show RUN`.")
     kind, files = found
-    base = run_dir / ARTIFACTS_DIR / name
-    if kind == "file" and len(files) == 1:
-        targets = [(base, files[0])]
-    else:
-        targets = [(base / check_relative(f.relpath, "path inside the artifact"), f) for f in files]
-        make_dirs(base, store.root)
-    for target, file in targets:
-        if target.is_file() and target.stat().st_size == file.size:
-            continue
+    parts = ["runs", check_relative(run_id, "run id"), ARTIFACTS_DIR, *name.split("/")]
+    single = kind == "file" and len(files) == 1
+    for file in files:
         source = blob_path(store, file.sha512)
         if not source.is_file():
             raise ArtifactError(
                 f"artifact {name!r} of run {run_id[:8]}: the content of {file.relpath} is no longer "
                 "in the store (collected by gc).",
             )
-        _place(source, target, store.root)
-    return base
+        inner = [] if single else check_relative(file.relpath, "path inside the artifact").split("/")
+        where = [*parts, *inner]
+        place_blob(store.root, where[:-1], where[-1], source, file.sha512)
+    return store.root.joinpath(*parts)

@@ -38,3 +38,18 @@ async def test_a_store_of_an_older_schema_is_upgraded_with_a_message(project: Pr
         assert sorted(table.row_at(i).id for i in range(table.total)) == sorted(old_ids)  # type: ignore[union-attr]
         assert any("upgraded" in str(n.message) and "schema version 1" in str(n.message)
                    for n in app._notifications)
+
+
+async def test_a_read_only_store_is_browsed_with_a_notice(project: Project) -> None:
+    from tests.store.unix_users import read_only_mount
+
+    project.write("exp.yaml", "name: ro\njobs:\n  a: {run: python -c pass}\n")
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    with read_only_mount(project.root / ".mayuri"):
+        app = app_for(project.root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await runs_loaded(pilot)
+            assert screen.query_one(RunTable).total == 1
+            assert any("read-only" in str(n.title) for n in app._notifications)
+            await pilot.press("q")
+        app.store.close()
