@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mayuri.store import Store
 from mayuri.store.artifact_queries import ArtifactRow, artifacts_of
+from mayuri.store.coverage_queries import closure_coverage
 from mayuri.store.metric_queries import Summary, metric_summaries
 from mayuri.store.queries import (
     AttemptRow,
@@ -34,6 +35,8 @@ class RunDetail:
     downstream: list[LineageEdge]
     metrics: dict[str, Summary]
     artifacts: list[ArtifactRow]
+    # How the closure was learned and the untracked reads (see store/coverage_queries.py).
+    coverage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def logs(self) -> dict[str, str]:
@@ -59,6 +62,7 @@ class RunDetail:
                 "logs": self.logs,
                 "metrics": {key: summary.__dict__ for key, summary in self.metrics.items()},
                 "artifacts": [a.__dict__ for a in self.artifacts],
+                "closure_coverage": self.coverage,
             }
         )
         return data
@@ -71,7 +75,7 @@ def run_detail(store: Store, ref: str) -> RunDetail:
     closure = sorted(closures(store, [run.id]).get(run.id, []), key=lambda c: (c.role, c.path))
     metrics = metric_summaries(store, [run.id]).get(run.id, {})
     return RunDetail(run, attempts_of(store, run.id), closure, outputs_of(store, run.id), up, down,
-                     metrics, artifacts_of(store, run.id))
+                     metrics, artifacts_of(store, run.id), closure_coverage(store, run.id))
 
 
 @dataclass
@@ -99,6 +103,7 @@ class WhyBreakdown:
     env_key: dict[str, Any]
     env_key_now: dict[str, Any]
     recomputed: str
+    coverage: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +115,8 @@ class WhyBreakdown:
             "closure": [dict(e.__dict__, same=e.same) for e in self.closure],
             "env_key": self.env_key,
             "env_key_now": self.env_key_now,
+            "tracer": self.coverage.get("tracer"),
+            "untracked": self.coverage.get("untracked", []),
         }
 
 
@@ -134,6 +141,7 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
         env_key=env_then,
         env_key_now=env_now,
         recomputed=fingerprint(run.config_hash, run.upstream, current, env_now),
+        coverage=detail.coverage,
     )
 
 

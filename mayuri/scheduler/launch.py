@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.closure import closure_env
+from mayuri.closure.launch import tracer_library, with_tracer
 from mayuri.experiment.expand import JobInstance, upstream_name
 from mayuri.experiment.interpolate import Interpolator, as_text
 from mayuri.job import PARAMS_FILE
@@ -137,6 +138,9 @@ def plan_launch(
     env["MAYURI_ATTEMPT"] = str(attempt)
     env["MAYURI_PROJECT_ROOT"] = str(project_root)
     env.update(_closure_vars(env.get("PYTHONPATH"), project_root, store_root))
+    tracer = tracer_library()
+    if tracer is not None:
+        with_tracer(env, tracer)
     env[CLOSURE_DIR_VAR] = os.path.abspath(closure_dir)
     return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=closure_dir, attempt=attempt)
 

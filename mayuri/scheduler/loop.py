@@ -318,11 +318,13 @@ class Scheduler(Planner):
         recorded = self._patiently(lambda: record_attempt(
             self.store, self.settings.root, current, run_dir, active.launch.closure_dir,
             active.process.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
+            self.settings.cache_roots,
         ), [slot])
         close = RunClose(
             status, ended.code, error or recorded.note,
             fingerprint=recorded.fingerprint if status == "succeeded" else None,
             closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs,
+            closure_info=recorded.coverage,
         )
 
         def closed() -> None:
