@@ -62,6 +62,8 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     rdwr = os.O_RDWR
     creating = os.O_CREAT | os.O_TRUNC
 
+    # Set by the scheduler with the C tracer's preload (closure/launch.py `with_tracer`).
+    traced = "MAYURI_TRACER_SKIP" in os.environ
     root = normpath(root)
     prefix = root if root == "/" else root + "/"
     skip: set[str] = set()
@@ -202,12 +204,14 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         else:
             writing = "r" not in mode
         if writing:
-            if "/__pycache__/" not in path:
+            if "/__pycache__/" not in path and not traced:
                 emit(seen_written, "w", path)
             return
         if not path.endswith(code_suffixes):
             # Only code is loaded by the import system: no need for the frame.
-            emit_read(path)
+            # The C tracer, where it runs, records data reads with less work.
+            if not traced:
+                emit_read(path)
             return
         try:
             caller = getframe(2).f_code.co_filename
