@@ -10,6 +10,8 @@ excluded folders) and separates code, inputs and listings.
 from __future__ import annotations
 
 import os
+import shutil
+import struct
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ class Closure:
     opened: Mapping[str, Identity] = field(default_factory=dict)
     # Absolute paths read outside the project and `[cache] roots` (not the interpreter's).
     untracked: tuple[str, ...] = ()
+    # Statically linked programs the job ran: the tracer could not see what they read.
+    unseen: tuple[str, ...] = ()
 
 
 def read_records(closure_dir: Path) -> Iterator[tuple[str, int, str]]:
@@ -210,6 +214,34 @@ def _source_of(path: str) -> str:
     return path
 
 
+def static_program(command: Sequence[str] | str, root: Path, search_path: str | None) -> str | None:
+    """The real path of the program a job's command runs when it is statically linked, else None.
+
+    The scheduler starts that program itself, so the tracer's exec wrapper
+    never looks at it; its children are checked by the tracer.
+    """
+    if isinstance(command, str) or not command:
+        return None  # run through the shell, a dynamic program whose execs the tracer checks
+    program = command[0]
+    found = os.path.join(root, program) if "/" in program else shutil.which(program, path=search_path)
+    if found is None:
+        return None
+    try:
+        with open(found, "rb") as file:
+            header = file.read(64)
+            if header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+                return None  # not a 64-bit little-endian ELF program: left alone
+            phoff, = struct.unpack_from("<Q", header, 32)
+            phentsize, phnum = struct.unpack_from("<HH", header, 54)
+            for index in range(min(phnum, 256)):
+                file.seek(phoff + index * phentsize)
+                if struct.unpack("<I", file.read(4))[0] == 3:  # PT_INTERP: a dynamic program
+                    return None
+    except (OSError, struct.error, IndexError):
+        return None
+    return os.path.realpath(found)
+
+
 def _identity(text: str) -> Identity | None:
     fields = text.split(",")
     if len(fields) != 5 or not all(f.lstrip("-").isdigit() for f in fields):
@@ -230,6 +262,7 @@ def collect_closure(
     listings: set[str] = set()
     modules: set[str] = set()
     untracked: set[str] = set()
+    unseen: set[str] = set()
     for kind, when, value in read_records(closure_dir):
         if kind == "m":
             if value:
@@ -242,7 +275,9 @@ def collect_closure(
             identity = _identity(value[:cut]) if cut > 0 else None
             value = value[cut:] if cut >= 0 else value
             kind = "r"
-        elif kind == "e":
+        elif kind in ("e", "S"):
+            if kind == "S":
+                unseen.add(os.path.realpath(value))
             kind = "r"  # the program a process runs is read like a file
         elif kind not in ("c", "r", "w", "l", "p"):
             continue
@@ -282,5 +317,5 @@ def collect_closure(
     return Closure(
         frozenset(code), frozenset(inputs), frozenset(listings), frozenset(modules),
         links=dict(paths.links), products=frozenset(products), opened=kept,
-        untracked=tuple(sorted(untracked)[:_UNTRACKED_LIMIT]),
+        untracked=tuple(sorted(untracked)[:_UNTRACKED_LIMIT]), unseen=tuple(sorted(unseen)),
     )

@@ -11,7 +11,8 @@
  * read can be compared at the end), `r` (a read of a file that did not exist),
  * `w` (a file opened for writing or created), `l` (a folder listed), `p` (a path
  * looked at: stat, readlink; only the symbolic links met resolving it count)
- * and `e` (the program this process runs).  Only `R` and `e` are recorded outside
+ * `e` (the program this process runs) and `S` (a statically linked program about to
+ * be run: the tracer cannot see into it).  Only `R` and `e` are recorded outside
  * the project (the collector keeps `[cache] roots` files and lists the rest as
  * untracked reads).  Paths are absolute but not
  * resolved: the collector walks them to find the links the job went through.
@@ -27,9 +28,11 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -40,6 +43,8 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define RECORD_MAX (PATH_MAX + 128)
 
@@ -193,14 +198,8 @@ static int absolute_of(int dirfd, const char *path, char *out) {
     return wanted(out);
 }
 
-static int open_record_file(void) {
-    REAL(int, open, (const char *, int, ...));
-    char name[PATH_MAX + 64];
-    unsigned int salt = (unsigned int)(uintptr_t)&name ^ (unsigned int)time(NULL);
-    snprintf(name, sizeof name, "%s/%d-%08x-c.rec", closure_dir, (int)getpid(), salt);
-    int fd = real_open(name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0 || errno != ENOENT) return fd;
-    /* The first process of a job makes the folder (and its parent, the run's closure folder). */
+/* The first process of a job makes the folder (and its parent, the run's closure folder). */
+static void make_closure_dir(void) {
     char folder[PATH_MAX];
     strcpy(folder, closure_dir);
     for (char *slash = strchr(folder + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
@@ -209,6 +208,16 @@ static int open_record_file(void) {
         *slash = '/';
     }
     mkdir(folder, 0755);
+}
+
+static int open_record_file(void) {
+    REAL(int, open, (const char *, int, ...));
+    char name[PATH_MAX + 64];
+    unsigned int salt = (unsigned int)(uintptr_t)&name ^ (unsigned int)time(NULL);
+    snprintf(name, sizeof name, "%s/%d-%08x-c.rec", closure_dir, (int)getpid(), salt);
+    int fd = real_open(name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0 || errno != ENOENT) return fd;
+    make_closure_dir();
     return real_open(name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
@@ -219,11 +228,11 @@ static void emit(char kind, const char *extra, const char *path) {
     char record[RECORD_MAX + 64];
     spin_lock();
     int fresh = first_time(h);
-    pid_t pid = getpid();
-    if (fresh && out_pid != pid) {
-        /* A forked child writes its own file: the inherited number may be reused by the job. */
+    if (fresh && !out_pid) {
+        /* Opened on first use; a forked child (see after_fork_child) opens its own file,
+         * as the inherited descriptor's number may be reused by the job. */
         out_fd = open_record_file();
-        out_pid = pid;
+        out_pid = getpid();
     }
     int fd = out_fd;
     spin_unlock();
@@ -532,34 +541,157 @@ int fchdir(int fd) {
     return r;
 }
 
-/* execve with the tracer's variables put back when the job passes a fresh environment.
- * It may run in a vfork child: no allocation, no lock, only the stack. */
-int execve(const char *path, char *const argv[], char *const envp[]) {
-    REAL(int, execve, (const char *, char *const[], char *const[]));
-    if (!enabled || !envp) return real_execve(path, argv, envp);
-    char *fixed[4096];
-    size_t n = 0;
+/* Whether `path` is an ELF program without a program interpreter: a static one, which no
+ * preload reaches. Only system calls: this may run in a vfork child. */
+static int is_static_elf(const char *path) {
+    REAL(int, open, (const char *, int, ...));
+    int fd = real_open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    Elf64_Ehdr eh;
+    int result = 0;
+    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64 && (eh.e_type == ET_EXEC || eh.e_type == ET_DYN)) {
+        result = 1;
+        for (int i = 0; i < eh.e_phnum && i < 256; i++) {
+            Elf64_Phdr ph;
+            off_t at = (off_t)eh.e_phoff + (off_t)i * eh.e_phentsize;
+            if (pread(fd, &ph, sizeof ph, at) != (ssize_t)sizeof ph || ph.p_type == PT_INTERP) {
+                result = 0;
+                break;
+            }
+        }
+    }
+    close(fd);
+    return result;
+}
+
+/* Record (`S`) a program the tracer will not see, in a file of its own: no shared state. */
+static void note_static(const char *path) {
+    REAL(int, open, (const char *, int, ...));
+    char record[RECORD_MAX + 64], where[PATH_MAX], name[PATH_MAX + 64];
+    if (path[0] == '/') {
+        snprintf(where, sizeof where, "%s", path);
+    } else if (getcwd(where, sizeof where)) {
+        size_t len = strlen(where);
+        snprintf(where + len, sizeof where - len, "/%s", path);
+    } else {
+        return;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+    snprintf(name, sizeof name, "%s/%d-static-%lld.rec", closure_dir, (int)getpid(), ns);
+    int n = snprintf(record, sizeof record, "S\t%lld\t%s", ns, where);
+    int fd = real_open(name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        make_closure_dir();
+        fd = real_open(name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    }
+    if (fd < 0) return;
+    if (n > 0 && (size_t)n < sizeof record) {
+        ssize_t ignored = write(fd, record, (size_t)n + 1);
+        (void)ignored;
+    }
+    close(fd);
+}
+
+/* `envp`, or `fixed` filled with envp plus the tracer's variables it lacks (a job that passes a
+ * fresh environment keeps the tracer). Stack only: this may run in a vfork child. */
+static char *const *with_kept(char *const envp[], char **fixed, size_t room) {
+    if (!enabled || !envp) return envp;
     int missing[8] = {0};
     int any = 0;
     for (int k = 0; kept_names[k]; k++) {
         if (!kept_entries[k]) continue;
         size_t len = strlen(kept_names[k]);
         int found = 0;
-        for (char *const *e = envp; *e; e++)
-            if (strncmp(*e, kept_names[k], len) == 0 && (*e)[len] == '=') found = 1;
+        for (char *const *e = envp; *e && !found; e++)
+            found = strncmp(*e, kept_names[k], len) == 0 && (*e)[len] == '=';
         missing[k] = !found;
         any |= !found;
     }
-    if (!any) return real_execve(path, argv, envp);
-    for (char *const *e = envp; *e && n < 4000; e++) fixed[n++] = *e;
+    if (!any) return envp;
+    size_t n = 0;
+    for (char *const *e = envp; *e; e++) {
+        if (n + 8 >= room) return envp; /* too many to copy: left as the job made it */
+        fixed[n++] = *e;
+    }
     for (int k = 0; kept_names[k]; k++)
         if (missing[k]) fixed[n++] = kept_entries[k];
     fixed[n] = NULL;
-    return real_execve(path, argv, fixed);
+    return fixed;
+}
+
+/* Note `file` if it is a static program, looked up on PATH like execvp when it has no slash. */
+static void check_program(const char *file) {
+    REAL(int, access, (const char *, int));
+    if (!enabled || !file || !*file) return;
+    int saved = errno;
+    if (strchr(file, '/')) {
+        if (is_static_elf(file)) note_static(file);
+    } else {
+        const char *path = getenv("PATH");
+        char candidate[PATH_MAX];
+        for (const char *p = path ? path : "/bin:/usr/bin"; *p;) {
+            const char *end = strchr(p, ':');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            if (len && len + strlen(file) + 2 < sizeof candidate) {
+                memcpy(candidate, p, len);
+                candidate[len] = '/';
+                strcpy(candidate + len + 1, file);
+                if (real_access(candidate, X_OK) == 0) {
+                    if (is_static_elf(candidate)) note_static(candidate);
+                    break;
+                }
+            }
+            p = end ? end + 1 : p + len;
+        }
+    }
+    errno = saved;
+}
+
+int execve(const char *path, char *const argv[], char *const envp[]) {
+    REAL(int, execve, (const char *, char *const[], char *const[]));
+    char *fixed[4096];
+    check_program(path);
+    return real_execve(path, argv, with_kept(envp, fixed, 4096));
+}
+
+/* The C library's own exec and spawn functions call the system call directly: each is wrapped. */
+int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
+
+int execvpe(const char *file, char *const argv[], char *const envp[]) {
+    REAL(int, execvpe, (const char *, char *const[], char *const[]));
+    char *fixed[4096];
+    check_program(file);
+    return real_execvpe(file, argv, with_kept(envp, fixed, 4096));
+}
+
+int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
+
+int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+                const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+    REAL(int, posix_spawn, (pid_t *, const char *, const posix_spawn_file_actions_t *,
+                            const posix_spawnattr_t *, char *const[], char *const[]));
+    char *fixed[4096];
+    check_program(path);
+    return real_posix_spawn(pid, path, actions, attr, argv, with_kept(envp, fixed, 4096));
+}
+
+int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+                 const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+    REAL(int, posix_spawnp, (pid_t *, const char *, const posix_spawn_file_actions_t *,
+                             const posix_spawnattr_t *, char *const[], char *const[]));
+    char *fixed[4096];
+    check_program(file);
+    return real_posix_spawnp(pid, file, actions, attr, argv, with_kept(envp, fixed, 4096));
 }
 
 static void after_fork_child(void) {
     __atomic_clear(&lock, __ATOMIC_RELAXED);
+    if (out_fd >= 0) close(out_fd); /* the parent's: still this number in the child, at this point */
+    out_pid = 0;
+    out_fd = -1;
 }
 
 __attribute__((constructor)) static void start(void) {

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.closure import Closure, collect_closure
-from mayuri.closure.collect import Identity
+from mayuri.closure.collect import Identity, static_program
 from mayuri.closure.launch import tracer_library
 from mayuri.environment import distribution_versions, key_parts
 from mayuri.experiment.expand import JobInstance
@@ -143,6 +143,13 @@ def record_attempt(
     coverage: dict[str, Any] = {"tracer": "preload" if tracer_library() else "python"}
     if closure.untracked:
         coverage["untracked"] = list(closure.untracked)
+    unseen = set(closure.unseen)
+    if coverage["tracer"] == "preload":
+        program = static_program(instance.command, root, os.environ.get("PATH"))
+        if program is not None:
+            unseen.add(program)
+    if unseen:
+        coverage["unseen"] = sorted(unseen)
     return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note, coverage=coverage)
 
 

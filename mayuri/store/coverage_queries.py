@@ -15,7 +15,7 @@ COVERAGE_TEXT = {
 
 
 def closure_coverage(store: Store, run_id: str) -> dict[str, Any]:
-    """`tracer` ("preload" or "python") and `untracked` (paths) of a run; {} when not recorded."""
+    """`tracer` ("preload" or "python"), `untracked` and `unseen` (paths) of a run; {} when not recorded."""
     row = store.db.execute_sql("SELECT closure_info FROM run WHERE id = ?", (run_id,)).fetchone()
     if row is None or not row[0]:
         return {}
@@ -29,4 +29,9 @@ def closure_coverage(store: Store, run_id: str) -> dict[str, Any]:
 def coverage_text(info: dict[str, Any]) -> str:
     """`closure: ...` as users read it, or `-` for a run recorded before it was kept."""
     tracer = info.get("tracer")
-    return COVERAGE_TEXT.get(tracer, "-") if isinstance(tracer, str) else "-"
+    text = COVERAGE_TEXT.get(tracer, "-") if isinstance(tracer, str) else "-"
+    unseen = info.get("unseen")
+    if isinstance(unseen, list) and unseen:
+        # Statically linked programs: no preload reaches them, so their reads are missing.
+        text += "; not seen: " + ", ".join(map(str, unseen)) + " (statically linked; declare its inputs:)"
+    return text

@@ -7,7 +7,9 @@ COLUMN (nullable) so that SQLite never rebuilds `run`.
   migration. `tracer` is "preload" (the C file-access tracer saw every
   process's reads) or "python" (the Python audit hook alone: reads made in C
   or by non-Python programs were not seen); `untracked` (absent when empty)
-  lists the absolute paths read outside the project and `[cache] roots`.
+  lists the absolute paths read outside the project and `[cache] roots`;
+  `unseen` (absent when empty) the statically linked programs the job ran,
+  which no preload reaches.
 """
 
 STATEMENTS = [

@@ -291,3 +291,16 @@ def test_job_sees_no_difference(project: Project, tmp_path: Path) -> None:
     assert "['a', 'b c']" in out and "_tracer" in out
     probe = subprocess.run(["sh", "-c", "exit 3"], env={"LD_PRELOAD": tracer_library() or ""}, check=False)
     assert probe.returncode == 3
+
+
+@needs_tracer
+def test_static_program_is_reported_as_unseen(project: Project) -> None:
+    source = project.write("tool.c", "int main(void) { return 0; }\n")
+    built = subprocess.run(["cc", "-static", "-o", str(project.root / "tool"), str(source)], capture_output=True)
+    if built.returncode != 0:
+        pytest.skip("no static C library to build a static program with")
+    setup_job(project, "./tool")
+    run(project)
+    run_id = latest(project)["id"]
+    assert project.show(run_id)["closure_coverage"]["unseen"] == [str(project.root / "tool")]
+    assert "not seen: " in project.mayuri("show", run_id).stdout

@@ -193,7 +193,10 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
 
     # The handlers run two frames below the audited call: handler, hook, caller.
     def on_open(args: tuple) -> None:
-        path = resolve(args[0])
+        given = args[0]
+        if traced and type(given) is str and not given.endswith(code_suffixes):
+            return  # data: the C tracer records it
+        path = resolve(given)
         if path is None:
             return
         mode = args[1]
