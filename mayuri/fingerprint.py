@@ -24,7 +24,8 @@ def fingerprint(
     env_key: Mapping[str, Any],
 ) -> str:
     """The cache key of a run."""
-    entries = sorted({(row.path, row.kind, row.sha512) for row in closure})
+    # Products are what the run made, not what it used: checked on reuse, not part of the key.
+    entries = sorted({(row.path, row.kind, row.sha512) for row in closure if row.role != "product"})
     return hash_structure(
         "fingerprint/v1",
         {"config": config_hash, "upstream": dict(upstream), "closure": entries, "env": dict(env_key)},
