@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 
@@ -304,3 +305,22 @@ def test_static_program_is_reported_as_unseen(project: Project) -> None:
     run_id = latest(project)["id"]
     assert project.show(run_id)["closure_coverage"]["unseen"] == [str(project.root / "tool")]
     assert "not seen: " in project.mayuri("show", run_id).stdout
+
+
+@needs_tracer
+def test_dashboard_run_page_shows_links_products_and_coverage(project: Project) -> None:
+    from mayuri.inspect_runs import run_detail
+    from mayuri.store.db import open_store
+    from mayuri.tui.widgets.run.overview_panel import _closure_line
+
+    project.write("data/v1.txt", "one\n")
+    os.symlink("v1.txt", project.root / "data/current.txt")
+    setup_job(project, "python main.py", "print(open('data/current.txt').read())\n" + textwrap.dedent(PRODUCING))
+    run(project)
+    store = open_store(project.root / ".mayuri", create=False)
+    try:
+        line = _closure_line(run_detail(store, latest(project)["id"]))
+    finally:
+        store.close()
+    assert line is not None and line.startswith("every process")
+    assert "1 links, 1 products" in line
