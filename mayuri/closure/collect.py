@@ -263,6 +263,7 @@ def collect_closure(
     modules: set[str] = set()
     untracked: set[str] = set()
     unseen: set[str] = set()
+    c_listings: set[str] = set()
     for kind, when, value in read_records(closure_dir):
         if kind == "m":
             if value:
@@ -279,7 +280,7 @@ def collect_closure(
             if kind == "S":
                 unseen.add(os.path.realpath(value))
             kind = "r"  # the program a process runs is read like a file
-        elif kind not in ("c", "r", "w", "l", "p"):
+        elif kind not in ("c", "r", "w", "l", "L", "p"):
             continue
         relative = paths.relative(_source_of(value) if kind == "c" else value)
         if relative is None:
@@ -299,8 +300,14 @@ def collect_closure(
                 first_write[relative] = min(when, first_write.get(relative, when))
         elif kind == "l":
             listings.add(relative)
+        elif kind == "L":
+            c_listings.add(relative)
     # Code must exist to be fingerprinted: exec'd strings can carry made-up file names.
     code = {path for path in code if os.path.isfile(paths.real(path))}
+    # Folders listed in C by a Python process (pyarrow reading a dataset folder, say) count,
+    # except those the import system lists: the root and the folders of imported code.
+    code_folders = {os.path.dirname(path) or "." for path in code}
+    listings |= {path for path in c_listings if path != "." and path not in code_folders}
     inputs: set[str] = set()
     for path, when in first_read.items():
         if path in code or first_write.get(path, when + 1) <= when:

@@ -9,7 +9,8 @@
  * KIND is `R` (a file opened for reading; VALUE is "dev,ino,size,mtime_ns,ctime_ns"
  * followed by the absolute path as the job spelled it, so the identity the job
  * read can be compared at the end), `r` (a read of a file that did not exist),
- * `w` (a file opened for writing or created), `l` (a folder listed), `p` (a path
+ * `w` (a file opened for writing, created or renamed into place), `l` (a folder listed;
+ * `L` in a Python process, where the import system lists folders too), `p` (a path
  * looked at: stat, readlink; only the symbolic links met resolving it count)
  * `e` (the program this process runs) and `S` (a statically linked program about to
  * be run: the tracer cannot see into it).  Only `R` and `e` are recorded outside
@@ -519,8 +520,37 @@ DIR *opendir(const char *path) {
     REAL(DIR *, opendir, (const char *));
     DIR *d = real_opendir(path);
     char abs[PATH_MAX];
-    if (d && !in_python && absolute(AT_FDCWD, path, abs) == IN_PROJECT) emit('l', "", abs);
+    /* In a Python process the import system lists folders too: `L` lets the collector
+     * tell those apart (the audit hook reports the job's own listings as `l`). */
+    if (d && absolute(AT_FDCWD, path, abs) == IN_PROJECT) emit(in_python ? 'L' : 'l', "", abs);
     return d;
+}
+
+/* A file renamed into place (an atomic save) is written under its new name. */
+static void renamed(int dirfd, const char *to) {
+    char abs[PATH_MAX];
+    if (absolute(dirfd, to, abs) == IN_PROJECT) emit('w', "", abs);
+}
+
+int rename(const char *from, const char *to) {
+    REAL(int, rename, (const char *, const char *));
+    int r = real_rename(from, to);
+    if (r == 0) renamed(AT_FDCWD, to);
+    return r;
+}
+
+int renameat(int fromfd, const char *from, int tofd, const char *to) {
+    REAL(int, renameat, (int, const char *, int, const char *));
+    int r = real_renameat(fromfd, from, tofd, to);
+    if (r == 0) renamed(tofd, to);
+    return r;
+}
+
+int renameat2(int fromfd, const char *from, int tofd, const char *to, unsigned int flags) {
+    REAL(int, renameat2, (int, const char *, int, const char *, unsigned int));
+    int r = real_renameat2(fromfd, from, tofd, to, flags);
+    if (r == 0) renamed(tofd, to);
+    return r;
 }
 
 int chdir(const char *path) {

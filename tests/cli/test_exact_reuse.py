@@ -324,3 +324,33 @@ def test_dashboard_run_page_shows_links_products_and_coverage(project: Project) 
         store.close()
     assert line is not None and line.startswith("every process")
     assert "1 links, 1 products" in line
+
+
+@needs_tracer
+def test_new_shard_in_a_folder_listed_in_cpp_reruns(project: Project) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    (project.root / "shards").mkdir()
+    pq.write_table(pa.table({"v": [1]}), project.root / "shards" / "0.parquet")
+    setup_job(project, "python main.py", """
+        import pyarrow.parquet as pq
+        print(pq.read_table("shards").num_rows)
+    """)
+    run(project)
+    assert_cached(project)
+    pq.write_table(pa.table({"v": [2]}), project.root / "shards" / "1.parquet")
+    assert "shards/ listing changed" in run(project)
+
+
+@needs_tracer
+def test_file_saved_by_rename_is_a_product(project: Project) -> None:
+    setup_job(project, "python main.py", """
+        import os
+        with open("model.tmp", "w") as f:
+            f.write("weights")
+        os.replace("model.tmp", "model.bin")
+    """)
+    run(project)
+    closure = project.show(latest(project)["id"])["closure"]
+    assert [c["path"] for c in closure if c["role"] == "product"] == ["model.bin"]
