@@ -242,6 +242,14 @@ def static_program(command: Sequence[str] | str, root: Path, search_path: str | 
     return os.path.realpath(found)
 
 
+def _ancestors(path: str) -> Iterator[str]:
+    """The folders above a relative closure path, nearest first ('a/b/c' -> 'a/b', 'a')."""
+    head = os.path.dirname(path)
+    while head:
+        yield head
+        head = os.path.dirname(head)
+
+
 def _identity(text: str) -> Identity | None:
     fields = text.split(",")
     if len(fields) != 5 or not all(f.lstrip("-").isdigit() for f in fields):
@@ -305,9 +313,12 @@ def collect_closure(
     # Code must exist to be fingerprinted: exec'd strings can carry made-up file names.
     code = {path for path in code if os.path.isfile(paths.real(path))}
     # Folders listed in C by a Python process (pyarrow reading a dataset folder, say) count,
-    # except those the import system lists: the root and the folders of imported code.
+    # except those the import system lists (the root, the folders of imported code) and
+    # those the job wrote into (an output folder walked to be stored, by mayuri.artifact say).
     code_folders = {os.path.dirname(path) or "." for path in code}
-    listings |= {path for path in c_listings if path != "." and path not in code_folders}
+    written_folders = {folder for path in first_write for folder in _ancestors(path)}
+    listings |= {path for path in c_listings
+                 if path != "." and path not in code_folders and path not in written_folders}
     inputs: set[str] = set()
     for path, when in first_read.items():
         if path in code or first_write.get(path, when + 1) <= when:

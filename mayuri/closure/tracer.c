@@ -85,11 +85,21 @@ static char *kept_entries[8];
     static ret(*real_##name) args;                                                             \
     if (!real_##name) real_##name = (ret(*) args)dlsym(RTLD_NEXT, #name)
 
-static void spin_lock(void) {
+/* Whether this thread holds the lock: a signal handler that opens a file while its thread
+ * is inside the tracer must not spin forever; its call goes unrecorded instead. */
+static __thread int holding;
+
+static int spin_lock(void) {
+    if (holding) return 0;
     while (__atomic_test_and_set(&lock, __ATOMIC_ACQUIRE)) {
     }
+    holding = 1;
+    return 1;
 }
-static void spin_unlock(void) { __atomic_clear(&lock, __ATOMIC_RELEASE); }
+static void spin_unlock(void) {
+    holding = 0;
+    __atomic_clear(&lock, __ATOMIC_RELEASE);
+}
 
 static uint64_t fnv(char kind, const char *s) {
     uint64_t h = 1469598103934665603ULL ^ (unsigned char)kind;
@@ -175,7 +185,7 @@ static int absolute_of(int dirfd, const char *path, char *out) {
         char base[PATH_MAX];
         size_t len;
         if (dirfd == AT_FDCWD) {
-            spin_lock();
+            if (!spin_lock()) return 0;
             if (!cwd_valid && getcwd(cwd, sizeof cwd)) {
                 cwd_len = strlen(cwd);
                 cwd_valid = 1;
@@ -227,7 +237,7 @@ static void emit(char kind, const char *extra, const char *path) {
     int saved = errno;
     uint64_t h = fnv(kind, path);
     char record[RECORD_MAX + 64];
-    spin_lock();
+    if (!spin_lock()) return;
     int fresh = first_time(h);
     if (fresh && !out_pid) {
         /* Opened on first use; a forked child (see after_fork_child) opens its own file,
@@ -302,7 +312,7 @@ static int existed_before(int dirfd, const char *path, int flags) {
 
 #define MODE_ARG                                                                                 \
     mode_t mode = 0;                                                                             \
-    if (flags & (O_CREAT | O_TMPFILE)) {                                                       \
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {                                 \
         va_list ap;                                                                              \
         va_start(ap, flags);                                                                     \
         mode = va_arg(ap, mode_t);                                                               \
@@ -556,18 +566,18 @@ int renameat2(int fromfd, const char *from, int tofd, const char *to, unsigned i
 int chdir(const char *path) {
     REAL(int, chdir, (const char *));
     int r = real_chdir(path);
-    spin_lock();
+    int locked = spin_lock();
     cwd_valid = 0;
-    spin_unlock();
+    if (locked) spin_unlock();
     return r;
 }
 
 int fchdir(int fd) {
     REAL(int, fchdir, (int));
     int r = real_fchdir(fd);
-    spin_lock();
+    int locked = spin_lock();
     cwd_valid = 0;
-    spin_unlock();
+    if (locked) spin_unlock();
     return r;
 }
 
@@ -718,6 +728,7 @@ int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t 
 }
 
 static void after_fork_child(void) {
+    holding = 0;
     __atomic_clear(&lock, __ATOMIC_RELAXED);
     if (out_fd >= 0) close(out_fd); /* the parent's: still this number in the child, at this point */
     out_pid = 0;
