@@ -193,10 +193,7 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
 
     # The handlers run two frames below the audited call: handler, hook, caller.
     def on_open(args: tuple) -> None:
-        given = args[0]
-        if traced and type(given) is str and not given.endswith(code_suffixes):
-            return  # data: the C tracer records it
-        path = resolve(given)
+        path = resolve(args[0])
         if path is None:
             return
         mode = args[1]
@@ -291,6 +288,10 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         handler = get_handler(event)  # membership test first: most events return here
         if handler is None:
             return
+        if handler is on_open and traced:
+            given = args[0]
+            if type(given) is str and not given.endswith(code_suffixes):
+                return  # data: the C tracer records it (the cheapest way out of the hot path)
         # Per-thread guard: our own os.open (and anything else the handlers
         # trigger) re-enters the hook; other threads must still be recorded.
         tid = get_ident()
