@@ -327,6 +327,8 @@ def why_detail(breakdown: WhyBreakdown) -> Group:
     coverage = _kv("closure coverage", [
         ("seen", coverage_text(breakdown.coverage)),
         ("untracked reads", Text("\n".join(untracked)) if untracked else "none"),
+        *([("", Text("not in the cache key: add their folders to [cache] roots to count them", style="dim"))]
+          if untracked else []),
     ])
     env = _kv("environment in the key ([cache] key_env)",
               [(k, f"{json.dumps(v)}  now: {json.dumps(breakdown.env_key_now.get(k))}")

@@ -313,9 +313,9 @@ def collect_closure(
     # Code must exist to be fingerprinted: exec'd strings can carry made-up file names.
     code = {path for path in code if os.path.isfile(paths.real(path))}
     # Folders listed in C by a Python process (pyarrow reading a dataset folder, say) count,
-    # except those the import system lists (the root, the folders of imported code) and
+    # except those the import system lists (the root, the folders above imported code) and
     # those the job wrote into (an output folder walked to be stored, by mayuri.artifact say).
-    code_folders = {os.path.dirname(path) or "." for path in code}
+    code_folders = {folder for path in code for folder in _ancestors(path)}
     written_folders = {folder for path in first_write for folder in _ancestors(path)}
     listings |= {path for path in c_listings
                  if path != "." and path not in code_folders and path not in written_folders}

@@ -354,3 +354,12 @@ def test_file_saved_by_rename_is_a_product(project: Project) -> None:
     run(project)
     closure = project.show(latest(project)["id"])["closure"]
     assert [c["path"] for c in closure if c["role"] == "product"] == ["model.bin"]
+
+
+def test_bad_cache_roots_is_a_clear_error(project: Project) -> None:
+    config = project.root / "mayuri.toml"
+    config.write_text(config.read_text().replace("key_env = []", "key_env = []\nroots = [3]"))
+    setup_job(project, "python main.py", "print(1)\n")
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode == 2
+    assert "[cache] roots must list folder paths" in done.stderr and "Traceback" not in done.stderr
