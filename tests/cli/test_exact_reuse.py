@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -188,28 +189,55 @@ def test_parquet_read_in_cpp_counts(project: Project) -> None:
 
 # -- files replaced while the job runs ----------------------------------------------------
 
+# The job reads its input, then waits while the test replaces it from outside.
 REPLACING = """
-    import subprocess, sys
+    import os, sys, time
     print(open("data.csv").read())
-    subprocess.run(sys.argv[1:], check=True)
+    ready, done = sys.argv[1], sys.argv[2]
+    open(ready, "w").close()
+    deadline = time.time() + 60
+    while not os.path.exists(done) and time.time() < deadline:
+        time.sleep(0.02)
 """
+
+
+def run_while(project: Project, tmp_path: Path, replace: str) -> None:
+    """`mayuri run exp.yaml` with `replace` run in the project while the job waits."""
+    ready, done = tmp_path / "ready", tmp_path / "done"
+    for signal_file in (ready, done):
+        signal_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "mayuri", "run", "exp.yaml"]
+    proc = subprocess.Popen(command, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert ready.exists(), proc.communicate()[1] if proc.poll() is not None else "the job never started"
+        subprocess.run(replace, shell=True, cwd=project.root, check=True)
+        done.touch()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("replace", [
     "mv staged.csv data.csv", "cp -p staged.csv data.csv", "touch -r staged.csv data.csv",
 ])
-def test_input_replaced_while_the_job_ran_is_not_reusable(project: Project, replace: str) -> None:
+def test_input_replaced_while_the_job_ran_is_not_reusable(project: Project, tmp_path: Path, replace: str) -> None:
     project.write("data.csv", "old\n")
-    project.write("staged.csv", "new\n" if "touch" not in replace else "old\n")
+    project.write("staged.csv", "new\n")
     old = time.time() - 3600
     os.utime(project.root / "staged.csv", (old, old))  # an rsync/tar-style mtime from before the job
-    setup_job(project, f"python main.py {replace}", REPLACING)
-    run(project)
+    setup_job(project, f"python main.py {tmp_path / 'ready'} {tmp_path / 'done'}", REPLACING)
+    run_while(project, tmp_path, replace)
     first = latest(project)
     assert first["fingerprint"] is None
     assert "data.csv was replaced while the job ran" in project.show(first["id"])["error"]
-    # Not cached on the new data: the next run reads it.
-    project.write("staged.csv", "new\n")
+    # Not cached on the data as it is now: the next run reads it.
+    (tmp_path / "done").touch()  # the second run need not wait
     assert "cached (run" not in run(project)
     assert len(project.runs()) == 2
 
@@ -278,20 +306,36 @@ def test_tracer_coverage_is_shown(project: Project) -> None:
 
 
 @needs_tracer
-def test_job_sees_no_difference(project: Project, tmp_path: Path) -> None:
-    # A project's own LD_PRELOAD is kept (chained after the tracer), argv and exit code untouched.
-    setup_job(project, "python main.py a 'b c'", """
-        import os, sys
-        print(repr(sys.argv[1:]), os.environ.get("LD_PRELOAD", ""))
-        sys.exit(0)
+def test_job_sees_no_difference(project: Project) -> None:
+    # argv and the exit code untouched; a project's own LD_PRELOAD still loaded (chained after the tracer).
+    source = project.write("mine.c", """
+        #include <stdlib.h>
+        __attribute__((constructor)) static void mine(void) { setenv("MINE_LOADED", "yes", 1); }
     """)
-    done = project.mayuri("run", "exp.yaml", env={"LD_PRELOAD": ""})
-    assert done.returncode == 0, done.stderr
-    log = Path(latest(project)["run_dir"]) / "stdout.log"
-    out = log.read_text()
-    assert "['a', 'b c']" in out and "_tracer" in out
-    probe = subprocess.run(["sh", "-c", "exit 3"], env={"LD_PRELOAD": tracer_library() or ""}, check=False)
-    assert probe.returncode == 3
+    built = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(project.root / "libmine.so"), str(source)],
+                           capture_output=True)
+    if built.returncode != 0:
+        pytest.skip("no C compiler")
+    project.write("main.py", """
+        import os, sys
+        print(repr(sys.argv[1:]), os.environ.get("MINE_LOADED"), os.environ["LD_PRELOAD"])
+        sys.exit(3)
+    """)
+    project.write("exp.yaml", f"""
+        name: exact
+        jobs:
+          job:
+            run: python main.py a 'b c'
+            env: {{LD_PRELOAD: {project.root / 'libmine.so'}}}
+    """)
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode != 0
+    run_row = latest(project)
+    assert run_row["exit_code"] == 3
+    out = (Path(run_row["run_dir"]) / "stdout.log").read_text()
+    assert "['a', 'b c'] yes" in out
+    assert out.split()[-1] == str(project.root / "libmine.so")  # after the tracer's, which comes first
+    assert "_tracer" in out
 
 
 @needs_tracer
