@@ -54,6 +54,11 @@ def _loadable_tracer() -> str | None:
     return library if probe.returncode == 0 and not probe.stderr else None
 
 
+def roots_env(roots: tuple[Path, ...]) -> dict[str, str]:
+    """What tells the audit hook about `[cache] roots` (the tracer records every non-system read)."""
+    return {"MAYURI_CACHE_ROOTS": os.pathsep.join(str(root) for root in roots)} if roots else {}
+
+
 def with_tracer(env: dict[str, str], library: str) -> None:
     """Preload the tracer in `env`, before the project's own preloads, and say what it skips."""
     existing = [entry for entry in env.get("LD_PRELOAD", "").replace(":", " ").split() if entry != library]

@@ -78,6 +78,11 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
             if spelling.startswith(prefix):
                 skip.add(spelling.rstrip("/") + "/")
     skip_prefixes = tuple(skip)
+    # The project and the `[cache] roots` folders (both spellings, as for the skipped ones).
+    roots = [folder for folder in os.environ.get("MAYURI_CACHE_ROOTS", "").split(os.pathsep) if folder]
+    tracked = (prefix,) + tuple(
+        {spelling.rstrip("/") + "/" for folder in roots for spelling in (os.path.abspath(folder), os.path.realpath(folder))}
+    )
 
     stdlib = os.path.dirname(os.__file__)
     # Opens from these frames are the import system loading code.
@@ -121,13 +126,13 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
             if not path:
                 return None
             path = getcwd() + "/" + path
-        elif not path.startswith(prefix) and path != root:
+        elif not path.startswith(tracked) and path != root:
             # The common case for everything outside the project: a prefix test.
             if "/.." not in path and "/./" not in path and "//" not in path:
                 return None
         if "/." in path or "//" in path or path[-1] == "/":
             path = normpath(path)
-        if not path.startswith(prefix) and path != root:
+        if not path.startswith(tracked) and path != root:
             return None
         tail = path + "/"
         if tail.startswith(skip_prefixes) or "/site-packages/" in tail or "/dist-packages/" in tail:
