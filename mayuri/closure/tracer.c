@@ -137,6 +137,19 @@ static int first_time(uint64_t h) {
     return 1;
 }
 
+/* Whether (kind, path) was recorded already, without remembering it: a file opened again
+ * (every epoch, say) costs a hash and a lookup, not an fstat. */
+static int recorded(char kind, const char *path) {
+    uint64_t h = fnv(kind, path);
+    if (!spin_lock()) return 1;
+    int found = 0;
+    if (seen_cap) {
+        for (size_t j = h & (seen_cap - 1); seen[j] && !found; j = (j + 1) & (seen_cap - 1)) found = seen[j] == h;
+    }
+    spin_unlock();
+    return found;
+}
+
 static int starts_with(const char *s, const char *prefix, size_t n) { return strncmp(s, prefix, n) == 0; }
 
 #define IN_PROJECT 1
@@ -263,6 +276,7 @@ static void emit(char kind, const char *extra, const char *path) {
 static void emit_read(int fd, const char *path) {
     struct stat st;
     char identity[128];
+    if (recorded('R', path)) return;
     if (fstat(fd, &st) != 0) {
         identity[0] = 0;
     } else if (S_ISDIR(st.st_mode)) {
