@@ -124,9 +124,12 @@ def test_untracked_read_is_listed_by_show_why(project: Project, tmp_path: Path) 
 # -- reads Python's open never sees ----------------------------------------------------
 
 
-def test_sqlite_database_is_an_input(project: Project) -> None:
+@pytest.mark.parametrize(("journal", "tracer"), [("delete", "1"), ("wal", "1"), ("wal", "0")])
+def test_sqlite_database_is_an_input(project: Project, journal: str, tracer: str) -> None:
+    env = {"MAYURI_TRACER": tracer}  # "0": the audit hook's sqlite3.connect event alone
     db = project.root / "data.db"
     with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA journal_mode={journal}")
         conn.execute("CREATE TABLE t (v INTEGER)")
         conn.execute("INSERT INTO t VALUES (1)")
     conn.close()
@@ -136,12 +139,13 @@ def test_sqlite_database_is_an_input(project: Project) -> None:
         print(conn.execute("SELECT sum(v) FROM t").fetchone())
         conn.close()
     """)
-    run(project)
-    assert_cached(project)
+    run(project, env)
+    assert latest(project)["fingerprint"] is not None  # reading is no replacing, WAL or not
+    assert "cached" in run(project, env)
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO t VALUES (2)")
     conn.close()
-    assert "data.db changed" in run(project)
+    assert "data.db changed" in run(project, env)
 
 
 @needs_tracer
