@@ -4,7 +4,7 @@ The closure is hashed after the job ends; an input whose identity (device,
 inode, size, mtime, ctime) differs from the one it had when the job first
 opened it may not be the version it read, so such a run is recorded but not
 made reusable (its fingerprint is left empty, with the reason). A job that left no
-closure records (it ran no tracked Python) costs no hashing, no store query
+closure records (no process of it was traced) costs no hashing, no store query
 and no blob write. What is computed here is written to the store by the
 loop, in the transaction that records the attempt's end.
 """
