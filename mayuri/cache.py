@@ -79,7 +79,7 @@ def check(
             if missing:
                 known.update(current_digests(store, root, missing))
             rows = closures(store, [candidate.id]).get(candidate.id, [])
-            changes = closure_changes(rows, {entry: known[entry] for entry in suspects}) + changes
+            changes = closure_changes(rows, {entry: known[entry] for entry in suspects}, candidate.short_id) + changes
         if not changes:
             return CacheDecision(candidate, f"cached (run {candidate.short_id})")
         if first_mismatch is None:

@@ -32,7 +32,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "kill_grace": (int, float),
         "max_plan": int,
     },
-    "cache": {"key_env": list},
+    "cache": {"key_env": list, "roots": list},
     "gc": {
         "older_than": str,
         "keep_last": int,
@@ -73,6 +73,8 @@ class Settings:
     store: StoreSettings
     scheduler: SchedulerSettings
     key_env: tuple[str, ...] = ()
+    # Folders outside the project whose files count in closures like project files.
+    cache_roots: tuple[Path, ...] = ()
     gc: dict[str, Any] = field(default_factory=dict)
     user_overrides: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
@@ -194,6 +196,7 @@ def load_settings(root: Path | None = None) -> Settings:
                 path=path,
                 line=_line_of(text, "key_env", "cache"),
             )
+    cache_roots = _cache_roots(text, path, root, data.get("cache", {}).get("roots", []))
     store = data.get("store", {})
     store_path = Path(os.path.expanduser(store.get("path", ".mayuri")))
     sched = data.get("scheduler", {})
@@ -220,12 +223,29 @@ def load_settings(root: Path | None = None) -> Settings:
             max_plan=sched.get("max_plan", 100_000),
         ),
         key_env=key_env,
+        cache_roots=cache_roots,
         gc=dict(data.get("gc", {})),
         # Looked up only when there are overrides: the login name can cost a password-database read.
         user_overrides=dict(users.get(current_user(), {})) if users else {},
         keys=dict(data.get("keys", {})),
         configs=root / os.path.expanduser(data.get("project", {}).get("configs", "configs")),
     )
+
+
+def _cache_roots(text: str, path: Path, root: Path, roots: list[Any]) -> tuple[Path, ...]:
+    """`[cache] roots` as absolute folders (`~` expanded, relative ones from the project folder)."""
+    folders = []
+    for entry in roots:
+        if not isinstance(entry, str) or not entry.strip():
+            raise ConfigError(
+                f"[cache] roots must list folder paths as strings, not {entry!r}.",
+                path=path,
+                line=_line_of(text, "roots", "cache"),
+                hint='For example: roots = ["/data/shared", "~/datasets"]',
+            )
+        folder = Path(os.path.expanduser(entry))
+        folders.append(folder if folder.is_absolute() else root / folder)
+    return tuple(folders)
 
 
 def current_user() -> str:

@@ -14,6 +14,9 @@ stat cache (one query), after which a clean result is snapshotted again. A
 snapshot entry claims exactly what the stat-cache entry it was copied from
 claimed (a file with these stat fields has the recorded content), so a stale
 snapshot can only send the check the slow way, never vouch for a change.
+Symbolic links in a closure (kind 'link') are checked by a `readlink` each
+and recorded as their target string behind LINK_MARK. Closure paths are
+relative to the project folder, or absolute for files outside it.
 Nothing here decides what a change means; that is the cache's job.
 """
 
@@ -33,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mayuri.hashing import ABSENT, hash_files, hash_listing
+from mayuri.hashing import ABSENT, LINK_MARK, hash_files, hash_listing
 from mayuri.store.db import Store
 from mayuri.store.queries import closure_snapshot, closure_stat_rows, stat_cache_rows
 from mayuri.store.records import save_stat_cache
@@ -56,14 +59,24 @@ _STAT_FIELDS_NAMES = ("st_mtime_ns", "st_ctime_ns", "st_ino", "st_size", "st_dev
 _STAT_FIELDS = operator.attrgetter(*_STAT_FIELDS_NAMES)
 
 
+def link_digest(path: str) -> Digest:
+    """What a link entry records: its target string (behind LINK_MARK), or ABSENT when it is no link."""
+    try:
+        return LINK_MARK + os.readlink(path), 0
+    except OSError:
+        return ABSENT, 0
+
+
 def current_digests(store: Store, root: Path, entries: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Digest]:
-    """Digest and size of each (relative path, kind) entry now; kind is 'file' or 'listing'."""
+    """Digest and size of each (path, kind) entry now; kind is 'file', 'listing' or 'link'."""
     wanted = list(dict.fromkeys(entries))
     result: dict[tuple[str, str], Digest] = {}
     files = [path for path, kind in wanted if kind == "file"]
     for path, kind in wanted:
         if kind == "listing":
             result[(path, kind)] = hash_listing(root / path)
+        elif kind == "link":
+            result[(path, kind)] = link_digest(os.path.join(root, path))
     if not files:
         return result
     absolute = [os.path.join(root, p) for p in files]
@@ -144,10 +157,14 @@ def _slow_suspects(prefix: str, rest: Iterable[Sequence[str]]) -> list[tuple[str
     """Those of the (path, kind, recorded) entries that a stat cannot vouch for which may have changed."""
     suspects = []
     for path, kind, recorded in rest:
+        where = os.path.join(prefix, path)  # an absolute path (outside the project) stays itself
         if kind == "listing":
-            if hash_listing(prefix + path)[0] != recorded:
+            if hash_listing(where)[0] != recorded:
                 suspects.append((path, kind))
-        elif recorded != ABSENT or _exists(prefix + path):
+        elif kind == "link":
+            if link_digest(where)[0] != recorded:
+                suspects.append((path, kind))
+        elif recorded != ABSENT or _exists(where):
             suspects.append((path, kind))
     return suspects
 
@@ -227,6 +244,8 @@ def _stat_under(prefix: str) -> Callable[[str | bytes], os.stat_result]:
     encoded = os.fsencode(prefix)
 
     def stat(path: str | bytes) -> os.stat_result:
+        if path[:1] in ("/", b"/"):
+            return os.stat(path)  # a file outside the project
         return os.stat(encoded + path if isinstance(path, bytes) else prefix + path)
 
     return stat

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mayuri.experiment.interpolate import as_text
-from mayuri.hashing import ABSENT, hash_structure
+from mayuri.hashing import ABSENT, LINK_MARK, hash_structure
 from mayuri.store.records import ClosureRow
 
 
@@ -24,7 +24,8 @@ def fingerprint(
     env_key: Mapping[str, Any],
 ) -> str:
     """The cache key of a run."""
-    entries = sorted({(row.path, row.kind, row.sha512) for row in closure})
+    # Products are what the run made, not what it used: checked on reuse, not part of the key.
+    entries = sorted({(row.path, row.kind, row.sha512) for row in closure if row.role != "product"})
     return hash_structure(
         "fingerprint/v1",
         {"config": config_hash, "upstream": dict(upstream), "closure": entries, "env": dict(env_key)},
@@ -106,8 +107,15 @@ def _env_change(old: Mapping[str, str], new: Mapping[str, str]) -> str:
     return "env " + ", ".join(names) + " changed"
 
 
-def closure_changes(recorded: Iterable[ClosureRow], current: Mapping[tuple[str, str], tuple[str, int]]) -> list[str]:
-    """`helpers/a.py changed`, `data/x.csv deleted`, `data/ listing changed` for each entry that differs."""
+def closure_changes(
+    recorded: Iterable[ClosureRow], current: Mapping[tuple[str, str], tuple[str, int]], run: str | None = None
+) -> list[str]:
+    """`helpers/a.py changed`, `data/x.csv deleted`, `data/ listing changed` for each entry that differs.
+
+    Links say where they point now (`data/current.txt now points to v2.txt`);
+    products, files the run made, say `out/model.pt missing` or `... changed
+    since run RUN`.
+    """
     changes = []
     for row in sorted(recorded, key=lambda r: (r.role != "code", r.path)):
         now = current.get((row.path, row.kind))
@@ -116,6 +124,13 @@ def closure_changes(recorded: Iterable[ClosureRow], current: Mapping[tuple[str, 
         if row.kind == "listing":
             label = row.path.rstrip("/") + "/"
             changes.append(f"{label} listing changed" if now[0] != ABSENT else f"{label} deleted")
+        elif row.kind == "link":
+            target = now[0][len(LINK_MARK):] if now[0].startswith(LINK_MARK) else None
+            changes.append(f"{row.path} now points to {target}" if target is not None
+                           else f"{row.path} is no longer a link")
+        elif row.role == "product":
+            since = f" since run {run}" if run else ""
+            changes.append(f"{row.path} missing" if now[0] == ABSENT else f"{row.path} changed{since}")
         elif now[0] == ABSENT:
             changes.append(f"{row.path} deleted")
         elif row.sha512 == ABSENT:

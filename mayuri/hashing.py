@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 ABSENT = "absent"
+# A symbolic link in a closure records its target string behind this mark, where files have a SHA-512.
+LINK_MARK = "->"
 _CHUNK = 1 << 20
 # Below this many bytes in all, threads cost more than they save.
 _PARALLEL_MIN_BYTES = 8 << 20

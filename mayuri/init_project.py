@@ -55,6 +55,9 @@ def default_config(name: str) -> tomlkit.TOMLDocument:
     cache.add(tomlkit.comment("Parts of the environment that count in the cache key, from"))
     cache.add(tomlkit.comment('"python", "platform", "packages", "git", "gpu". Always recorded.'))
     cache.add("key_env", tomlkit.array())
+    cache.add(tomlkit.comment("Folders outside the project whose files count like project files (data"))
+    cache.add(tomlkit.comment("read elsewhere is listed as untracked by `mayuri show --why`):"))
+    cache.add(tomlkit.comment('roots = ["/data/shared", "~/datasets"]'))
     doc.add("cache", cache)
 
     gc = tomlkit.table()

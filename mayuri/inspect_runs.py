@@ -9,6 +9,7 @@ from typing import Any
 
 from mayuri.store import Store
 from mayuri.store.artifact_queries import ArtifactRow, artifacts_of
+from mayuri.store.coverage_queries import closure_coverage
 from mayuri.store.metric_queries import Summary, metric_summaries
 from mayuri.store.queries import (
     AttemptRow,
@@ -39,6 +40,8 @@ class RunDetail:
     artifacts: list[ArtifactRow]
     # The shards of a sharded job, for one of its shards or its reduction (None for any other run).
     shards: ShardProgress | None = None
+    # How the closure was learned and the untracked reads (see store/coverage_queries.py).
+    coverage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def logs(self) -> dict[str, str]:
@@ -77,6 +80,7 @@ class RunDetail:
                 "logs": self.logs,
                 "metrics": {key: summary.__dict__ for key, summary in self.metrics.items()},
                 "artifacts": [a.__dict__ for a in self.artifacts],
+                "closure_coverage": self.coverage,
             }
         )
         if self.shards is not None:
@@ -93,7 +97,8 @@ def run_detail(store: Store, ref: str) -> RunDetail:
     closure = sorted(closures(store, [run.id]).get(run.id, []), key=lambda c: (c.role, c.path))
     metrics = metric_summaries(store, [run.id]).get(run.id, {})
     return RunDetail(run, attempts_of(store, run.id), closure, outputs_of(store, run.id), up, down,
-                     metrics, artifacts_of(store, run.id), shard_progress(store, run.experiment, run.job, run.config))
+                     metrics, artifacts_of(store, run.id), shard_progress(store, run.experiment, run.job, run.config),
+                     closure_coverage(store, run.id))
 
 
 @dataclass
@@ -121,6 +126,7 @@ class WhyBreakdown:
     env_key: dict[str, Any]
     env_key_now: dict[str, Any]
     recomputed: str
+    coverage: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +138,8 @@ class WhyBreakdown:
             "closure": [dict(e.__dict__, same=e.same) for e in self.closure],
             "env_key": self.env_key,
             "env_key_now": self.env_key_now,
+            "tracer": self.coverage.get("tracer"),
+            "untracked": self.coverage.get("untracked", []),
         }
 
 
@@ -156,6 +164,7 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
         env_key=env_then,
         env_key_now=env_now,
         recomputed=fingerprint(run.config_hash, run.upstream, current, env_now),
+        coverage=detail.coverage,
     )
 
 

@@ -231,6 +231,9 @@ def origin_text(run: RunRow) -> str:
 def show_detail(detail: RunDetail) -> Group:
     from rich.table import Table
 
+    from mayuri.hashing import LINK_MARK
+    from mayuri.store.coverage_queries import coverage_text
+
     run = detail.run
     parts: list[Any] = [
         _kv(f"run {run.id}", [
@@ -268,9 +271,15 @@ def show_detail(detail: RunDetail) -> Group:
     for column in ("role", "path", "size", "sha512"):
         closure.add_column(column)
     for c in detail.closure:
+        if c.kind == "link":
+            closure.add_row(c.role, Text(c.path), "-", Text(c.sha512.replace(LINK_MARK, "-> ", 1)))
+            continue
         size = f"{c.size} entries" if c.kind == "listing" else format_size(c.size)
         closure.add_row(c.role, Text(c.path + ("/" if c.kind == "listing" else "")), size, c.sha512[:16])
-    parts.append(Group(Text("closure (files the job used)", style="bold"), closure))
+    parts.append(Group(
+        Text("closure (files the job used and made)", style="bold"),
+        Text(f"closure: {coverage_text(detail.coverage)}"), closure,
+    ))
     if detail.outputs:
         parts.append(_kv("outputs", [(k, json.dumps(v)) for k, v in detail.outputs.items()]))
     if detail.metrics:
@@ -371,6 +380,9 @@ def file_diff_text(diff: FileDiff, stat: bool = False) -> Text:
 def why_detail(breakdown: WhyBreakdown) -> Group:
     from rich.table import Table
 
+    from mayuri.hashing import LINK_MARK
+    from mayuri.store.coverage_queries import coverage_text
+
     head = _kv("fingerprint", [
         ("recorded", breakdown.fingerprint or "- (not reusable)"),
         ("recomputed now", breakdown.recomputed),
@@ -385,10 +397,23 @@ def why_detail(breakdown: WhyBreakdown) -> Group:
     for column in ("role", "path", "sha512 recorded", "now"):
         closure.add_column(column)
     for entry in breakdown.closure:
+        if entry.kind == "link":
+            closure.add_row(entry.role, Text(entry.path), Text(entry.recorded.replace(LINK_MARK, "-> ", 1)),
+                            Text("same", style="green") if entry.same
+                            else Text(entry.now.replace(LINK_MARK, "now -> ", 1), style="red"))
+            continue
         closure.add_row(entry.role, Text(entry.path + ("/" if entry.kind == "listing" else "")), entry.recorded,
                         Text("same", style="green") if entry.same else Text(entry.now[:16] + "… changed", style="red"))
+    untracked = breakdown.coverage.get("untracked") or []
+    # Reads outside the project and `[cache] roots`: what the cache does not cover.
+    coverage = _kv("closure coverage", [
+        ("seen", coverage_text(breakdown.coverage)),
+        ("untracked reads", Text("\n".join(untracked)) if untracked else "none"),
+        *([("", Text("not in the cache key: add their folders to [cache] roots to count them", style="dim"))]
+          if untracked else []),
+    ])
     env = _kv("environment in the key ([cache] key_env)",
               [(k, f"{json.dumps(v)}  now: {json.dumps(breakdown.env_key_now.get(k))}")
                for k, v in breakdown.env_key.items()] or [("-", "none")])
     return Group(head, Text(""), config, Text(""), upstream, Text(""), Text("closure", style="bold"), closure,
-                 Text(""), env)
+                 Text(""), coverage, Text(""), env)

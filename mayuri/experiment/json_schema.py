@@ -154,4 +154,5 @@ def config_schema() -> dict[str, Any]:
             continue
         tables[table] = _object({key: kind(expected) for key, expected in keys.items()})
     tables["cache"]["properties"]["key_env"] = {"type": "array", "items": {"enum": list(KEY_ENV_PARTS)}}
+    tables["cache"]["properties"]["roots"] = {"type": "array", "items": {"type": "string", "minLength": 1}}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "mayuri-toml", **_object(tables)}

@@ -1,9 +1,10 @@
 """Recording what a finished attempt used and produced: closure, code blobs, environment, outputs.
 
-The closure is hashed after the job ends; a file modified while the job ran
-may not be the version it read, so such a run is recorded but not made
-reusable (its fingerprint is left empty, with the reason). A job that left no
-closure records (it ran no tracked Python) costs no hashing, no store query
+The closure is hashed after the job ends; an input whose identity (device,
+inode, size, mtime, ctime) differs from the one it had when the job first
+opened it may not be the version it read, so such a run is recorded but not
+made reusable (its fingerprint is left empty, with the reason). A job that left no
+closure records (no process of it was traced) costs no hashing, no store query
 and no blob write. What is computed here is written to the store by the
 loop, in the transaction that records the attempt's end.
 """
@@ -13,13 +14,16 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mayuri.closure import Closure, collect_closure
+from mayuri.closure.collect import Identity, static_program
+from mayuri.closure.launch import tracer_library
 from mayuri.environment import distribution_versions, key_parts
 from mayuri.experiment.expand import JobInstance
 from mayuri.experiment.shard_expand import shard_part
@@ -43,6 +47,8 @@ class Recorded:
     environment: dict[str, Any]
     fingerprint: str | None
     note: str | None
+    # How the closure was learned ("tracer": "preload" or "python") and the untracked reads.
+    coverage: dict[str, Any] = field(default_factory=dict)
 
 
 def _declared_inputs(root: Path, patterns: tuple[str, ...]) -> tuple[set[str], set[str]]:
@@ -67,7 +73,7 @@ def _declared_inputs(root: Path, patterns: tuple[str, ...]) -> tuple[set[str], s
 
 def gather_closure(closure: Closure, root: Path, inputs: tuple[str, ...],
                    shard_files: Sequence[str] = ()) -> list[tuple[str, str, str]]:
-    """(role, path, kind) of everything the job used: audited files plus declared `inputs:`.
+    """(role, path, kind) of everything the job used and made: traced files plus declared `inputs:`.
 
     A shard's files (`shards: {files: ...}`) are inputs even of a command that
     is not audited; without their folder's listing, so that a file added to
@@ -80,8 +86,12 @@ def gather_closure(closure: Closure, root: Path, inputs: tuple[str, ...],
         entries[(path, "file")] = "code"
     for path in closure.inputs:
         entries.setdefault((path, "file"), "input")
+    for path in closure.products:
+        entries.setdefault((path, "file"), "product")
     for path in closure.listings:
         entries.setdefault((path, "listing"), "listing")
+    for path in closure.links:
+        entries.setdefault((path, "link"), "link")
     files, folders = _declared_inputs(root, inputs)
     for path in files:
         entries.setdefault((path, "file"), "input")
@@ -122,10 +132,11 @@ def record_attempt(
     upstream: Mapping[str, list[str]],
     key_env: tuple[str, ...],
     base_environment: Mapping[str, Any],
+    cache_roots: tuple[Path, ...] = (),
 ) -> Recorded:
     """Collect the closure of a finished attempt, hash it, keep code and small text files in blobs, fingerprint it."""
     records = _records_in(closure_dir)
-    closure = collect_closure(closure_dir, root, [store.root]) if records else Closure()
+    closure = collect_closure(closure_dir, root, [store.root], cache_roots) if records else Closure()
     entries = gather_closure(closure, root, instance.job.inputs, (shard_part(instance) or {}).get("files", ()))
     rows: list[ClosureRow] = []
     if entries:
@@ -138,20 +149,46 @@ def record_attempt(
             write_blobs(store, [(root / row.path, row.sha512) for row in kept])
     environment = dict(base_environment)
     environment["packages"] = distribution_versions(closure.modules) if closure.modules else {}
-    note = _changed_while_running(root, rows, started_at)
+    note = _changed_while_running(root, rows, started_at, closure.opened)
     fp = None if note else fingerprint(instance.config_hash, upstream, rows, key_parts(key_env, environment))
     _remove_closure_folder(closure_dir, made=records is not None)
-    return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note)
+    coverage: dict[str, Any] = {"tracer": "preload" if tracer_library() else "python"}
+    if closure.untracked:
+        coverage["untracked"] = list(closure.untracked)
+    unseen = set(closure.unseen)
+    if coverage["tracer"] == "preload":
+        program = static_program(instance.command, root, os.environ.get("PATH"))
+        if program is not None:
+            unseen.add(program)
+    if unseen:
+        coverage["unseen"] = sorted(unseen)
+    return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note, coverage=coverage)
 
 
-def _changed_while_running(root: Path, rows: list[ClosureRow], started_at: float) -> str | None:
+def _changed_while_running(
+    root: Path, rows: list[ClosureRow], started_at: float, opened: Mapping[str, Identity]
+) -> str | None:
+    """Why the run cannot be reused because an input changed under the job; None when none did.
+
+    A file whose identity at its first open was recorded must still have it
+    (ctime cannot be set back: a rename over it, `cp -p` or `touch -r` change
+    it). Other files (declared inputs) must not have an mtime between the
+    start and now; a future mtime (clock skew, an unpacked archive) is no
+    change: the stat cache hashes such a file every time instead.
+    """
     start_ns = int(started_at * 1e9)
+    now_ns = time.time_ns()
     for row in rows:
-        if row.kind != "file" or row.sha512 == ABSENT:
+        if row.kind != "file" or row.sha512 == ABSENT or row.role == "product":
             continue
         try:
-            if os.stat(root / row.path).st_mtime_ns > start_ns:
-                return f"not reusable: {row.path} changed while the job ran"
+            st = os.stat(root / row.path)
         except OSError:
             continue
+        before = opened.get(row.path)
+        if before is not None:
+            if before != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                return f"not reusable: {row.path} was replaced while the job ran"
+        elif start_ns < st.st_mtime_ns <= now_ns:
+            return f"not reusable: {row.path} changed while the job ran"
     return None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.closure import closure_env
+from mayuri.closure.launch import tracer_library, with_tracer
 from mayuri.experiment.expand import JobInstance, upstream_name
 from mayuri.experiment.interpolate import Interpolator, as_text
 from mayuri.job import PARAMS_FILE
@@ -150,6 +151,9 @@ def plan_launch(
         for name in (SHARD_VAR, SHARDS_VAR, FILES_VAR):
             env.pop(name, None)
     env.update(_closure_vars(env.get("PYTHONPATH"), project_root, store_root))
+    tracer = tracer_library()
+    if tracer is not None:
+        with_tracer(env, tracer)
     env[CLOSURE_DIR_VAR] = os.path.abspath(closure_dir)
     if instance.job.metrics_from:
         from mayuri.tracking.stdout_metrics import wrap

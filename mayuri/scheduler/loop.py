@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mayuri.closure.launch import roots_env
 from mayuri.collector import long_running
 from mayuri.environment import git_info, gpu_info, platform_info, python_info
 from mayuri.experiment.expand import JobInstance, with_params
@@ -184,7 +185,7 @@ class Scheduler(Planner):
         new_run = self._new_run(slot) if slot.run_id is None else None
         assert slot.run_id is not None and slot.run_dir is not None and slot.current is not None
         if self._job_env is None:
-            self._job_env = dict(os.environ)
+            self._job_env = dict(os.environ, **roots_env(self.settings.cache_roots))
         slot.attempt += 1
         launch = plan_attempt(slot.current, run_id=slot.run_id, run_dir=slot.run_dir, store_root=self.store.root,
                               project_root=self.settings.root, number=slot.attempt, upstream=upstream,
@@ -338,11 +339,13 @@ class Scheduler(Planner):
         recorded = self._patiently(lambda: record_attempt(
             self.store, self.settings.root, current, run_dir, active.launch.closure_dir,
             active.process.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
+            self.settings.cache_roots,
         ), [slot])
         close = RunClose(
             status, ended.code, error or recorded.note,
             fingerprint=recorded.fingerprint if status == "succeeded" else None,
             closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs,
+            closure_info=recorded.coverage,
         )
 
         def closed() -> None:

@@ -300,7 +300,9 @@ def closure_stat_rows(
         f"CASE WHEN {trusted} THEN NULL ELSE file.sha512 END, "
         "sc.mtime_ns, sc.ctime_ns, sc.ino, sc.size, sc.dev "
         "FROM closure_entry JOIN file ON file.id = closure_entry.file_id "
-        "LEFT JOIN stat_cache AS sc ON sc.path = ?2 || file.path "
+        # Paths outside the project are kept absolute.
+        "LEFT JOIN stat_cache AS sc ON sc.path = "
+        "CASE WHEN substr(file.path, 1, 1) = '/' THEN file.path ELSE ?2 || file.path END "
         "WHERE closure_entry.run_id = ?3",
         (racy_window_ns, prefix, run_id),
     )

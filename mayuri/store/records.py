@@ -95,6 +95,8 @@ class RunClose:
     closure: tuple[ClosureRow, ...] = ()
     environment: Mapping[str, Any] | None = None
     outputs: Mapping[str, Any] | None = None
+    # How the closure was learned and its untracked reads (migration 0008).
+    closure_info: Mapping[str, Any] | None = None
 
 
 @functools.cache
@@ -150,6 +152,10 @@ def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: 
         (close.status, close.exit_code, close.error, close.fingerprint, canonical_json(close.environment or {}),
          now, now, run_id),
     )
+    if close.closure_info:
+        conn.execute(
+            "UPDATE run SET closure_info = ? WHERE id = ?", (canonical_json(close.closure_info), run_id)
+        )
 
 
 def create_run(

@@ -10,8 +10,10 @@ project tree (see `mayuri.closure.collect` for the reader):
     KIND \\t MONOTONIC_NS \\t ABSOLUTE_PATH_OR_NAME \\0
 
 KIND is `c` (code: executed or imported module source, the `__main__` script),
-`r` (file opened for reading), `w` (file opened for writing), `l` (folder
-listed) or `m` (top-level name of an imported module). Each record is one
+`R` (file opened for reading; the path follows its identity at that moment,
+"dev,ino,size,mtime_ns,ctime_ns"), `r` (a file that was not there opened for
+reading), `w` (file opened for writing), `l` (folder listed) or `m` (top-level
+name of an imported module). The C tracer (`tracer.c`) writes the same format. Each record is one
 `os.write` on an O_APPEND descriptor, so nothing is lost when the process is
 killed or leaves through `os._exit`.
 
@@ -48,6 +50,7 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     # job cannot redirect the hook.
     getcwd = os.getcwd
     getpid = os.getpid
+    stat = os.stat
     getframe = sys._getframe
     normpath = os.path.normpath
     fspath = os.fspath
@@ -59,6 +62,8 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     rdwr = os.O_RDWR
     creating = os.O_CREAT | os.O_TRUNC
 
+    # Set by the scheduler with the C tracer's preload (closure/launch.py `with_tracer`).
+    traced = "MAYURI_TRACER_SKIP" in os.environ
     root = normpath(root)
     prefix = root if root == "/" else root + "/"
     skip: set[str] = set()
@@ -73,6 +78,11 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
             if spelling.startswith(prefix):
                 skip.add(spelling.rstrip("/") + "/")
     skip_prefixes = tuple(skip)
+    # The project and the `[cache] roots` folders (both spellings, as for the skipped ones).
+    roots = [folder for folder in os.environ.get("MAYURI_CACHE_ROOTS", "").split(os.pathsep) if folder]
+    tracked = (prefix,) + tuple(
+        {spelling.rstrip("/") + "/" for folder in roots for spelling in (os.path.abspath(folder), os.path.realpath(folder))}
+    )
 
     stdlib = os.path.dirname(os.__file__)
     # Opens from these frames are the import system loading code.
@@ -116,13 +126,13 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
             if not path:
                 return None
             path = getcwd() + "/" + path
-        elif not path.startswith(prefix) and path != root:
+        elif not path.startswith(tracked) and path != root:
             # The common case for everything outside the project: a prefix test.
             if "/.." not in path and "/./" not in path and "//" not in path:
                 return None
         if "/." in path or "//" in path or path[-1] == "/":
             path = normpath(path)
-        if not path.startswith(prefix) and path != root:
+        if not path.startswith(tracked) and path != root:
             return None
         tail = path + "/"
         if tail.startswith(skip_prefixes) or "/site-packages/" in tail or "/dist-packages/" in tail:
@@ -149,7 +159,7 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         state[1] = fd
         return fd
 
-    def emit(seen: set[str], kind: str, value: str) -> None:
+    def emit(seen: set[str], kind: str, value: str, extra: str = "") -> None:
         if value in seen:
             return
         seen.add(value)
@@ -157,8 +167,21 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
             open_record_file()
         fd = state[1]
         if fd >= 0:
-            record = "%s\t%d\t%s\0" % (kind, monotonic_ns(), value)
+            record = "%s\t%d\t%s%s\0" % (kind, monotonic_ns(), extra, value)
             write(fd, record.encode(encoding, "surrogateescape"))
+
+    def emit_read(path: str) -> None:
+        # The file's identity before the job reads it: a file replaced while
+        # the job runs (mv, cp -p) is then caught at the end.
+        if path in seen_read:
+            return
+        try:
+            st = stat(path)
+        except OSError:
+            emit(seen_read, "r", path)
+            return
+        identity = "%d,%d,%d,%d,%d" % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        emit(seen_read, "R", path, identity)
 
     def emit_code(path: str) -> None:
         # The import system opens the cached bytecode; the source is what counts.
@@ -186,12 +209,14 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         else:
             writing = "r" not in mode
         if writing:
-            if "/__pycache__/" not in path:
+            if "/__pycache__/" not in path and not traced:
                 emit(seen_written, "w", path)
             return
         if not path.endswith(code_suffixes):
             # Only code is loaded by the import system: no need for the frame.
-            emit(seen_read, "r", path)
+            # The C tracer, where it runs, records data reads with less work.
+            if not traced:
+                emit_read(path)
             return
         try:
             caller = getframe(2).f_code.co_filename
@@ -202,7 +227,7 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         if caller.startswith(loader_frames):
             emit_code(path)
         else:
-            emit(seen_read, "r", path)
+            emit_read(path)
 
     def on_listing(args: tuple) -> None:
         target = args[0]
@@ -245,12 +270,22 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     def on_import(args: tuple) -> None:
         emit_module(args[0])
 
+    def on_sqlite(args: tuple) -> None:
+        # SQLite opens its files in C: a database (and its write-ahead log,
+        # where one is there) is read through this event, not `open`.
+        path = resolve(args[0]) if args and args[0] != ":memory:" else None
+        if path is not None:
+            emit_read(path)
+            if os.path.exists(path + "-wal"):
+                emit_read(path + "-wal")
+
     handlers = {
         "open": on_open,
         "os.listdir": on_listing,
         "os.scandir": on_listing,
         "exec": on_exec,
         "import": on_import,
+        "sqlite3.connect": on_sqlite,
     }
     get_handler = handlers.get
 
@@ -258,6 +293,10 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         handler = get_handler(event)  # membership test first: most events return here
         if handler is None:
             return
+        if handler is on_open and traced:
+            given = args[0]
+            if type(given) is str and not given.endswith(code_suffixes):
+                return  # data: the C tracer records it (the cheapest way out of the hot path)
         # Per-thread guard: our own os.open (and anything else the handlers
         # trigger) re-enters the hook; other threads must still be recorded.
         tid = get_ident()

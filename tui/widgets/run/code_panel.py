@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
+from mayuri.hashing import LINK_MARK
 from mayuri.store.blobs import blob_path
 from mayuri.store.queries import closures, get_run
 from mayuri.store.records import ClosureRow
@@ -78,7 +79,9 @@ class CodePanel(ReadsStore, Vertical):
         table.add_columns("role", "path", "size", "sha512", *versus)
         for c in self.closure:
             extra = [changes[c.path]] if changes else []
-            table.add_row(c.role, c.path, format_size(c.size), c.sha512[:16], *extra, key=c.path)
+            # A link (role "link") shows where it points; products (role "product") are files the job made.
+            digest = c.sha512.replace(LINK_MARK, "-> ", 1) if c.kind == "link" else c.sha512[:16]
+            table.add_row(c.role, c.path, format_size(c.size), digest, *extra, key=c.path)
         for path, change in changes.items():
             if change == "removed":
                 gone = self.other[path]

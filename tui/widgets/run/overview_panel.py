@@ -1,4 +1,4 @@
-"""The overview tab of a run: status, params, attempts (GPUs, causes), outputs, artifacts, metrics."""
+"""The overview tab of a run: status, closure coverage, params, attempts (GPUs, causes), outputs, artifacts, metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from textual.widgets import Static
 
 from mayuri.inspect_runs import RunDetail
 from mayuri.store.artifact_queries import ArtifactRow
+from mayuri.store.coverage_queries import coverage_text
 from mayuri.store.metric_queries import Summary
 from mayuri.store.shard_queries import shard_role
 from mayuri.tui.formatting import format_gpus, format_number, format_time, format_value, status_text
@@ -51,6 +52,9 @@ def _facts(view: Overview) -> Table:
     shards = view.detail.shards
     if shards is not None:
         rows.append(("shards", f"{shard_role(run.config)} · {shards.summary()}"))
+    closure = _closure_line(view.detail)
+    if closure:
+        rows.append(("closure", closure))
     rss, gpu = view.peaks
     if rss or gpu:
         rows.append(("peak memory", f"RSS {format_size(rss or 0)}, GPU {format_size(gpu or 0)}"))
@@ -59,6 +63,17 @@ def _facts(view: Overview) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _closure_line(detail: RunDetail) -> str | None:
+    """How the closure was learned, with its links, products and untracked reads (None: not recorded)."""
+    if not detail.coverage:
+        return None
+    links = sum(1 for c in detail.closure if c.kind == "link")
+    products = sum(1 for c in detail.closure if c.role == "product")
+    untracked = len(detail.coverage.get("untracked") or [])
+    return (f"{coverage_text(detail.coverage)}; {links} links, {products} products, "
+            f"{untracked} untracked reads (mayuri show --why)")
 
 
 def _params(view: Overview) -> Table:
