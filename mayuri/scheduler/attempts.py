@@ -120,6 +120,7 @@ def plan_attempt(
 
 def start_batch(
     store: Store, keeper: LeaseKeeper, planned: Sequence[Planned], *, project_root: Path, devices: dict[str, Gpu],
+    grace: float = 10.0,
 ) -> list[Active | str]:
     """Launch attempts on their leased GPUs and record them, in one transaction.
 
@@ -140,8 +141,8 @@ def start_batch(
 
         def launch() -> tuple[int, float | None] | str:
             try:
-                process = spawn(item.launch.command, cwd=project_root, env=env, stdout=item.files.stdout,
-                                stderr=item.files.stderr, shell=item.shell)
+                process = spawn(item.launch.command, cwd=project_root, env=env, run_dir=item.launch.run_dir,
+                                attempt=item.number, grace=grace, shell=item.shell)
             except ExecutorError as exc:
                 return exc.message
             started[index] = process
@@ -185,7 +186,7 @@ def conclude(run_dir: Path, active: Active, code: int) -> Ended:
     elif active.stop_reason == "timeout":
         status, cause, error = "timeout", "timeout", f"timed out after {duration:.1f}s"
     elif process.status_lost:
-        status, cause, error = "failed", "status_lost", "exit status lost: something else in this process reaped it"
+        status, cause, error = "failed", "status_lost", "exit status lost: the jobs' supervisor died before it ended"
     elif code == 0:
         status, cause, error = "succeeded", None, None
     else:

@@ -421,8 +421,9 @@ class Scheduler(Planner):
         fds: list[int] = []
         for key in self._running:
             active = self.slots[key].active
-            if active is not None and active.process.pidfd is not None:
-                fds.append(active.process.pidfd)
+            if active is not None and active.process.shepherd is not None and not active.process.shepherd.gone:
+                fds = [active.process.shepherd.fileno()]
+                break
         if fds:
             select.select(fds, [], [], timeout)
         else:
