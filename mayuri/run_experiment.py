@@ -19,6 +19,7 @@ from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner
 from mayuri.store import Store, open_project_store
 from mayuri.store.perms import share_umask
 from mayuri.store.records import RunOrigin
+from mayuri.store.scheduler_queries import any_unfinished
 
 if TYPE_CHECKING:
     from mayuri.experiment.expectations import Verdict
@@ -70,6 +71,11 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
         if request.dry_run:
             return RunResult(planner.plan())
         share_umask(store.root)
+        if any_unfinished(store):
+            # Jobs this plan would start may still run under a dead scheduler: adopted, never started twice.
+            from mayuri.scheduler.adoption import adopt
+
+            adopt(store, settings, spec.name, instances, reporter)
         ready = planner.answer_from_cache()
         if ready or planner.undecided:
             # Loaded only when something must run: a cached run needs none of it.

@@ -200,6 +200,6 @@ def conclude(run_dir: Path, active: Active, code: int) -> Ended:
     end = AttemptEnd(
         status=status, exit_code=code if code >= 0 else None, signal=signal_number, cause=cause, error=error,
         peak_rss=max(active.sampler.peak_rss, process.max_rss) or None,
-        peak_gpu_memory=active.sampler.peak_gpu or None,
+        peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=process.leftovers or None,
     )
     return Ended(status, cause, error, code, duration, end)

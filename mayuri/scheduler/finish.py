@@ -6,6 +6,10 @@ reusable (its fingerprint is left empty, with the reason). A job that left no
 closure records (it ran no tracked Python) costs no hashing, no store query
 and no blob write. What is computed here is written to the store by the
 loop, in the transaction that records the attempt's end.
+
+Closing a run is isolated (`close_run`): any error while reading its
+outputs, hashing its closure or copying its code into blobs fails that run
+alone, with a one-line reason, and the scheduler goes on with the others.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from mayuri.experiment.expand import JobInstance
 from mayuri.filestate import current_digests
 from mayuri.fingerprint import fingerprint
 from mayuri.hashing import ABSENT
+from mayuri.job import read_outputs
 from mayuri.store.blobs import write_blobs
-from mayuri.store.db import Store
-from mayuri.store.records import ClosureRow
+from mayuri.store.db import Store, StoreLocked
+from mayuri.store.records import ClosureRow, RunClose
 
 # Removing a closure folder costs a few rmdir calls on a slow filesystem; the loop need not wait for them.
 _cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mayuri-cleanup")
@@ -143,3 +148,48 @@ def _changed_while_running(root: Path, rows: list[ClosureRow], started_at: float
         except OSError:
             continue
     return None
+
+
+@dataclass(frozen=True)
+class Closed:
+    """How a finished run closes, with what the plan needs of it (its fingerprint, its outputs)."""
+
+    close: RunClose
+    fingerprint: str | None
+    outputs: dict[str, Any]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of a run's error: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def close_run(
+    store: Store, root: Path, instance: JobInstance, run_dir: Path, closure_dir: Path, started_at: float,
+    upstream: Mapping[str, list[str]], key_env: tuple[str, ...], base_environment: Mapping[str, Any],
+    *, status: str, code: int, error: str | None,
+) -> Closed:
+    """How a run whose job ended closes: outputs, declared outputs checked, closure, fingerprint.
+
+    A locked store is raised (the caller waits it out); any other error fails
+    this run alone, with why, and records neither closure nor fingerprint.
+    """
+    try:
+        outputs = read_outputs(run_dir)
+        missing = [name for name in instance.job.outputs if name not in outputs]
+        if status == "succeeded" and missing:
+            status = "failed"
+            error = "exited 0 but did not set declared output " + ", ".join(f"'{m}'" for m in missing) + \
+                " (call mayuri.output(name, value) in the job)"
+        recorded = record_attempt(store, root, instance, run_dir, closure_dir, started_at, upstream, key_env,
+                                  base_environment)
+    except StoreLocked:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, it is this run's failure, not the scheduler's
+        reason = f"recording the run failed: {one_line(exc)}"
+        return Closed(RunClose("failed", code, reason, environment=dict(base_environment)), None, {})
+    fp = recorded.fingerprint if status == "succeeded" else None
+    close = RunClose(status, code, error or recorded.note, fingerprint=fp,
+                     closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs)
+    return Closed(close, recorded.fingerprint, outputs)

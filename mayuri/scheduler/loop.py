@@ -21,7 +21,6 @@ import logging
 import os
 import select
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,10 +28,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mayuri.collector import long_running
-from mayuri.environment import git_info, gpu_info, platform_info, python_info
+from mayuri.environment import base_environment
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.gpu import inventory, process_gpu_memory
-from mayuri.job import read_outputs
 from mayuri.scheduler.events import JobEvent
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.patience import patiently
@@ -92,13 +90,7 @@ class Scheduler(Planner):
 
     def _base_environment(self) -> dict[str, Any]:
         if self._environment is None:
-            self._environment = {
-                "python": python_info(),
-                "platform": platform_info(),
-                "host": socket.gethostname(),
-                "git": git_info(self.settings.root),
-                "gpus": gpu_info(),
-            }
+            self._environment = base_environment(self.settings.root)
         return self._environment
 
     def _parents(self, inst: JobInstance) -> dict[str, str]:
@@ -303,32 +295,24 @@ class Scheduler(Planner):
     def _close_run(self, slot: Slot, active: attempts.Active, ended: attempts.Ended,
                    error: str | None) -> tuple[RunClose, Callable[[], None]]:
         """How the run closes, and what to do once that is recorded."""
-        from mayuri.scheduler.finish import record_attempt
+        from mayuri.scheduler.finish import close_run
 
         assert slot.run_id is not None and slot.run_dir is not None and slot.current is not None
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(ended.status, "failed")
-        outputs = read_outputs(slot.run_dir)
-        missing = [name for name in slot.instance.job.outputs if name not in outputs]
-        if status == "succeeded" and missing:
-            status = "failed"
-            error = "exited 0 but did not set declared output " + ", ".join(f"'{m}'" for m in missing) + \
-                " (call mayuri.output(name, value) in the job)"
         current, run_dir = slot.current, slot.run_dir
         # Hashing the closure may write (stat cache, code blobs): it waits out a locked store too.
-        recorded = self._patiently(lambda: record_attempt(
+        done = self._patiently(lambda: close_run(
             self.store, self.settings.root, current, run_dir, active.launch.closure_dir,
             active.process.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
+            status=status, code=ended.code, error=error,
         ), [slot])
-        close = RunClose(
-            status, ended.code, error or recorded.note,
-            fingerprint=recorded.fingerprint if status == "succeeded" else None,
-            closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs,
-        )
+        close = done.close
 
         def closed() -> None:
-            slot.fingerprint = recorded.fingerprint or f"unreusable:{slot.run_id}"
-            slot.outputs = outputs
-            self._emit(slot, status, error or slot.reason, duration=ended.duration)
+            slot.fingerprint = done.fingerprint or f"unreusable:{slot.run_id}"
+            slot.outputs = done.outputs
+            self._emit(slot, close.status, close.error if close.status != "succeeded" else slot.reason,
+                       duration=ended.duration)
             slot.active = None
 
         return close, closed
@@ -437,17 +421,21 @@ class Scheduler(Planner):
         keeper = LeaseKeeper(self.store, self.experiment)
         previous = self._install_signals()
         fenced = locked = False
+        failure: BaseException | None = None
         try:
             self._queue.extend(self._secured(keeper, self._handed_over))
             self._loop(keeper)
-        except Fenced:
-            fenced = True
+        except Fenced as exc:
+            fenced, failure = True, exc
             raise
-        except StoreLocked:
-            locked = True
+        except StoreLocked as exc:
+            locked, failure = True, exc
+            raise
+        except BaseException as exc:
+            failure = exc
             raise
         finally:
-            self._kill_leftovers()
+            self._kill_leftovers(failure)
             self._restore_signals(previous)
             self._close_books(keeper, fenced, locked)
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)
@@ -525,19 +513,33 @@ class Scheduler(Planner):
             return True
         return False
 
-    def _kill_leftovers(self) -> None:
-        # Whatever happened (a bug, a fenced scheduler), no job outlives its scheduler.
+    def _kill_leftovers(self, failure: BaseException | None) -> None:
+        # Whatever happened (a bug, a fenced scheduler), no job outlives its scheduler, and no run of
+        # it stays `running` once the scheduler is marked finished: each is recorded orphaned first.
+        unsettled = [s.run_id for s in self.slots.values()
+                     if s.run_id and (s.active is not None or s in self._queue)]
         for key in list(self._running):
             active = self.slots[key].active
             if active is not None:
                 stop(active.process, min(self.settings.scheduler.kill_grace, 2.0))
         self._running.clear()
+        if failure is None or not unsettled:
+            return
+        from mayuri.scheduler.finish import one_line
+        from mayuri.store.attempt_records import settle_abandoned
+
+        note = f"orphaned: its scheduler stopped on an error it could not handle ({one_line(failure)})"
+        for run_id in unsettled:
+            # A store that stays locked or broken leaves them to the next recovery, which settles them.
+            with contextlib.suppress(Exception):
+                settle_abandoned(self.store, run_id, "orphaned", note)
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
         previous: dict[int, Any] = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # A closed terminal (SIGHUP) stops the jobs like Ctrl-C: each is recorded cancelled and resumable.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[signum] = signal.signal(signum, self._on_signal)
         return previous
 

@@ -134,3 +134,47 @@ def peak_history(store: Store, experiment: str, job: str, config_hash: str, limi
             top = max(rows, key=lambda r: r[1])
             return PeakHistory(top[0], int(top[1]), max((r[2] or 0) for r in rows) or None, same)
     return None
+
+
+@dataclass(frozen=True)
+class UnownedRun:
+    """An unfinished run with what recovery needs to judge it: its scheduler, its latest attempt, its identity."""
+
+    run_id: str
+    status: str
+    host: str
+    experiment: str
+    job: str
+    config_hash: str
+    upstream: str
+    run_dir: str
+    scheduler: SchedulerRow | None
+    attempt: int | None
+    pid: int | None
+    pid_create_time: float | None
+    started_at: float | None
+
+
+def unfinished_with_schedulers(store: Store) -> list[UnownedRun]:
+    """Every queued or running run, with its scheduler row (if any) and its latest attempt."""
+    rows = store.db.execute_sql(
+        "SELECT run.id, run.status, run.host, experiment.name, run.job, run.config_hash, run.upstream, "
+        "run.run_dir, a.number, a.pid, a.pid_create_time, a.started_at, s.id, s.host, s.boot_id, s.pid, s.pid_create_time, "
+        "s.user, s.experiment, s.status, s.started_at, s.heartbeat_at FROM run "
+        "JOIN experiment ON experiment.id = run.experiment_id "
+        "LEFT JOIN attempt a ON a.run_id = run.id AND a.number = "
+        "(SELECT MAX(number) FROM attempt WHERE run_id = run.id) "
+        "LEFT JOIN scheduler s ON s.id = run.scheduler_id WHERE run.status IN ('queued', 'running')"
+    ).fetchall()
+    found = []
+    for row in rows:
+        scheduler = SchedulerRow(*row[12:]) if row[12] is not None else None
+        found.append(UnownedRun(*row[:8], scheduler, *row[8:12]))
+    return found
+
+
+def any_unfinished(store: Store) -> bool:
+    """Whether any run is queued or running (one indexed lookup: the common answer is no)."""
+    return store.db.execute_sql(
+        "SELECT 1 FROM run WHERE status IN ('queued', 'running') LIMIT 1"
+    ).fetchone() is not None
