@@ -35,6 +35,7 @@ class RunRequest:
     only: tuple[str, ...] = ()
     dry_run: bool = False
     tests: bool = False
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
             # Loaded only when something must run: a cached run needs none of it.
             from mayuri.scheduler.loop import Scheduler
 
-            outcome = Scheduler(planner, ready).run()
+            outcome = Scheduler(planner, ready, fresh=request.fresh).run()
         else:
             outcome = planner.all_cached()
         verdicts = judge_tests(store, outcome) if request.tests else ()

@@ -26,6 +26,7 @@ from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.monitor import Sampler
 from mayuri.scheduler.process import JobProcess, spawn, stop
+from mayuri.scheduler.resume import Resume
 from mayuri.store.attempt_records import AttemptEnd, AttemptStart, begin_attempts
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
@@ -100,6 +101,7 @@ class Planned:
     timeout: float | None
     new_run: NewRun | None = None
     stderr_start: int = 0
+    resume: Resume | None = None
 
 
 def plan_attempt(
@@ -151,7 +153,8 @@ def start_batch(
         return launch
 
     starts = [AttemptStart(item.run_id, item.number, item.launch.params, [lease.gpu_uuid for lease in item.leases],
-                           [lease.token for lease in item.leases], launcher(index, item), item.new_run)
+                           [lease.token for lease in item.leases], launcher(index, item), item.new_run,
+                           item.resume.run_id if item.resume else None, item.resume.step if item.resume else None)
               for index, item in enumerate(planned)]
     try:
         recorded = begin_attempts(store, keeper.id, keeper.host, starts)

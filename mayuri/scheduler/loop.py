@@ -37,6 +37,7 @@ from mayuri.scheduler.patience import patiently
 from mayuri.scheduler.placement import usable
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner, Slot
 from mayuri.scheduler.process import kill, reap, stop, terminate
+from mayuri.scheduler.resume import Resume, find_resume
 from mayuri.store.attempt_records import EndRecord, record_ends
 from mayuri.store.db import StoreLocked
 from mayuri.store.hit_log import log_hits
@@ -69,7 +70,7 @@ DEVICE_REFRESH = 2.0
 class Scheduler(Planner):
     """Runs one expanded experiment against one store: launches, watches, retries, stops."""
 
-    def __init__(self, planner: Planner, ready: Sequence[Slot]) -> None:
+    def __init__(self, planner: Planner, ready: Sequence[Slot], *, fresh: bool = False) -> None:
         # Goes on from where the planner stopped: the slots the cache settled,
         # their hits, and `ready`, the instances it found must run.
         vars(self).update(vars(planner))
@@ -85,6 +86,9 @@ class Scheduler(Planner):
         self._devices_at = 0.0
         self._runs_dir = self.store.runs
         self._job_env: dict[str, str] | None = None
+        # --fresh: no run resumes an interrupted predecessor's checkpoint.
+        self._fresh = fresh
+        self._resumes: dict[str, Resume] = {}
 
     # -- launching ----------------------------------------------------------
 
@@ -115,9 +119,12 @@ class Scheduler(Planner):
 
         return patiently(write, warn)
 
-    def _new_run(self, slot: Slot) -> NewRun:
+    def _new_run(self, slot: Slot, resume: Resume | None) -> NewRun:
         """Give a slot its run (id, folder), to be inserted with its first attempt."""
         inst = slot.instance
+        parents = self._parents(inst)
+        if resume is not None:
+            parents["resumed"] = resume.run_id
         if self._experiment_id is None:
             self._experiment_id = self._patiently(lambda: ensure_experiment(self.store, self.experiment), [slot])
         slot.run_id = new_run_id()
@@ -126,7 +133,7 @@ class Scheduler(Planner):
         return NewRun(
             run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name, kind=inst.job.kind,
             config_hash=inst.config_hash, params=inst.params, config=inst.config, upstream=slot.upstream_fps,
-            reason=slot.reason, run_dir=str(slot.run_dir), parents=self._parents(inst), origin=self.origin,
+            reason=slot.reason, run_dir=str(slot.run_dir), parents=parents, origin=self.origin,
         )
 
     def _take_gpus(self, slot: Slot, keeper: LeaseKeeper, now: float) -> list[Any] | None:
@@ -172,7 +179,13 @@ class Scheduler(Planner):
             self._patiently(lambda: keeper.give_back(leases), [slot])
             self._emit(slot, "skipped", str(exc.args[0]))
             return True, None
-        new_run = self._new_run(slot) if slot.run_id is None else None
+        new_run = None
+        if slot.run_id is None:
+            resume = None if self._fresh else find_resume(self.store, self.experiment, inst.name, inst.config_hash)
+            new_run = self._new_run(slot, resume)
+            if resume is not None:
+                assert slot.run_id is not None
+                self._resumes[slot.run_id] = resume
         assert slot.run_id is not None and slot.run_dir is not None and slot.current is not None
         if self._job_env is None:
             self._job_env = dict(os.environ)
@@ -182,8 +195,14 @@ class Scheduler(Planner):
                               base_env=self._job_env)
         stderr = slot.run_dir / "stderr.log"
         stderr_start = stderr.stat().st_size if slot.attempt > 1 and stderr.exists() else 0
+        resumed = self._resumes.get(slot.run_id)
+        if resumed is not None and "MAYURI_RESUME_FROM" not in launch.env:
+            # A first attempt, or a retry whose earlier attempts saved nothing: the predecessor's checkpoint.
+            launch.env["MAYURI_RESUME_FROM"] = str(resumed.folder)
+        else:
+            resumed = None
         return True, Planned(slot.run_id, slot.attempt, inst.job.shell, launch, make_files(launch, self.store.root),
-                             leases, inst.job.timeout, new_run, stderr_start)
+                             leases, inst.job.timeout, new_run, stderr_start, resumed)
 
     def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
         """Start as many queued attempts as there is room for (in queue order), in one transaction."""
@@ -223,7 +242,7 @@ class Scheduler(Planner):
             slot.active = result
             result.sampler.step = slot.sys_step
             self._running.add(slot.instance.key)
-            self._emit(slot, "running", slot.reason)
+            self._emit(slot, "running", f"{slot.reason}; {item.resume.note}" if item.resume else slot.reason)
 
     # -- finishing ------------------------------------------------------------
 
@@ -311,7 +330,7 @@ class Scheduler(Planner):
         def closed() -> None:
             slot.fingerprint = done.fingerprint or f"unreusable:{slot.run_id}"
             slot.outputs = done.outputs
-            self._emit(slot, close.status, close.error if close.status != "succeeded" else slot.reason,
+            self._emit(slot, close.status, (close.error or "") if close.status != "succeeded" else slot.reason,
                        duration=ended.duration)
             slot.active = None
 

@@ -91,6 +91,8 @@ class Shepherd:
         self._buffer = b""
         self._jobs: dict[int, JobProcess] = {}
         self._answers: dict[int, dict[str, Any]] = {}
+        # Ends heard before the launch that started the job returned (a job that ends at once).
+        self._early: dict[int, dict[str, Any]] = {}
         self._next_id = 0
         self.gone = False
 
@@ -117,6 +119,9 @@ class Shepherd:
 
     def watch(self, job: JobProcess) -> None:
         self._jobs[job.pid] = job
+        early = self._early.pop(job.pid, None)
+        if early is not None:
+            self._hear(early)
 
     def pump(self) -> None:
         """Read what the shepherd said: the ends of jobs (and the answers to launches)."""
@@ -141,10 +146,12 @@ class Shepherd:
             self._answers[int(message["id"])] = message
             return
         job = self._jobs.pop(int(message["pid"]), None)
-        if job is not None:
-            job.max_rss = max(job.max_rss, int(message.get("max_rss") or 0))
-            job.leftovers = int(message.get("leftovers") or 0)
-            job.returncode = int(message["exit_code"])
+        if job is None:
+            self._early[int(message["pid"])] = message
+            return
+        job.max_rss = max(job.max_rss, int(message.get("max_rss") or 0))
+        job.leftovers = int(message.get("leftovers") or 0)
+        job.returncode = int(message["exit_code"])
 
     def _lost(self) -> None:
         # The shepherd died: jobs that ended since cannot say how; those still running are watched by pid.

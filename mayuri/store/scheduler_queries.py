@@ -169,7 +169,9 @@ def unfinished_with_schedulers(store: Store) -> list[UnownedRun]:
     found = []
     for row in rows:
         scheduler = SchedulerRow(*row[12:]) if row[12] is not None else None
-        found.append(UnownedRun(*row[:8], scheduler, *row[8:12]))
+        run_id, status, run_host, experiment, job, config_hash, upstream, run_dir = row[:8]
+        found.append(UnownedRun(run_id, status, run_host, experiment, job, config_hash, upstream, run_dir, scheduler,
+                                row[8], row[9], row[10], row[11]))
     return found
 
 
@@ -178,3 +180,22 @@ def any_unfinished(store: Store) -> bool:
     return store.db.execute_sql(
         "SELECT 1 FROM run WHERE status IN ('queued', 'running') LIMIT 1"
     ).fetchone() is not None
+
+
+def earlier_runs(store: Store, experiment: str, job: str, config_hash: str, limit: int) -> list[tuple[str, str, str]]:
+    """(id, status, run folder) of the ended runs of a job with this config, newest first."""
+    rows = store.db.execute_sql(
+        "SELECT run.id, run.status, run.run_dir FROM run JOIN experiment ON experiment.id = run.experiment_id "
+        "WHERE experiment.name = ? AND run.job = ? AND run.config_hash = ? AND run.status NOT IN ('queued', 'running') "
+        f"ORDER BY run.created_at DESC LIMIT {int(limit)}", (experiment, job, config_hash)
+    ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def last_logged_step(store: Store, run_id: str) -> int | None:
+    """The last step a run logged a metric at (system metrics aside), or None."""
+    row = store.db.execute_sql(
+        "SELECT MAX(s.last_step) FROM metric_summary s JOIN metric_key k ON k.id = s.key_id "
+        "WHERE s.run_id = ? AND k.name NOT LIKE 'sys/%'", (run_id,)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
