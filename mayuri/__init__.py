@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from mayuri.job import (
         artifact,
         checkpoint_dir,
+        checkpoint_saved,
         current_run,
         finish,
         init,
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 
 # Loaded on first use: every `mayuri` command imports this package, and only a
 # job needs the in-job API; the read-back API opens the store (peewee).
-_JOB_API = ("artifact", "checkpoint_dir", "current_run", "finish", "init", "log", "output", "params", "resume_from")
+_JOB_API = ("artifact", "checkpoint_dir", "checkpoint_saved", "current_run", "finish", "init", "log", "output", "params", "resume_from")
 _LAZY = {**dict.fromkeys(_JOB_API, "mayuri.job"), "runs": "mayuri.notebook", "get_run": "mayuri.notebook"}
 
 
@@ -48,6 +49,7 @@ __all__ = [
     "__version__",
     "artifact",
     "checkpoint_dir",
+    "checkpoint_saved",
     "current_run",
     "finish",
     "get_run",

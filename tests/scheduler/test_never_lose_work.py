@@ -263,3 +263,23 @@ def test_detach_message_names_the_pid(project) -> None:
     deadline = time.monotonic() + 60
     while psutil.pid_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+RETAIN = """
+    import mayuri
+    folder = mayuri.checkpoint_dir(keep_last=2, keep_best=1, metric="val_loss")
+    for epoch, val_loss in enumerate([0.9, 0.2, 0.5, 0.7, 0.6]):
+        (folder / f"epoch-{epoch}.pt").write_text(str(epoch))
+        mayuri.checkpoint_saved(folder / f"epoch-{epoch}.pt", val_loss=val_loss)
+        mayuri.log(step=epoch, val_loss=val_loss)
+"""
+
+
+def test_checkpoint_dir_keeps_the_last_and_the_best(project) -> None:
+    project.write("retain.py", RETAIN)
+    project.write("exp.yaml", "name: retain\njobs:\n  fit: {run: python retain.py}\n")
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode == 0, done.stderr
+    run = only_run(project)
+    folder = project.root / ".mayuri" / "runs" / run["id"] / "checkpoints" / "1"
+    assert sorted(p.name for p in folder.glob("*.pt")) == ["epoch-1.pt", "epoch-3.pt", "epoch-4.pt"]
