@@ -179,3 +179,18 @@ def test_sigstop_other_host_is_reclaimed_and_fenced(project) -> None:
     assert {r["status"] for r in project.runs()} == {"orphaned"}  # its late writes were rejected
     assert query(project.db, "SELECT COUNT(*) FROM attempt") == [(2,)]
     store_is_sound(project.db)
+
+
+def test_a_running_run_of_a_finished_scheduler_is_settled(project) -> None:
+    """Whatever the scheduler row says (here: finished), a run still `running` under no live scheduler is settled."""
+    from mayuri.process_identity import boot_id, host
+
+    run_id = forge_running_scheduler(project, 2**22 + 7, 1.0, boot_id(), host())
+    conn = sqlite3.connect(project.db, timeout=30)
+    with conn:
+        conn.execute("UPDATE scheduler SET status = 'finished'")
+    conn.close()
+    done = project.mayuri("doctor")
+    assert done.returncode == 0, done.stdout
+    assert dict(query(project.db, "SELECT id, status FROM run"))[run_id] == "orphaned"
+    store_is_sound(project.db)
