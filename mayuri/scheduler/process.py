@@ -104,8 +104,10 @@ class Shepherd:
         """Ask for a job to be started; its answer (pid, or errno and error)."""
         self._next_id += 1
         request["id"] = self._next_id
+        data = memoryview((json.dumps(request) + "\n").encode())
         try:
-            os.write(self._in, (json.dumps(request) + "\n").encode())
+            while data:  # a large environment may take more than one write (a signal may cut one short)
+                data = data[os.write(self._in, data):]
         except OSError:
             self.gone = True
         deadline = time.monotonic() + START_TIMEOUT

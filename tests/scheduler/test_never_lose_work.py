@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -283,3 +284,22 @@ def test_checkpoint_dir_keeps_the_last_and_the_best(project) -> None:
     run = only_run(project)
     folder = project.root / ".mayuri" / "runs" / run["id"] / "checkpoints" / "1"
     assert sorted(p.name for p in folder.glob("*.pt")) == ["epoch-1.pt", "epoch-3.pt", "epoch-4.pt"]
+
+
+def test_a_scheduler_that_must_stop_records_its_runs_before_it_ends(project) -> None:
+    """Fenced (its row taken over behind its back), it stops its job and leaves no run `running`."""
+    train_project(project)
+    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "2"})
+    first = wait_for_steps(project, 0)
+    wait_for(lambda: query(project.db, "SELECT COUNT(*) FROM attempt WHERE status = 'running'") == [(1,)],
+             message="the job running")
+    conn = sqlite3.connect(project.db, timeout=30)
+    with conn:
+        conn.execute("UPDATE scheduler SET status = 'dead'")
+    conn.close()
+    proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    run = only_run(project)
+    assert run["status"] == "orphaned" and "could not handle" in project.show(first)["error"]
+    assert processes_with_run_ids([first]) == []
+    store_is_sound(project.db)
