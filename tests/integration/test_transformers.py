@@ -125,3 +125,52 @@ def test_save_total_limit_keeps_two_checkpoints_in_the_store_by_reference(projec
     # The weights and optimizer state change at every step: their blobs are the checkpoint's own files
     # (a file whose content an earlier checkpoint had already stored, like config.json, is simply shared).
     assert {"model.safetensors", "optimizer.pt"} <= set(linked), "kept by reference, not copied"
+
+
+SLOW_TRAIN = TRAIN.replace(
+    "trainer = Trainer(", """import os, time
+from transformers import TrainerCallback
+
+
+class Pace(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        time.sleep(float(os.environ.get("STEP_DELAY", "0")))
+
+
+trainer = Trainer(""").replace("callbacks=[MayuriCallback()]", "callbacks=[MayuriCallback(), Pace()]").replace(
+    'if mayuri.current_run().attempt == 1:\n    raise SystemExit("first attempt: fail after saving checkpoints, to be retried")\n', "")
+
+
+@pytest.mark.slow
+def test_a_cancelled_trainer_resumes_in_the_next_run_with_no_change(project: Project) -> None:
+    import subprocess
+    import sys
+    import time
+
+    project.write("train_hf.py", SLOW_TRAIN)
+    project.write("exp.yaml", """
+        name: hf
+        jobs:
+          train:
+            run: python train_hf.py --steps 12
+    """)
+    env = dict(__import__("os").environ, STEP_DELAY="0.5", COLUMNS="200")
+    proc = subprocess.Popen([sys.executable, "-m", "mayuri", "run", "exp.yaml"], cwd=project.root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    runs = project.root / ".mayuri" / "runs"
+    deadline = time.monotonic() + 240
+    while not list(runs.glob("*/checkpoints/1/checkpoint-3")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert project.mayuri("cancel", "--all").returncode == 0
+    proc.communicate(timeout=120)
+    (first,) = project.runs()
+    assert first["status"] == "cancelled"
+    done = project.mayuri("run", "exp.yaml", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    second = next(r for r in project.runs() if r["id"] != first["id"])
+    with sqlite3.connect(project.db) as con:
+        resumed = con.execute("SELECT resumed_from, resumed_step FROM attempt WHERE run_id = ?",
+                              (second["id"],)).fetchone()
+    assert resumed[0] == first["id"] and resumed[1] >= 3
+    # Resumed from checkpoint-N: the second run logs only the steps after it.
+    assert min(_metric_steps(project.db, second["id"], "loss")) > resumed[1]
