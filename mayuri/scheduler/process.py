@@ -269,7 +269,9 @@ def marked_processes(run_id: str) -> list[int]:
         try:
             if proc.pid == me or proc.info["uids"] is None or proc.info["uids"].real != uid:
                 continue
-            if proc.environ().get(RUN_ID_ENV) == run_id:
+            environ = proc.environ()
+            # The job's metrics writer is left to commit and exit; the shepherd waits for it.
+            if environ.get(RUN_ID_ENV) == run_id and not environ.get("MAYURI_SINK"):
                 found.append(proc.pid)
         except psutil.Error:
             continue

@@ -31,6 +31,8 @@ import sys
 import time
 
 RUN_ID_ENV = "MAYURI_RUN_ID"
+# The job's metrics writer (mayuri.tracking.sink) carries this: it is waited for, never signalled.
+SINK_MARK = b"MAYURI_SINK=1"
 _STATE_SKIP = (b"Z", b"X")
 
 
@@ -47,6 +49,7 @@ class Job:
         self.max_rss = 0
         self.ended_at = 0.0
         self.leftovers: set[int] = set()
+        self.sinks: set[int] = set()
         self.kill_at: float | None = None
 
 
@@ -60,11 +63,12 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return data[data.rindex(b")") + 2:].split()
 
 
-def leftovers(job: Job) -> set[int]:
-    """Live processes of the job's session, or marked with its run id (never this process)."""
+def leftovers(job: Job) -> tuple[set[int], set[int]]:
+    """Live processes of the job's session, or marked with its run id (never this process); and its sinks."""
     me = os.getpid()
     marker = f"{RUN_ID_ENV}={job.run_id}".encode() if job.run_id else None
-    found = set()
+    found: set[int] = set()
+    sinks: set[int] = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -84,9 +88,10 @@ def leftovers(job: Job) -> set[int]:
                 environ = handle.read()
         except OSError:
             continue  # another user's process, or gone
-        if marker in environ.split(b"\0"):
-            found.add(pid)
-    return found
+        variables = environ.split(b"\0")
+        if marker in variables:
+            (sinks if SINK_MARK in variables else found).add(pid)
+    return found, sinks
 
 
 def _signal_all(pids: set[int], sig: int) -> set[int]:
@@ -183,8 +188,10 @@ class Shepherd:
             job.code = os.waitstatus_to_exitcode(status)
             job.ended_at = time.time()
             job.max_rss = usage.ru_maxrss * 1024
-            job.leftovers = leftovers(job)
-            if _signal_all(job.leftovers, signal.SIGTERM):
+            job.leftovers, job.sinks = leftovers(job)
+            # The metrics writer commits what the job logged and exits when the job's end closes its
+            # input: waited for (the grace period at most), so that the metrics are whole when the end is told.
+            if _signal_all(job.leftovers, signal.SIGTERM) | {pid for pid in job.sinks if _alive(pid)}:
                 job.kill_at = time.monotonic() + job.grace
             else:
                 self.finish(job)
@@ -199,12 +206,13 @@ class Shepherd:
         """Finish the jobs whose leftovers are gone or due a SIGKILL; when to look again."""
         wake = None
         for job in [j for j in self.jobs.values() if j.kill_at is not None]:
-            still = {pid for pid in job.leftovers if _alive(pid)}
+            still = {pid for pid in job.leftovers | job.sinks if _alive(pid)}
             assert job.kill_at is not None
             if still and now < job.kill_at:
                 wake = min(wake or 1.0, 0.05)
                 continue
-            _signal_all(still | leftovers(job), signal.SIGKILL)
+            others, sinks = leftovers(job)
+            _signal_all(still | others | sinks, signal.SIGKILL)
             self.finish(job)
         return wake
 
