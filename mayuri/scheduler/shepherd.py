@@ -39,9 +39,10 @@ _STATE_SKIP = (b"Z", b"X")
 class Job:
     """A running job as the shepherd knows it."""
 
-    def __init__(self, request: dict, pid: int) -> None:
+    def __init__(self, request: dict, pid: int, start_ticks: int = 0) -> None:
         self.id = request["id"]
         self.pid = pid
+        self.start_ticks = start_ticks
         self.run_id = request.get("run_id", "")
         self.record = request["record"]
         self.grace = float(request.get("grace", 10.0))
@@ -76,7 +77,8 @@ def leftovers(job: Job) -> tuple[set[int], set[int]]:
         if pid == me:
             continue
         fields = _stat_fields(pid)
-        if fields is None or fields[0] in _STATE_SKIP:
+        # A process older than the job cannot be one it started: its environment need not be read.
+        if fields is None or fields[0] in _STATE_SKIP or int(fields[19]) < job.start_ticks:
             continue
         if int(fields[3]) == job.pid:
             found.add(pid)
@@ -171,8 +173,9 @@ class Shepherd:
             self.tell({"id": request["id"], "errno": number, "error": os.strerror(number)})
             return
         fields = _stat_fields(pid)
-        self.jobs[pid] = Job(request, pid)
-        self.tell({"id": request["id"], "pid": pid, "start_ticks": int(fields[19]) if fields else None})
+        ticks = int(fields[19]) if fields else None
+        self.jobs[pid] = Job(request, pid, ticks or 0)
+        self.tell({"id": request["id"], "pid": pid, "start_ticks": ticks})
 
     def reap(self) -> None:
         while True:
