@@ -70,7 +70,11 @@ def leftovers(job: Job) -> tuple[set[int], set[int]]:
     marker = f"{RUN_ID_ENV}={job.run_id}".encode() if job.run_id else None
     found: set[int] = set()
     sinks: set[int] = set()
-    for name in os.listdir("/proc"):
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found, sinks  # no /proc (not Linux): the scheduler's own stop still reaches the job's group
+    for name in names:
         if not name.isdigit():
             continue
         pid = int(name)
@@ -230,8 +234,13 @@ class Shepherd:
         self.pending += chunk
         *lines, self.pending = self.pending.split(b"\n")
         for line in lines:
-            if line.strip():
-                self.start(json.loads(line))
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            try:
+                self.start(request)
+            except Exception as exc:  # noqa: BLE001 - a launch that fails (fork: EAGAIN) must not end the others
+                self.tell({"id": request.get("id"), "errno": getattr(exc, "errno", 0) or 0, "error": str(exc)})
 
 
 def _alive(pid: int) -> bool:
