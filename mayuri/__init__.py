@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from mayuri.job import (
         artifact,
         checkpoint_dir,
+        checkpoint_saved,
         current_run,
         finish,
         init,
@@ -29,7 +30,8 @@ __version__ = "0.1.0"
 
 # Loaded on first use: every `mayuri` command imports this package, and only a
 # job needs the in-job API; the read-back API opens the store (peewee).
-_JOB_API = ("artifact", "checkpoint_dir", "current_run", "finish", "init", "log", "output", "params", "resume_from")
+_JOB_API = ("artifact", "checkpoint_dir", "checkpoint_saved", "current_run", "finish", "init", "log", "output",
+            "params", "resume_from")
 _SHARD_API = ("shard", "shard_files", "shard_of")
 _LAZY = {**dict.fromkeys(_JOB_API, "mayuri.job"), **dict.fromkeys(_SHARD_API, "mayuri.sharding"),
          "runs": "mayuri.notebook", "get_run": "mayuri.notebook", "runs_frame": "mayuri.notebook"}
@@ -51,6 +53,7 @@ __all__ = [
     "__version__",
     "artifact",
     "checkpoint_dir",
+    "checkpoint_saved",
     "current_run",
     "finish",
     "get_run",

@@ -113,12 +113,13 @@ def init(folder: Path) -> None:
 
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],
-                 dry_run: bool, tests: bool) -> None:
+                 dry_run: bool, tests: bool, fresh: bool = False) -> None:
     from mayuri.run_experiment import RunRequest, run_experiment
     from mayuri.run_view import RunView, print_summary
     from mayuri.scheduler.events import SilentReporter
 
-    request = RunRequest(file=file, overrides=overrides, force=force, only=only, dry_run=dry_run, tests=tests)
+    request = RunRequest(file=file, overrides=overrides, force=force, only=only, dry_run=dry_run, tests=tests,
+                         fresh=fresh)
     began = time.monotonic()
     if dry_run:
         from mayuri.render import plan_tree
@@ -154,9 +155,10 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
 @click.option("--force", is_flag=True, help="Rerun every job, even those with a cached result.")
 @click.option("--only", multiple=True, metavar="JOB", help="Run only this job (and what it needs).")
 @click.option("--dry-run", is_flag=True, help="Print the plan with each job's cache status; run nothing.")
+@click.option("--fresh", is_flag=True, help="Start from scratch: resume no interrupted run's checkpoint.")
 @click.option("--detach", is_flag=True, help="Run in the background; follow it with `mayuri runs`.")
 def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...], dry_run: bool,
-        detach: bool) -> None:
+        fresh: bool, detach: bool) -> None:
     """Run an experiment file, reusing every job whose result is already in the store.
 
     OVERRIDES are KEY=VALUE (every job with that param), JOB.KEY=VALUE,
@@ -170,23 +172,24 @@ def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ..
       mayuri run exp.yaml model=small,large 'seed=range(0,3)'
     """
     if detach and not dry_run:
-        _detach_run(file, overrides, force, only)
+        _detach_run(file, overrides, force, only, fresh)
         return
-    _run_command(file, overrides, force, only, dry_run, tests=False)
+    _run_command(file, overrides, force, only, dry_run, tests=False, fresh=fresh)
 
 
-def _detach_run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...]) -> None:
+def _detach_run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...], fresh: bool) -> None:
     from mayuri.config import load_settings
     from mayuri.scheduler.detach import detach
 
     settings = load_settings()
-    args = [str(file), *overrides, *(["--force"] if force else []), *[f"--only={j}" for j in only]]
+    args = [str(file), *overrides, *(["--force"] if force else []), *(["--fresh"] if fresh else []),
+            *[f"--only={j}" for j in only]]
     started = detach(args, cwd=Path.cwd(), store_root=settings.store.path)
     if started.code is not None:
         err.print(f"the run finished at once (exit {started.code}); its output is in {started.log}")
         sys.exit(started.code)
     err.print(f"running in the background as pid {started.pid}; output in {started.log}\n"
-              "follow it with `mayuri runs`, stop it with `mayuri cancel --all` or `kill {started.pid}`")
+              f"follow it with `mayuri runs`, stop it with `mayuri cancel --all` or `kill {started.pid}`")
 
 
 @cli.command()

@@ -1,7 +1,8 @@
 """`mayuri doctor`: check the store and repair what is safe to repair.
 
-Checks SQLite's integrity and foreign keys, reclaims schedulers that died
-(their runs orphaned, their jobs stopped, their leases freed), drops stray
+Checks SQLite's integrity and foreign keys, settles the runs of schedulers
+that died (jobs still running are left to finish and adopted; ended ones
+recorded from their supervisor's record; the rest orphaned), drops stray
 leases, warns about a large `-wal` file (a reader that never ends keeps it
 from being checkpointed) and about database files the group cannot write in
 a group-shared store. It never deletes runs or blobs and never prints.
@@ -72,9 +73,19 @@ def _recovery(store: Store, report: DoctorReport) -> None:
     found = recover(store)
     if found.schedulers:
         report.add("schedulers", "repaired",
-                   f"{len(found.schedulers)} dead scheduler(s) reclaimed; {len(found.killed)} leftover job(s) stopped")
+                   f"{len(found.schedulers)} dead scheduler(s) reclaimed; {len(found.killed)} leftover process(es) "
+                   "stopped")
     else:
         report.add("schedulers", "ok", "no dead scheduler holds anything")
+    if found.adoptable:
+        report.add("adoptable jobs", "warning",
+                   f"{len(found.adoptable)} job(s) still running after their scheduler died (left running, their GPUs "
+                   "kept; the next `mayuri run` or `mayuri doctor` records them when they end): "
+                   + ", ".join(r.run_id[:8] for r in found.adoptable[:10]))
+    if found.settled:
+        report.add("ended jobs", "repaired",
+                   f"{len(found.settled)} run(s) of a dead scheduler recorded from their supervisor's record: "
+                   + ", ".join(r[:8] for r in found.settled[:10]))
     if found.orphaned:
         report.add("orphaned runs", "repaired",
                    f"{len(found.orphaned)} run(s) marked orphaned: " + ", ".join(r[:8] for r in found.orphaned[:10]))

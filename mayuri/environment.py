@@ -127,3 +127,11 @@ def current_key_parts(parts: Iterable[str], recorded: Mapping[str, Any], root: P
     if "gpu" in wanted:
         now["gpus"] = gpu_info()
     return key_parts(wanted, now)
+
+
+def base_environment(root: Path) -> dict[str, Any]:
+    """What every run of a scheduler records about where it ran, before the packages it imported."""
+    import socket
+
+    return {"python": python_info(), "platform": platform_info(), "host": socket.gethostname(),
+            "git": git_info(root), "gpus": gpu_info()}

@@ -262,15 +262,39 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 atexit.register(_close_buffer)
 
 
-def checkpoint_dir() -> Path:
+_checkpoint_policy: Any = None
+
+
+def checkpoint_dir(*, keep_last: int | None = None, keep_best: int | None = None, metric: str | None = None,
+                   mode: str = "min") -> Path:
     """This attempt's checkpoint folder (created): MAYURI_CHECKPOINT_DIR, else `checkpoints/` in the run folder.
 
-    A retried attempt finds what the previous one saved here through `resume_from()`.
+    A retried attempt, or a new run of an interrupted one, finds what was
+    saved here through `resume_from()`. With `keep_last` and/or `keep_best`
+    (ranked by `metric`, lowest first unless `mode="max"`), each
+    `checkpoint_saved(path, **metrics)` deletes the noted checkpoints beyond
+    that policy.
     """
+    global _checkpoint_policy
+    if keep_last is not None or keep_best is not None:
+        from mayuri.tracking.checkpoints import Policy
+
+        _checkpoint_policy = Policy(keep_last, keep_best, metric, mode)
     given = os.environ.get("MAYURI_CHECKPOINT_DIR")
     folder = Path(given) if given else current_run().dir / CHECKPOINTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def checkpoint_saved(path: str | os.PathLike[str], **metrics: float) -> list[str]:
+    """Note a checkpoint just saved in `checkpoint_dir()` (a file or folder) with its metrics.
+
+    Applies the retention policy given to `checkpoint_dir()`; returns the
+    names of the checkpoints it deleted.
+    """
+    from mayuri.tracking.checkpoints import Policy, note_saved
+
+    return note_saved(checkpoint_dir(), Path(path), metrics, _checkpoint_policy or Policy())
 
 
 def resume_from() -> Path | None:

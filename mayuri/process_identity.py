@@ -41,6 +41,11 @@ def _boot_time() -> float:
     return float(psutil.boot_time())
 
 
+def ticks_to_time(ticks: int) -> float:
+    """A process start time from its starttime field of /proc/PID/stat (clock ticks after boot)."""
+    return ticks / _CLOCK_TICKS + _boot_time()
+
+
 def create_time(pid: int) -> float | None:
     """When process `pid` started, or None when there is no such process.
 
@@ -52,8 +57,7 @@ def create_time(pid: int) -> float | None:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read()
         # Fields after the command name (which may hold spaces and parentheses); starttime is the 22nd.
-        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
-        return ticks / _CLOCK_TICKS + _boot_time()
+        return ticks_to_time(int(stat[stat.rindex(b")") + 2:].split()[19]))
     except FileNotFoundError:
         if _HAS_PROC:
             return None

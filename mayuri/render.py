@@ -260,12 +260,14 @@ def show_detail(detail: RunDetail) -> Group:
     command = run.config.get("command")
     parts.append(_kv("command", [("run", command if isinstance(command, str) else " ".join(command or []))]))
     attempts = Table(box=None, pad_edge=False)
-    for column in ("#", "status", "pid", "started", "ended", "exit", "cause", "gpus"):
+    noted = any(a.note for a in detail.attempts)
+    for column in ("#", "status", "pid", "started", "ended", "exit", "cause", "gpus", *(("note",) if noted else ())):
         attempts.add_column(column)
     for a in detail.attempts:
         attempts.add_row(str(a.number), status_text(a.status), str(a.pid or "-"), when(a.started_at),
                          when(a.ended_at), "-" if a.exit_code is None else str(a.exit_code),
-                         a.cause or ("signal %d" % a.signal if a.signal else "-"), ",".join(a.gpus) or "-")
+                         a.cause or ("signal %d" % a.signal if a.signal else "-"), ",".join(a.gpus) or "-",
+                         *((a.note,) if noted else ()))
     parts.append(Group(Text("attempts", style="bold"), attempts))
     closure = Table(box=None, pad_edge=False)
     for column in ("role", "path", "size", "sha512"):

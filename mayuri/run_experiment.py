@@ -22,6 +22,7 @@ from mayuri.store import Store, open_project_store
 from mayuri.store.db import StoreReadOnly
 from mayuri.store.perms import share_umask
 from mayuri.store.records import RunOrigin
+from mayuri.store.scheduler_queries import any_unfinished
 
 if TYPE_CHECKING:
     from mayuri.experiment.expectations import Verdict
@@ -37,6 +38,7 @@ class RunRequest:
     only: tuple[str, ...] = ()
     dry_run: bool = False
     tests: bool = False
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,17 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
         if request.dry_run:
             return RunResult(planner.plan())
         share_umask(store.root)
+        if any_unfinished(store):
+            # Jobs this plan would start may still run under a dead scheduler: adopted, never started twice.
+            from mayuri.scheduler.adoption import adopt
+
+            adopt(store, settings, spec.name, instances, reporter)
         ready = planner.answer_from_cache()
         if ready or planner.undecided:
             # Loaded only when something must run: a cached run needs none of it.
             from mayuri.scheduler.loop import Scheduler
 
-            outcome = Scheduler(planner, ready).run()
+            outcome = Scheduler(planner, ready, fresh=request.fresh).run()
         else:
             outcome = planner.all_cached()
         if not request.tests:

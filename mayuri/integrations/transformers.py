@@ -5,10 +5,16 @@
     trainer.train(resume_from_checkpoint=resume_checkpoint())
 
 `MayuriCallback` logs every `on_log` dict at the Trainer's global step and
-keeps each checkpoint the Trainer saves as a `checkpoint` artifact.
-`resume_checkpoint()` finds, on a retried attempt, the newest `checkpoint-N`
-of the previous one (MAYURI_RESUME_FROM) for `trainer.train` (a callback runs
-after the Trainer has already decided where to start, so it cannot choose).
+keeps the checkpoints the Trainer keeps as `checkpoint` artifacts: after each
+save (and at the end of training) the store holds exactly the `checkpoint-N`
+folders left on disk, so `save_total_limit` and `load_best_model_at_end`
+(which keeps the best one) decide for both. Files are kept by reference
+(hard links into the content-addressed store, read-only from then on)
+where the filesystem allows, copied otherwise.
+`resume_checkpoint()` finds, on a retried attempt or on a new run whose
+interrupted predecessor saved checkpoints, the newest `checkpoint-N` there
+(MAYURI_RESUME_FROM) for `trainer.train` (a callback runs after the Trainer
+has already decided where to start, so it cannot choose).
 
 Importing this module imports transformers; `mayuri` itself never does.
 """
@@ -68,6 +74,7 @@ class MayuriCallback(TrainerCallback):  # type: ignore[misc]
     def __init__(self, keep_checkpoints: bool = True) -> None:
         self.keep_checkpoints = keep_checkpoints
         self._active = False
+        self._stored: set[str] = set()
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
@@ -92,11 +99,27 @@ class MayuriCallback(TrainerCallback):  # type: ignore[misc]
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                 **kwargs: Any) -> None:
+        self._sync(args)
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        # At the end the Trainer may delete more (save_total_limit=1 with load_best_model_at_end).
+        self._sync(args)
+
+    def _sync(self, args: TrainingArguments) -> None:
+        """Make the run's checkpoint artifacts the checkpoint folders the Trainer has kept on disk."""
         if not (self._active and self.keep_checkpoints):
             return
-        folder = Path(args.output_dir or ".") / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
-            from mayuri.tracking.artifacts import save_artifact
+        from mayuri.store.artifact_records import remove_artifacts
+        from mayuri.tracking.artifacts import process_store, save_artifact
 
-            run = mayuri.current_run()
-            save_artifact(run.store, run.id, folder, f"checkpoints/{folder.name}", kind="checkpoint")
+        run = mayuri.current_run()
+        on_disk = {f"checkpoints/{folder.name}": folder for _, folder in _checkpoints(Path(args.output_dir or "."))}
+        for name, folder in on_disk.items():
+            if name not in self._stored:
+                save_artifact(run.store, run.id, folder, name, kind="checkpoint", link=True)
+                self._stored.add(name)
+        gone = sorted(self._stored - set(on_disk))
+        if gone:
+            remove_artifacts(process_store(run.store), run.id, gone)
+            self._stored -= set(gone)

@@ -26,6 +26,7 @@ from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.monitor import Sampler
 from mayuri.scheduler.process import JobProcess, spawn, stop
+from mayuri.scheduler.resume import Resume
 from mayuri.store.attempt_records import AttemptEnd, AttemptStart, begin_attempts
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
@@ -100,6 +101,7 @@ class Planned:
     timeout: float | None
     new_run: NewRun | None = None
     stderr_start: int = 0
+    resume: Resume | None = None
 
 
 def plan_attempt(
@@ -120,6 +122,7 @@ def plan_attempt(
 
 def start_batch(
     store: Store, keeper: LeaseKeeper, planned: Sequence[Planned], *, project_root: Path, devices: dict[str, Gpu],
+    grace: float = 10.0,
 ) -> list[Active | str]:
     """Launch attempts on their leased GPUs and record them, in one transaction.
 
@@ -140,8 +143,8 @@ def start_batch(
 
         def launch() -> tuple[int, float | None] | str:
             try:
-                process = spawn(item.launch.command, cwd=project_root, env=env, stdout=item.files.stdout,
-                                stderr=item.files.stderr, shell=item.shell)
+                process = spawn(item.launch.command, cwd=project_root, env=env, run_dir=item.launch.run_dir,
+                                attempt=item.number, grace=grace, shell=item.shell)
             except ExecutorError as exc:
                 return exc.message
             started[index] = process
@@ -150,7 +153,8 @@ def start_batch(
         return launch
 
     starts = [AttemptStart(item.run_id, item.number, item.launch.params, [lease.gpu_uuid for lease in item.leases],
-                           [lease.token for lease in item.leases], launcher(index, item), item.new_run)
+                           [lease.token for lease in item.leases], launcher(index, item), item.new_run,
+                           item.resume.run_id if item.resume else None, item.resume.step if item.resume else None)
               for index, item in enumerate(planned)]
     try:
         recorded = begin_attempts(store, keeper.id, keeper.host, starts)
@@ -185,7 +189,7 @@ def conclude(run_dir: Path, active: Active, code: int) -> Ended:
     elif active.stop_reason == "timeout":
         status, cause, error = "timeout", "timeout", f"timed out after {duration:.1f}s"
     elif process.status_lost:
-        status, cause, error = "failed", "status_lost", "exit status lost: something else in this process reaped it"
+        status, cause, error = "failed", "status_lost", "exit status lost: the jobs' supervisor died before it ended"
     elif code == 0:
         status, cause, error = "succeeded", None, None
     else:
@@ -199,6 +203,6 @@ def conclude(run_dir: Path, active: Active, code: int) -> Ended:
     end = AttemptEnd(
         status=status, exit_code=code if code >= 0 else None, signal=signal_number, cause=cause, error=error,
         peak_rss=max(active.sampler.peak_rss, process.max_rss) or None,
-        peak_gpu_memory=active.sampler.peak_gpu or None,
+        peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=process.leftovers or None,
     )
     return Ended(status, cause, error, code, duration, end)

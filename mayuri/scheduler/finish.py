@@ -7,6 +7,10 @@ made reusable (its fingerprint is left empty, with the reason). A job that left 
 closure records (no process of it was traced) costs no hashing, no store query
 and no blob write. What is computed here is written to the store by the
 loop, in the transaction that records the attempt's end.
+
+Closing a run is isolated (`close_run`): any error while reading its
+outputs, hashing its closure or copying its code into blobs fails that run
+alone, with a one-line reason, and the scheduler goes on with the others.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from mayuri.experiment.shard_expand import shard_part
 from mayuri.filestate import current_digests
 from mayuri.fingerprint import fingerprint
 from mayuri.hashing import ABSENT
+from mayuri.job import read_outputs
 from mayuri.store.blobs import write_blobs
-from mayuri.store.db import Store
-from mayuri.store.records import ClosureRow
+from mayuri.store.db import Store, StoreLocked
+from mayuri.store.records import ClosureRow, RunClose
 from mayuri.text_files import keeps_as_text
 
 # Removing a closure folder costs a few rmdir calls on a slow filesystem; the loop need not wait for them.
@@ -142,8 +147,9 @@ def record_attempt(
     if entries:
         digests = current_digests(store, root, [(path, kind) for _, path, kind in entries])
         rows = [ClosureRow(role, path, kind, *digests[(path, kind)]) for role, path, kind in entries]
-        # Code, and the small text files a job read (its configs), are kept for `diff` and the dashboard.
-        kept = [row for row in rows if row.sha512 != ABSENT and row.kind == "file"
+        # Code, and the small text files a job read (its configs), are kept for `diff` and the dashboard;
+        # not its products: what a job wrote is its result, checked by digest, not an input to show.
+        kept = [row for row in rows if row.sha512 != ABSENT and row.kind == "file" and row.role != "product"
                 and (row.role == "code" or keeps_as_text(root / row.path, row.size))]
         if kept:
             write_blobs(store, [(root / row.path, row.sha512) for row in kept])
@@ -192,3 +198,49 @@ def _changed_while_running(
         elif start_ns < st.st_mtime_ns <= now_ns:
             return f"not reusable: {row.path} changed while the job ran"
     return None
+
+
+@dataclass(frozen=True)
+class Closed:
+    """How a finished run closes, with what the plan needs of it (its fingerprint, its outputs)."""
+
+    close: RunClose
+    fingerprint: str | None
+    outputs: dict[str, Any]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of a run's error: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def close_run(
+    store: Store, root: Path, instance: JobInstance, run_dir: Path, closure_dir: Path, started_at: float,
+    upstream: Mapping[str, list[str]], key_env: tuple[str, ...], base_environment: Mapping[str, Any],
+    cache_roots: tuple[Path, ...] = (), *, status: str, code: int, error: str | None,
+) -> Closed:
+    """How a run whose job ended closes: outputs, declared outputs checked, closure, fingerprint.
+
+    A locked store is raised (the caller waits it out); any other error fails
+    this run alone, with why, and records neither closure nor fingerprint.
+    """
+    try:
+        outputs = read_outputs(run_dir)
+        missing = [name for name in instance.job.outputs if name not in outputs]
+        if status == "succeeded" and missing:
+            status = "failed"
+            error = "exited 0 but did not set declared output " + ", ".join(f"'{m}'" for m in missing) + \
+                " (call mayuri.output(name, value) in the job)"
+        recorded = record_attempt(store, root, instance, run_dir, closure_dir, started_at, upstream, key_env,
+                                  base_environment, cache_roots)
+    except StoreLocked:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, it is this run's failure, not the scheduler's
+        reason = f"recording the run failed: {one_line(exc)}"
+        return Closed(RunClose("failed", code, reason, environment=dict(base_environment)), None, {})
+    fp = recorded.fingerprint if status == "succeeded" else None
+    close = RunClose(status, code, error or recorded.note, fingerprint=fp,
+                     closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs,
+                     closure_info=recorded.coverage)
+    return Closed(close, recorded.fingerprint, outputs)

@@ -21,7 +21,6 @@ import logging
 import os
 import select
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,17 +29,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mayuri.closure.launch import roots_env
 from mayuri.collector import long_running
-from mayuri.environment import git_info, gpu_info, platform_info, python_info
+from mayuri.environment import base_environment
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.experiment.shard_expand import is_reduction
 from mayuri.gpu import inventory, process_gpu_memory
-from mayuri.job import read_outputs
 from mayuri.scheduler.events import JobEvent
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.patience import patiently
 from mayuri.scheduler.placement import usable
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner, Slot
 from mayuri.scheduler.process import kill, reap, stop, terminate
+from mayuri.scheduler.resume import Resume, find_resume
 from mayuri.store.attempt_records import EndRecord, record_ends
 from mayuri.store.db import StoreLocked
 from mayuri.store.hit_log import log_hits
@@ -73,7 +72,7 @@ DEVICE_REFRESH = 2.0
 class Scheduler(Planner):
     """Runs one expanded experiment against one store: launches, watches, retries, stops."""
 
-    def __init__(self, planner: Planner, ready: Sequence[Slot]) -> None:
+    def __init__(self, planner: Planner, ready: Sequence[Slot], *, fresh: bool = False) -> None:
         # Goes on from where the planner stopped: the slots the cache settled,
         # their hits, and `ready`, the instances it found must run.
         vars(self).update(vars(planner))
@@ -89,18 +88,15 @@ class Scheduler(Planner):
         self._devices_at = 0.0
         self._runs_dir = self.store.runs
         self._job_env: dict[str, str] | None = None
+        # --fresh: no run resumes an interrupted predecessor's checkpoint.
+        self._fresh = fresh
+        self._resumes: dict[str, Resume] = {}
 
     # -- launching ----------------------------------------------------------
 
     def _base_environment(self) -> dict[str, Any]:
         if self._environment is None:
-            self._environment = {
-                "python": python_info(),
-                "platform": platform_info(),
-                "host": socket.gethostname(),
-                "git": git_info(self.settings.root),
-                "gpus": gpu_info(),
-            }
+            self._environment = base_environment(self.settings.root)
         return self._environment
 
     def _parents(self, inst: JobInstance) -> dict[str, str]:
@@ -125,9 +121,12 @@ class Scheduler(Planner):
 
         return patiently(write, warn)
 
-    def _new_run(self, slot: Slot) -> NewRun:
+    def _new_run(self, slot: Slot, resume: Resume | None) -> NewRun:
         """Give a slot its run (id, folder), to be inserted with its first attempt."""
         inst = slot.instance
+        parents = self._parents(inst)
+        if resume is not None:
+            parents["resumed"] = resume.run_id
         if self._experiment_id is None:
             self._experiment_id = self._patiently(lambda: ensure_experiment(self.store, self.experiment), [slot])
         slot.run_id = new_run_id()
@@ -136,7 +135,7 @@ class Scheduler(Planner):
         return NewRun(
             run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name, kind=inst.job.kind,
             config_hash=inst.config_hash, params=inst.params, config=inst.config, upstream=slot.upstream_fps,
-            reason=slot.reason, run_dir=str(slot.run_dir), parents=self._parents(inst), origin=self.origin,
+            reason=slot.reason, run_dir=str(slot.run_dir), parents=parents, origin=self.origin,
         )
 
     def _take_gpus(self, slot: Slot, keeper: LeaseKeeper, now: float) -> list[Any] | None:
@@ -182,7 +181,13 @@ class Scheduler(Planner):
             self._patiently(lambda: keeper.give_back(leases), [slot])
             self._emit(slot, "skipped", str(exc.args[0]))
             return True, None
-        new_run = self._new_run(slot) if slot.run_id is None else None
+        new_run = None
+        if slot.run_id is None:
+            resume = None if self._fresh else find_resume(self.store, self.experiment, inst.name, inst.config_hash)
+            new_run = self._new_run(slot, resume)
+            if resume is not None:
+                assert slot.run_id is not None
+                self._resumes[slot.run_id] = resume
         assert slot.run_id is not None and slot.run_dir is not None and slot.current is not None
         if self._job_env is None:
             self._job_env = dict(os.environ, **roots_env(self.settings.cache_roots))
@@ -192,8 +197,14 @@ class Scheduler(Planner):
                               base_env=self._job_env)
         stderr = slot.run_dir / "stderr.log"
         stderr_start = stderr.stat().st_size if slot.attempt > 1 and stderr.exists() else 0
+        resumed = self._resumes.get(slot.run_id)
+        if resumed is not None and "MAYURI_RESUME_FROM" not in launch.env:
+            # A first attempt, or a retry whose earlier attempts saved nothing: the predecessor's checkpoint.
+            launch.env["MAYURI_RESUME_FROM"] = str(resumed.folder)
+        else:
+            resumed = None
         return True, Planned(slot.run_id, slot.attempt, inst.job.shell, launch, make_files(launch, self.store.root),
-                             leases, inst.job.timeout, new_run, stderr_start)
+                             leases, inst.job.timeout, new_run, stderr_start, resumed)
 
     def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
         """Start as many queued attempts as there is room for (in queue order), in one transaction."""
@@ -238,7 +249,7 @@ class Scheduler(Planner):
             slot.active = result
             result.sampler.step = slot.sys_step
             self._running.add(slot.instance.key)
-            self._emit(slot, "running", slot.reason)
+            self._emit(slot, "running", f"{slot.reason}; {item.resume.note}" if item.resume else slot.reason)
 
     def _reduce(self, slot: Slot) -> None:
         """Compute a sharded job's reduction from its settled shards and record it as a run of the job."""
@@ -246,7 +257,7 @@ class Scheduler(Planner):
         from mayuri.store.reduction_records import record_reduction
 
         close = reduction_close(self.store, slot, [self.slots[key] for key in slot.instance.upstream_keys])
-        new_run = self._new_run(slot)
+        new_run = self._new_run(slot, None)
         assert slot.run_dir is not None
         keep_outputs(slot.run_dir, self.store.root, close.outputs or {})
         self._patiently(lambda: record_reduction(self.store, new_run, close), [slot])
@@ -324,34 +335,24 @@ class Scheduler(Planner):
     def _close_run(self, slot: Slot, active: attempts.Active, ended: attempts.Ended,
                    error: str | None) -> tuple[RunClose, Callable[[], None]]:
         """How the run closes, and what to do once that is recorded."""
-        from mayuri.scheduler.finish import record_attempt
+        from mayuri.scheduler.finish import close_run
 
         assert slot.run_id is not None and slot.run_dir is not None and slot.current is not None
         status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(ended.status, "failed")
-        outputs = read_outputs(slot.run_dir)
-        missing = [name for name in slot.instance.job.outputs if name not in outputs]
-        if status == "succeeded" and missing:
-            status = "failed"
-            error = "exited 0 but did not set declared output " + ", ".join(f"'{m}'" for m in missing) + \
-                " (call mayuri.output(name, value) in the job)"
         current, run_dir = slot.current, slot.run_dir
         # Hashing the closure may write (stat cache, code blobs): it waits out a locked store too.
-        recorded = self._patiently(lambda: record_attempt(
+        done = self._patiently(lambda: close_run(
             self.store, self.settings.root, current, run_dir, active.launch.closure_dir,
             active.process.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
-            self.settings.cache_roots,
+            self.settings.cache_roots, status=status, code=ended.code, error=error,
         ), [slot])
-        close = RunClose(
-            status, ended.code, error or recorded.note,
-            fingerprint=recorded.fingerprint if status == "succeeded" else None,
-            closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs,
-            closure_info=recorded.coverage,
-        )
+        close = done.close
 
         def closed() -> None:
-            slot.fingerprint = recorded.fingerprint or f"unreusable:{slot.run_id}"
-            slot.outputs = outputs
-            self._emit(slot, status, error or slot.reason, duration=ended.duration)
+            slot.fingerprint = done.fingerprint or f"unreusable:{slot.run_id}"
+            slot.outputs = done.outputs
+            self._emit(slot, close.status, (close.error or "") if close.status != "succeeded" else slot.reason,
+                       duration=ended.duration)
             slot.active = None
 
         return close, closed
@@ -444,8 +445,9 @@ class Scheduler(Planner):
         fds: list[int] = []
         for key in self._running:
             active = self.slots[key].active
-            if active is not None and active.process.pidfd is not None:
-                fds.append(active.process.pidfd)
+            if active is not None and active.process.shepherd is not None and not active.process.shepherd.gone:
+                fds = [active.process.shepherd.fileno()]
+                break
         if fds:
             select.select(fds, [], [], timeout)
         else:
@@ -459,17 +461,21 @@ class Scheduler(Planner):
         keeper = LeaseKeeper(self.store, self.experiment)
         previous = self._install_signals()
         fenced = locked = False
+        failure: BaseException | None = None
         try:
             self._queue.extend(self._secured(keeper, self._handed_over))
             self._loop(keeper)
-        except Fenced:
-            fenced = True
+        except Fenced as exc:
+            fenced, failure = True, exc
             raise
-        except StoreLocked:
-            locked = True
+        except StoreLocked as exc:
+            locked, failure = True, exc
+            raise
+        except BaseException as exc:
+            failure = exc
             raise
         finally:
-            self._kill_leftovers()
+            self._kill_leftovers(failure)
             self._restore_signals(previous)
             self._close_books(keeper, fenced, locked)
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)
@@ -547,19 +553,33 @@ class Scheduler(Planner):
             return True
         return False
 
-    def _kill_leftovers(self) -> None:
-        # Whatever happened (a bug, a fenced scheduler), no job outlives its scheduler.
+    def _kill_leftovers(self, failure: BaseException | None) -> None:
+        # Whatever happened (a bug, a fenced scheduler), no job outlives its scheduler, and no run of
+        # it stays `running` once the scheduler is marked finished: each is recorded orphaned first.
+        unsettled = [s.run_id for s in self.slots.values()
+                     if s.run_id and (s.active is not None or s in self._queue)]
         for key in list(self._running):
             active = self.slots[key].active
             if active is not None:
                 stop(active.process, min(self.settings.scheduler.kill_grace, 2.0))
         self._running.clear()
+        if failure is None or not unsettled:
+            return
+        from mayuri.scheduler.finish import one_line
+        from mayuri.store.attempt_records import settle_abandoned
+
+        note = f"orphaned: its scheduler stopped on an error it could not handle ({one_line(failure)})"
+        for run_id in unsettled:
+            # A store that stays locked or broken leaves them to the next recovery, which settles them.
+            with contextlib.suppress(Exception):
+                settle_abandoned(self.store, run_id, "orphaned", note)
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
         previous: dict[int, Any] = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # A closed terminal (SIGHUP) stops the jobs like Ctrl-C: each is recorded cancelled and resumable.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[signum] = signal.signal(signum, self._on_signal)
         return previous
 

@@ -1,61 +1,194 @@
-"""Launching a job's process, reaping it, and stopping its whole tree.
+"""Launching a job's process (through the shepherd), learning of its end, and stopping its whole tree.
 
-Each job runs in its own session (so its process group can be signalled as a
-whole, and Ctrl-C at the terminal reaches only the scheduler), with stdout and
-stderr going straight to files, never to pipes that could fill and deadlock.
-Stopping is SIGTERM to the group, a grace period, then SIGKILL to the group,
-to every descendant seen, and to any process that still carries the run's
-id in its environment (a double fork with setsid escapes both the group and
-the parent chain): RELIABILITY.md decision 5. Nothing here touches the store.
+Jobs are started by the scheduler's shepherd (`shepherd.py`), a small
+supervisor process that outlives the scheduler: each job in its own session
+(so its process group can be signalled as a whole, and Ctrl-C at the
+terminal reaches only the scheduler), with stdout and stderr going straight
+to files, never to pipes that could fill and deadlock. The shepherd reports
+each job's end once the job's leftover processes are stopped, and writes it
+to `exit-N.json` in the run folder for whoever adopts the run if the
+scheduler dies first. Stopping is SIGTERM to the group, a grace period, then
+SIGKILL to the group, to every descendant seen, and to any process that
+still carries the run's id in its environment (a double fork with setsid
+escapes both the group and the parent chain): RELIABILITY.md decision 5.
+Nothing here touches the store.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import errno
+import json
 import os
+import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mayuri.errors import ExecutorError
-from mayuri.process_identity import create_time
+from mayuri.process_identity import create_time, ticks_to_time
 
 RUN_ID_ENV = "MAYURI_RUN_ID"
-# The exit code recorded when another part of the process reaped the job first.
+# The exit code recorded when the job's end could not be learned (its supervisor died first).
 STATUS_LOST = 255
+SHEPHERD = Path(__file__).with_name("shepherd.py")
+# How long a launch waits for the shepherd's answer before calling it dead.
+START_TIMEOUT = 60.0
+
+
+def exit_record(run_dir: Path, attempt: int) -> Path:
+    """Where the shepherd writes how attempt `attempt` of a run ended."""
+    return run_dir / f"exit-{attempt}.json"
+
+
+def read_exit_record(run_dir: Path, attempt: int) -> dict[str, Any] | None:
+    """What the shepherd recorded about an attempt's end, or None (not ended, or no record)."""
+    try:
+        with open(exit_record(run_dir, attempt), encoding="utf-8") as handle:
+            loaded = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) and isinstance(loaded.get("exit_code"), int) else None
 
 
 @dataclass
 class JobProcess:
-    """A launched job: its Popen, the pidfd that wakes the scheduler, and its known descendants."""
+    """A launched job: its pid, its shepherd, and, once it ended, its exit code and leftovers."""
 
-    popen: subprocess.Popen[bytes]
+    pid: int
     create_time: float | None
     started: float
     run_id: str = ""
-    pidfd: int | None = None
+    shepherd: Shepherd | None = None
+    returncode: int | None = None
     descendants: set[int] = field(default_factory=set)
     max_rss: int = 0
+    leftovers: int = 0
     status_lost: bool = False
 
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
     def close(self) -> None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
+        """Nothing to release: kept so that callers need not know how the job is watched."""
 
 
-@functools.cache
-def _devnull() -> int:
-    # Every job's stdin; opened once rather than at each launch (close-on-exec, dup'ed into each child).
-    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+class Shepherd:
+    """The scheduler's end of the pipes to its shepherd process."""
+
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(SHEPHERD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=env,
+        )
+        assert self.process.stdout is not None and self.process.stdin is not None
+        self._out = self.process.stdout.fileno()
+        self._in = self.process.stdin.fileno()
+        os.set_blocking(self._out, False)
+        self._buffer = b""
+        self._jobs: dict[int, JobProcess] = {}
+        self._answers: dict[int, dict[str, Any]] = {}
+        # Ends heard before the launch that started the job returned (a job that ends at once).
+        self._early: dict[int, dict[str, Any]] = {}
+        self._next_id = 0
+        self.gone = False
+
+    def fileno(self) -> int:
+        """Readable when the shepherd has something to say (a job ended)."""
+        return self._out
+
+    def start(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Ask for a job to be started; its answer (pid, or errno and error)."""
+        self._next_id += 1
+        request["id"] = self._next_id
+        data = memoryview((json.dumps(request) + "\n").encode())
+        try:
+            while data:  # a large environment may take more than one write (a signal may cut one short)
+                data = data[os.write(self._in, data):]
+        except OSError:
+            self.gone = True
+        deadline = time.monotonic() + START_TIMEOUT
+        while self._next_id not in self._answers:
+            if self.gone or time.monotonic() > deadline:
+                raise ExecutorError("cannot start the job: the jobs' supervisor process is gone.",
+                                    hint="See `mayuri doctor`; then run again.")
+            select.select([self._out], [], [], 1.0)
+            self.pump()
+        return self._answers.pop(self._next_id)
+
+    def watch(self, job: JobProcess) -> None:
+        self._jobs[job.pid] = job
+        early = self._early.pop(job.pid, None)
+        if early is not None:
+            self._hear(early)
+
+    def pump(self) -> None:
+        """Read what the shepherd said: the ends of jobs (and the answers to launches)."""
+        while True:
+            try:
+                chunk = os.read(self._out, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._lost()
+                return
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    self._hear(json.loads(line))
+
+    def _hear(self, message: dict[str, Any]) -> None:
+        if not message.get("ended"):
+            self._answers[int(message["id"])] = message
+            return
+        job = self._jobs.pop(int(message["pid"]), None)
+        if job is None:
+            self._early[int(message["pid"])] = message
+            return
+        job.max_rss = max(job.max_rss, int(message.get("max_rss") or 0))
+        job.leftovers = int(message.get("leftovers") or 0)
+        job.returncode = int(message["exit_code"])
+
+    def _lost(self) -> None:
+        # The shepherd died: jobs that ended since cannot say how; those still running are watched by pid.
+        self.gone = True
+        for pid, job in list(self._jobs.items()):
+            if create_time(pid) != job.create_time or _zombie(pid):
+                job.status_lost = True
+                job.returncode = STATUS_LOST
+                del self._jobs[pid]
+
+    def check(self) -> None:
+        if self.gone:
+            self._lost()
+        else:
+            self.pump()
+
+
+_shepherd: Shepherd | None = None
+
+
+def shepherd() -> Shepherd:
+    """This process's shepherd, started on first use (again if it died)."""
+    global _shepherd
+    if _shepherd is None or _shepherd.gone or _shepherd.process.poll() is not None:
+        _shepherd = Shepherd()
+    return _shepherd
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return True
+    return data[data.rindex(b")") + 2:][:1] in (b"Z", b"X")
 
 
 def spawn(
@@ -63,62 +196,43 @@ def spawn(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    stdout: int,
-    stderr: int,
+    run_dir: Path,
+    attempt: int,
+    grace: float,
     shell: bool = False,
 ) -> JobProcess:
-    """Start a job in a new session with its output going to the two open files (the caller closes them)."""
+    """Start a job in a new session, its output appended to stdout.log and stderr.log of its run folder."""
     argv: Sequence[str] | str = ["/bin/sh", "-c", command] if shell and isinstance(command, str) else command
-    try:
-        popen = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=_devnull(),
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except FileNotFoundError:
-        program = argv[0] if not isinstance(argv, str) else argv
-        raise ExecutorError(
-            f"cannot start '{program}': no such program.",
-            hint="Check the `run:` command (is it installed, and on PATH?).",
-        ) from None
-    except PermissionError:
-        program = argv[0] if not isinstance(argv, str) else argv
-        raise ExecutorError(f"cannot start '{program}': permission denied.",
-                            hint="Make it executable (chmod +x) or run it through its interpreter.") from None
-    created = create_time(popen.pid)
-    try:
-        pidfd: int | None = os.pidfd_open(popen.pid)
-    except (OSError, AttributeError):
-        pidfd = None
-    return JobProcess(popen=popen, create_time=created, started=time.time(),
-                      run_id=env.get(RUN_ID_ENV, ""), pidfd=pidfd)
+    assert not isinstance(argv, str)
+    keeper = shepherd()
+    answer = keeper.start({
+        "argv": list(argv), "cwd": str(cwd), "env": dict(env), "run_id": env.get(RUN_ID_ENV, ""),
+        "stdout": str(run_dir / "stdout.log"), "stderr": str(run_dir / "stderr.log"), "append": True,
+        "record": str(exit_record(run_dir, attempt)), "grace": grace,
+    })
+    if "pid" not in answer:
+        number = int(answer.get("errno") or 0)
+        program = argv[0]
+        if number == errno.ENOENT:
+            raise ExecutorError(f"cannot start '{program}': no such program.",
+                                hint="Check the `run:` command (is it installed, and on PATH?).")
+        if number == errno.EACCES:
+            raise ExecutorError(f"cannot start '{program}': permission denied.",
+                                hint="Make it executable (chmod +x) or run it through its interpreter.")
+        raise ExecutorError(f"cannot start '{program}': {answer.get('error')}.")
+    pid = int(answer["pid"])
+    ticks = answer.get("start_ticks")
+    job = JobProcess(pid=pid, create_time=ticks_to_time(ticks) if ticks is not None else create_time(pid),
+                     started=time.time(), run_id=env.get(RUN_ID_ENV, ""), shepherd=keeper)
+    keeper.watch(job)
+    return job
 
 
 def reap(job: JobProcess) -> int | None:
-    """The exit code (negative: killed by that signal) once the job's process has ended, else None.
-
-    Uses wait4 so that the kernel's figure for the process's peak RSS comes along.
-    """
-    if job.popen.returncode is not None:
-        return job.popen.returncode
-    try:
-        pid, status, usage = os.wait4(job.pid, os.WNOHANG)
-    except ChildProcessError:
-        # Someone else reaped it (a SIGCHLD handler in embedding code). Popen would call that
-        # success (ECHILD -> 0); the truth is that the status is unknown.
-        job.status_lost = True
-        job.popen.returncode = STATUS_LOST
-        return STATUS_LOST
-    if pid == 0:
-        return None
-    job.max_rss = max(job.max_rss, usage.ru_maxrss * 1024)
-    job.popen.returncode = os.waitstatus_to_exitcode(status)
-    return job.popen.returncode
+    """The exit code (negative: killed by that signal) once the job has ended and its leftovers are stopped."""
+    if job.returncode is None and job.shepherd is not None:
+        job.shepherd.check()
+    return job.returncode
 
 
 def remember_descendants(job: JobProcess) -> None:
@@ -128,6 +242,7 @@ def remember_descendants(job: JobProcess) -> None:
     # The job may have ended meanwhile: nothing left to remember.
     with contextlib.suppress(psutil.Error):
         job.descendants.update(p.pid for p in psutil.Process(job.pid).children(recursive=True))
+    job.descendants.discard(os.getpid())
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -154,7 +269,9 @@ def marked_processes(run_id: str) -> list[int]:
         try:
             if proc.pid == me or proc.info["uids"] is None or proc.info["uids"].real != uid:
                 continue
-            if proc.environ().get(RUN_ID_ENV) == run_id:
+            environ = proc.environ()
+            # The job's metrics writer is left to commit and exit; the shepherd waits for it.
+            if environ.get(RUN_ID_ENV) == run_id and not environ.get("MAYURI_SINK"):
                 found.append(proc.pid)
         except psutil.Error:
             continue

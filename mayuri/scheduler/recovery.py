@@ -1,28 +1,58 @@
-"""Crash recovery: find schedulers that died without cleaning up, stop their jobs, free their leases.
+"""Crash recovery: settle the runs of schedulers that are gone, adopt their live jobs, free their leases.
 
 A scheduler is alive when, on this host, its (boot id, pid, create time)
 still names a live process, or, on another host, its heartbeat is fresh
-(RELIABILITY.md decision 4). A dead scheduler's jobs are killed (so they hold
-no GPU after it), its unfinished runs marked `orphaned` (the next `mayuri
-run` runs them again, since they are not cached) and its leases freed. Used
-by every scheduler before its first launch, and by `mayuri doctor`.
+(RELIABILITY.md decision 4). Recovery looks at runs, not at scheduler rows:
+a `running` run whose scheduler is not live (dead, or recorded as finished
+while the run was not) is recovery's to settle, whatever the row says. On
+this host such a run is
+
+- adoptable while its job still runs (jobs are supervised by the shepherd,
+  which outlives the scheduler): it is left running, its GPU leases kept,
+  and it is settled when it ends;
+- settled from the shepherd's record (`exit-N.json`: exit status, end time,
+  leftovers stopped) once its job has ended;
+- orphaned only when its job is gone with no record of how it ended.
+
+A dead scheduler's row is reclaimed (its leases freed) once none of its jobs
+is alive. Runs of a scheduler on another host are orphaned (their processes
+cannot be seen from here). Used by every scheduler before its first launch,
+by `mayuri run` before planning (`adoption.py`), and by `mayuri doctor`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from mayuri.job import read_outputs
 from mayuri.liveness import scheduler_alive
 from mayuri.process_identity import boot_id, host, same_process
-from mayuri.scheduler.process import kill_recorded
-from mayuri.store.attempt_records import settle_abandoned
+from mayuri.scheduler.causes import classify, stderr_tail
+from mayuri.scheduler.process import marked_processes, read_exit_record
+from mayuri.store.attempt_records import AttemptEnd, EndRecord, settle_abandoned, settle_ended
 from mayuri.store.db import Store
 from mayuri.store.lease_records import drop_stray_leases, reclaim
-from mayuri.store.scheduler_queries import running_schedulers, unfinished_runs
+from mayuri.store.records import RunClose
+from mayuri.store.scheduler_queries import (
+    UnownedRun,
+    running_schedulers,
+    unfinished_runs,
+    unfinished_with_schedulers,
+)
 
-KILL_GRACE = 3.0
+# How long a job that just ended may take to get its record written (its leftovers being stopped).
+RECORD_WAIT = 2.0
+
+# Turns an ended run into its close: (run, status, exit code, error, outputs) -> RunClose.
+Closer = Callable[[UnownedRun, str, int, "str | None", dict[str, Any]], RunClose]
 
 
 @dataclass
@@ -31,6 +61,8 @@ class Recovery:
 
     schedulers: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
+    settled: list[str] = field(default_factory=list)
+    adoptable: list[UnownedRun] = field(default_factory=list)
     killed: list[int] = field(default_factory=list)
     stray_leases: int = 0
 
@@ -47,34 +79,125 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def recover(store: Store, *, skip: str | None = None) -> Recovery:
-    """Reclaim every dead scheduler (except `skip`, the caller's own id)."""
+def job_alive(run: UnownedRun) -> bool:
+    """Whether the job of a run's latest attempt still runs (on this host, this boot)."""
+    boot = run.scheduler.boot_id if run.scheduler is not None else boot_id()
+    return same_process(run.pid, run.pid_create_time, boot)
+
+
+def ended_record(run: UnownedRun, wait: float = RECORD_WAIT) -> dict[str, Any] | None:
+    """The shepherd's record of how a run's ended job ended, waiting a moment while its leftovers are stopped."""
+    if run.attempt is None:
+        return None
+    deadline = time.monotonic() + wait
+    while True:
+        record = read_exit_record(Path(run.run_dir), run.attempt)
+        if record is not None or time.monotonic() >= deadline:
+            return record
+        if not marked_processes(run.run_id):
+            # Nothing of the job is left to stop: one short look more, for a record being renamed into place.
+            time.sleep(0.05)
+            return read_exit_record(Path(run.run_dir), run.attempt)
+        time.sleep(0.05)
+
+
+def plain_close(run: UnownedRun, status: str, code: int, error: str | None, outputs: dict[str, Any]) -> RunClose:
+    """The close of an adopted run whose job is not known here: no closure hashed, so not reusable."""
+    note = error or "recorded after its scheduler died; its closure was not hashed, so it is not reusable"
+    return RunClose(status, code if code >= 0 else None, note, outputs=outputs)
+
+
+def settle_from_record(store: Store, run: UnownedRun, record: dict[str, Any], closer: Closer | None = None) -> bool:
+    """Record the end the shepherd wrote down for a run whose scheduler is gone; False if already settled."""
+    code = int(record["exit_code"])
+    run_dir = Path(run.run_dir)
+    if code == 0:
+        status, cause, error = "succeeded", None, None
+    else:
+        cause, error = classify(code, stderr_tail(run_dir / "stderr.log"), oom_kills_before=None,
+                                oom_kills_after=None)
+        status = "failed"
+    leftovers = int(record.get("leftovers") or 0)
+    try:
+        outputs = read_outputs(run_dir)
+    except (OSError, ValueError) as exc:
+        outputs, status, error = {}, "failed", f"could not read outputs.json: {exc}"
+    try:
+        close = (closer or plain_close)(run, status, code, error, outputs)
+    except Exception as exc:  # noqa: BLE001 - one run's bad files must not stop the recovery of the others
+        close = RunClose("failed", code if code >= 0 else None, f"recording failed: {_one_line(exc)}",
+                         outputs=outputs)
+    end = AttemptEnd(status=close.status,
+                     exit_code=code if code >= 0 else None, signal=-code if code < 0 else None, cause=cause,
+                     error=close.error, peak_rss=int(record.get("max_rss") or 0) or None,
+                     leftovers=leftovers or None)
+    ended_at = float(record.get("ended_at") or time.time())
+    return settle_ended(store, EndRecord(run.run_id, run.attempt or 1, end, close=close), ended_at)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _stop_marked(run_id: str, result: Recovery) -> None:
+    # A job that is gone may have left processes (its shepherd died with it): none may hold a GPU on.
+    for pid in marked_processes(run_id):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            result.killed.append(pid)
+
+
+def _owner_live(run: UnownedRun, skip: str | None) -> bool:
+    row = run.scheduler
+    assert row is not None
+    return row.id == skip or (row.status == "running" and scheduler_alive(row))
+
+
+def recover(store: Store, *, skip: str | None = None, closer: Closer | None = None) -> Recovery:
+    """Settle or adopt the runs of schedulers that are not live (except `skip`, the caller's own id)."""
     result = Recovery()
-    dead = [row for row in running_schedulers(store) if row.id != skip and not scheduler_alive(row)]
-    if dead:
-        unfinished = unfinished_runs(store)
-        for row in dead:
-            if row.host == host():
-                for run in unfinished:
-                    if run.scheduler_id == row.id and same_process(run.pid, run.pid_create_time, run.boot_id):
-                        assert run.pid is not None
-                        kill_recorded(run.pid, run.run_id, KILL_GRACE)
-                        result.killed.append(run.pid)
-            note = f"orphaned: its scheduler (pid {row.pid} on {row.host}) died"
-            runs = reclaim(store, row.id, note=note)
-            result.schedulers.append(row.id)
-            result.orphaned.extend(runs)
+    here = host()
+    keep: set[str] = set()
+    for run in unfinished_with_schedulers(store):
+        if run.scheduler is None or _owner_live(run, skip):
+            continue
+        if run.scheduler.host != here:
+            note = f"orphaned: its scheduler (pid {run.scheduler.pid} on {run.scheduler.host}) died"
+            if settle_abandoned(store, run.run_id, "orphaned", note):
+                result.orphaned.append(run.run_id)
+            continue
+        if run.pid is not None and job_alive(run):
+            result.adoptable.append(run)
+            keep.add(run.scheduler.id)
+            continue
+        record = ended_record(run)
+        if record is not None:
+            if settle_from_record(store, run, record, closer):
+                result.settled.append(run.run_id)
+            continue
+        _stop_marked(run.run_id, result)
+        note = f"orphaned: its scheduler (pid {run.scheduler.pid}) died and its job ended with no record"
+        if settle_abandoned(store, run.run_id, "orphaned", note):
+            result.orphaned.append(run.run_id)
+    # A dead scheduler whose jobs are all settled holds nothing any more; one with live jobs keeps their leases.
+    for row in running_schedulers(store):
+        if row.id == skip or row.id in keep or scheduler_alive(row):
+            continue
+        result.orphaned.extend(reclaim(store, row.id, note=f"orphaned: its scheduler (pid {row.pid} on {row.host}) "
+                                                           "died"))
+        result.schedulers.append(row.id)
     # Runs without a scheduler record (ad-hoc `mayuri.init` runs, or a scheduler that died before
     # its first attempt was recorded): judged by their attempt's process, else by the creator's pid.
-    for run in unfinished_runs(store):
-        if run.scheduler_id is not None or run.host != socket.gethostname():
+    for process in unfinished_runs(store):
+        if process.scheduler_id is not None or process.host != socket.gethostname():
             continue
-        if run.pid is not None:
-            gone = not same_process(run.pid, run.pid_create_time, boot_id())
+        if process.pid is not None:
+            gone = not same_process(process.pid, process.pid_create_time, boot_id())
         else:
-            gone = not _pid_alive(run.scheduler_pid)
+            gone = not _pid_alive(process.scheduler_pid)
         if gone:
-            if settle_abandoned(store, run.run_id, "orphaned", "orphaned: the process that ran it is gone"):
-                result.orphaned.append(run.run_id)
+            if settle_abandoned(store, process.run_id, "orphaned", "orphaned: the process that ran it is gone"):
+                result.orphaned.append(process.run_id)
     result.stray_leases = drop_stray_leases(store)
     return result

@@ -70,3 +70,13 @@ def record_artifact(
         cursor.executemany(
             "INSERT INTO artifact_file (run_id, name, relpath, sha512, size) VALUES (?, ?, ?, ?, ?)", rows
         )
+
+
+def remove_artifacts(store: Store, run_id: str, names: Sequence[str]) -> None:
+    """Forget artifacts of a run (their blobs go with the next gc when nothing else holds them)."""
+    if not names:
+        return
+    with store.write():
+        cursor = store.db.cursor()
+        cursor.executemany("DELETE FROM artifact_file WHERE run_id = ? AND name = ?", [(run_id, n) for n in names])
+        cursor.executemany("DELETE FROM artifact WHERE run_id = ? AND name = ?", [(run_id, n) for n in names])

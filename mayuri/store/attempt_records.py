@@ -35,6 +35,7 @@ class AttemptEnd:
     error: str | None
     peak_rss: int | None = None
     peak_gpu_memory: int | None = None
+    leftovers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class AttemptStart:
     lease_tokens: Sequence[str]
     launch: Callable[[], tuple[int, float | None] | str]
     new_run: NewRun | None = None
+    resumed_from: str | None = None
+    resumed_step: int | None = None
 
 
 def begin_attempts(store: Store, scheduler_id: str, host: str, starts: Sequence[AttemptStart]) -> list[str | None] | None:
@@ -114,9 +117,9 @@ def begin_attempts(store: Store, scheduler_id: str, host: str, starts: Sequence[
                 )
             conn.execute(
                 "INSERT INTO attempt (run_id, number, status, pid, pid_create_time, host, started_at, gpus, params, "
-                "scheduler_id) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                "scheduler_id, resumed_from, resumed_step) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (start.run_id, start.number, pid, pid_create_time, host, now, json.dumps(list(start.gpus)),
-                 canonical_json(start.params), scheduler_id),
+                 canonical_json(start.params), scheduler_id, start.resumed_from, start.resumed_step),
             )
             if start.lease_tokens:
                 conn.executemany(
@@ -132,9 +135,9 @@ def _end_rows(conn: sqlite3.Connection, record: EndRecord, now: float) -> None:
     if end is not None:
         conn.execute(
             "UPDATE attempt SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cause = ?, error = ?, "
-            "peak_rss = ?, peak_gpu_memory = ? WHERE run_id = ? AND number = ?",
+            "peak_rss = ?, peak_gpu_memory = ?, leftovers = ? WHERE run_id = ? AND number = ?",
             (end.status, now, end.exit_code, end.signal, end.cause, end.error, end.peak_rss,
-             end.peak_gpu_memory, record.run_id, record.number),
+             end.peak_gpu_memory, end.leftovers, record.run_id, record.number),
         )
         if end.peak_rss or end.peak_gpu_memory:
             conn.execute(
@@ -195,4 +198,16 @@ def settle_abandoned(store: Store, run_id: str, status: str, note: str) -> bool:
             ("cancelled" if status == "cancelled" else "lost", status, note, now, run_id),
         )
         store.db.execute_sql("DELETE FROM gpu_lease WHERE run_id = ?", (run_id,))
+    return True
+
+
+def settle_ended(store: Store, record: EndRecord, ended_at: float) -> bool:
+    """Record the end of an attempt that no live scheduler watched (an adopted job); False if already settled."""
+    with store.write():
+        conn = store.db.connection()
+        row = conn.execute("SELECT status FROM run WHERE id = ?", (record.run_id,)).fetchone()
+        if row is None or row[0] not in ("queued", "running"):
+            return False
+        _end_rows(conn, record, ended_at)
+        conn.execute("DELETE FROM gpu_lease WHERE run_id = ?", (record.run_id,))
     return True

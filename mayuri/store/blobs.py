@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mayuri.errors import StoreError
-from mayuri.hashing import file_digest_path
+from mayuri.hashing import file_digest_path, hash_files
 from mayuri.store.db import Store
 from mayuri.store.perms import make_dirs
 
@@ -89,6 +89,34 @@ def _copy(store: Store, source: Path) -> tuple[str, int]:
     return actual, size
 
 
+def _link_in(store: Store, source: Path, digest: str) -> tuple[str, int] | None:
+    """Keep a file as a blob by reference: a hard link (no copy), when the filesystem allows and it is unchanged.
+
+    The linked inode is hashed again: a source rewritten since the caller hashed
+    it is not taken (None, and the caller copies). The blob shares the source's
+    inode, which becomes read-only like every blob.
+    """
+    final = blob_path(store, digest)
+    folder = make_dirs(store.blobs / "tmp", store.root)
+    temporary = folder / f"link-{os.getpid()}-{digest[:16]}"
+    try:
+        os.link(source, temporary)
+    except OSError:
+        return None  # another filesystem, or links not allowed: copied instead
+    try:
+        [(actual, size)] = hash_files([temporary])
+        if actual != digest:
+            return None
+        make_dirs(final.parent, store.root)
+        os.chmod(temporary, 0o444)
+        os.replace(temporary, final)
+        _fsync_dir(final.parent)
+        return digest, size
+    finally:
+        if temporary.exists():
+            os.unlink(temporary)
+
+
 def _register(store: Store, blobs: list[tuple[str, int]]) -> None:
     if not blobs:
         return
@@ -100,10 +128,12 @@ def _register(store: Store, blobs: list[tuple[str, int]]) -> None:
         )
 
 
-def write_blobs(store: Store, sources: list[tuple[Path, str | None]]) -> list[tuple[str, int]]:
+def write_blobs(store: Store, sources: list[tuple[Path, str | None]], *, link: bool = False) -> list[tuple[str, int]]:
     """Copy files into the blob store, once per content; returns (sha512, size) per source.
 
     A source given with a known digest whose blob exists is neither read nor copied.
+    With `link`, a new blob is a hard link to its source where the filesystem
+    allows (checkpoints: kept by reference, not by copy).
     New blobs are registered in one transaction, after they are whole on disk.
     """
     present: dict[str, int] = {}
@@ -123,7 +153,7 @@ def write_blobs(store: Store, sources: list[tuple[Path, str | None]]) -> list[tu
         if digest in present and blob_path(store, digest).exists():
             results.append((digest, present[digest]))
         else:
-            made = _copy_in(store, source)
+            made = (_link_in(store, source, digest) if link and digest else None) or _copy_in(store, source)
             results.append(made)
             copied.append(made)
     _register(store, copied)

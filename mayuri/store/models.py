@@ -71,6 +71,9 @@ class Attempt(BaseModel):
     cause = peewee.TextField(null=True)
     gpus = JSONText(default="[]")
     params = JSONText(default="{}")
+    resumed_from = peewee.TextField(null=True)
+    resumed_step = peewee.IntegerField(null=True)
+    leftovers = peewee.IntegerField(null=True)
 
 
 class File(BaseModel):

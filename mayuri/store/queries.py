@@ -228,17 +228,32 @@ class AttemptRow:
     cause: str | None
     gpus: list[str]
     params: dict[str, Any]
+    resumed_from: str | None = None
+    resumed_step: int | None = None
+    leftovers: int | None = None
+
+    @property
+    def note(self) -> str:
+        """What else happened to the attempt: where it resumed from, leftover processes stopped."""
+        parts = []
+        if self.resumed_from:
+            at = f" at step {self.resumed_step}" if self.resumed_step is not None else ""
+            parts.append(f"resumed from run {self.resumed_from[:8]}{at}")
+        if self.leftovers:
+            parts.append(f"stopped {self.leftovers} leftover process(es)")
+        return "; ".join(parts)
 
 
 def attempts_of(store: Store, run_id: str) -> list[AttemptRow]:
     """A run's attempts in order."""
     rows = store.db.execute_sql(
-        "SELECT number, status, pid, host, started_at, ended_at, exit_code, signal, cause, gpus, params "
-        "FROM attempt WHERE run_id = ? ORDER BY number",
+        "SELECT number, status, pid, host, started_at, ended_at, exit_code, signal, cause, gpus, params, "
+        "resumed_from, resumed_step, leftovers FROM attempt WHERE run_id = ? ORDER BY number",
         (run_id,),
     )
-    return [AttemptRow(number, status, pid, host, started, ended, code, sig, cause, json.loads(gpus), json.loads(params))
-            for number, status, pid, host, started, ended, code, sig, cause, gpus, params in rows]
+    return [AttemptRow(number, status, pid, host, started, ended, code, sig, cause, json.loads(gpus), json.loads(params),
+                       *extra)
+            for number, status, pid, host, started, ended, code, sig, cause, gpus, params, *extra in rows]
 
 
 @dataclass

@@ -134,3 +134,68 @@ def peak_history(store: Store, experiment: str, job: str, config_hash: str, limi
             top = max(rows, key=lambda r: r[1])
             return PeakHistory(top[0], int(top[1]), max((r[2] or 0) for r in rows) or None, same)
     return None
+
+
+@dataclass(frozen=True)
+class UnownedRun:
+    """An unfinished run with what recovery needs to judge it: its scheduler, its latest attempt, its identity."""
+
+    run_id: str
+    status: str
+    host: str
+    experiment: str
+    job: str
+    config_hash: str
+    upstream: str
+    run_dir: str
+    scheduler: SchedulerRow | None
+    attempt: int | None
+    pid: int | None
+    pid_create_time: float | None
+    started_at: float | None
+
+
+def unfinished_with_schedulers(store: Store) -> list[UnownedRun]:
+    """Every queued or running run, with its scheduler row (if any) and its latest attempt."""
+    rows = store.db.execute_sql(
+        "SELECT run.id, run.status, run.host, experiment.name, run.job, run.config_hash, run.upstream, "
+        "run.run_dir, a.number, a.pid, a.pid_create_time, a.started_at, s.id, s.host, s.boot_id, s.pid, s.pid_create_time, "
+        "s.user, s.experiment, s.status, s.started_at, s.heartbeat_at FROM run "
+        "JOIN experiment ON experiment.id = run.experiment_id "
+        "LEFT JOIN attempt a ON a.run_id = run.id AND a.number = "
+        "(SELECT MAX(number) FROM attempt WHERE run_id = run.id) "
+        "LEFT JOIN scheduler s ON s.id = run.scheduler_id WHERE run.status IN ('queued', 'running')"
+    ).fetchall()
+    found = []
+    for row in rows:
+        scheduler = SchedulerRow(*row[12:]) if row[12] is not None else None
+        run_id, status, run_host, experiment, job, config_hash, upstream, run_dir = row[:8]
+        found.append(UnownedRun(run_id, status, run_host, experiment, job, config_hash, upstream, run_dir, scheduler,
+                                row[8], row[9], row[10], row[11]))
+    return found
+
+
+def any_unfinished(store: Store) -> bool:
+    """Whether any run is queued or running (one indexed lookup: the common answer is no)."""
+    return store.db.execute_sql(
+        "SELECT 1 FROM run WHERE status IN ('queued', 'running') LIMIT 1"
+    ).fetchone() is not None
+
+
+def earlier_runs(store: Store, experiment: str, job: str, config_hash: str, limit: int) -> list[tuple[str, str, str]]:
+    """(id, status, run folder) of the ended runs of a job with this config, newest first."""
+    rows = store.db.execute_sql(
+        "SELECT run.id, run.status, run.run_dir FROM run JOIN experiment ON experiment.id = run.experiment_id "
+        "WHERE experiment.name = ? AND run.job = ? AND run.config_hash = ? AND run.status NOT IN ('queued', 'running') "
+        f"ORDER BY run.created_at DESC LIMIT {int(limit)}", (experiment, job, config_hash)
+    ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def last_logged_step(store: Store, run_id: str) -> int | None:
+    """The last step a run logged a metric at (system metrics aside), or None."""
+    row = store.db.execute_sql(
+        "SELECT MAX(s.last_step) FROM metric_summary s JOIN metric_key k ON k.id = s.key_id "
+        "WHERE s.run_id = ? AND k.name NOT LIKE 'sys/%'", (run_id,)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None

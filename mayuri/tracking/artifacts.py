@@ -84,8 +84,12 @@ def _files_of(path: Path, name: str) -> list[tuple[str, Path]]:
     return found
 
 
-def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, kind: str | None) -> str:
-    """Copy a file or folder into blobs/ (once per content) and record it as artifact `name`."""
+def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, kind: str | None, *,
+                  link: bool = False) -> str:
+    """Copy a file or folder into blobs/ (once per content) and record it as artifact `name`.
+
+    With `link`, files are kept by reference (hard links) where the filesystem allows.
+    """
     name = check_relative(path.name if name is None else name)
     if path.is_symlink():
         raise ArtifactError(
@@ -108,7 +112,8 @@ def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, k
     # Held until recorded: copying a large folder can outlast gc's grace period.
     hold_blobs(store, held, run_id)
     try:
-        stored = write_blobs(store, [(full, digest) for (_, full), (digest, _) in zip(entries, digests, strict=True)])
+        stored = write_blobs(store, [(full, digest) for (_, full), (digest, _) in zip(entries, digests, strict=True)],
+                             link=link)
         files = [(rel, digest, size) for (rel, _), (digest, size) in zip(entries, stored, strict=True)]
         record_artifact(store, run_id, name, kind or default_kind, files)
     finally:

@@ -65,6 +65,9 @@ class MetricBuffer:
         env = dict(os.environ)
         # The sink is Mayuri's own machinery, not part of the job's closure.
         env.pop("MAYURI_CLOSURE_DIR", None)
+        # Marked, so that the job's supervisor lets it commit and exit by itself rather than stop it
+        # as a leftover (it ends when the job's end closes its stdin).
+        env["MAYURI_SINK"] = "1"
         return subprocess.Popen(
             [sys.executable, "-m", "mayuri.tracking.sink", str(self.store), self.run_id],
             stdin=subprocess.PIPE,

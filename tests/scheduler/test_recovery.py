@@ -37,22 +37,32 @@ def two_gpu_jobs(project, seconds: str = "60") -> None:
 
 
 def test_kill_9_of_a_scheduler_then_recovery(project) -> None:
+    """Its jobs are left running (adoptable), keep their GPUs, and are recorded from their supervisor's record."""
     two_gpu_jobs(project)
     env = {"MAYURI_FAKE_GPUS": "2x16GiB"}
     proc = start_mayuri(project.root, "run", "exp.yaml", env=env)
     wait_for(lambda: project.db.exists() and len(running_pids(project.db)) == 2, message="two jobs")
     ids = [r["id"] for r in project.runs()]
+    pids = running_pids(project.db)
     assert query(project.db, "SELECT COUNT(*) FROM gpu_lease") == [(2,)]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
+    try:
+        done = project.mayuri("doctor")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "2 job(s) still running after their scheduler died" in done.stdout
+        assert {r["status"] for r in project.runs()} == {"running"}
+        assert query(project.db, "SELECT COUNT(*) FROM gpu_lease") == [(2,)]  # still theirs
+    finally:
+        for pid in pids:  # the jobs die; their shepherd records how
+            os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: processes_with_run_ids(ids) == [], message="jobs gone")
     done = project.mayuri("doctor")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "dead scheduler(s) reclaimed" in done.stdout and "marked orphaned" in done.stdout
-    assert {r["status"] for r in project.runs()} == {"orphaned"}
-    assert processes_with_run_ids(ids) == []  # its jobs do not hold the GPUs on after it
-    assert {r["status"] for r in attempts(project.db)} == {"lost"}
+    assert "2 run(s) of a dead scheduler recorded" in done.stdout, done.stdout
+    assert {r["status"] for r in project.runs()} == {"failed"}
+    assert {r["cause"] for r in attempts(project.db)} <= {"signal", "host_oom_suspected"}
     store_is_sound(project.db)
-    # The next run runs them again (orphaned runs are not cached), each exactly once more.
+    # The next run runs them again (failed runs are not cached), each exactly once more.
     two_gpu_jobs(project, "0.1")
     again = project.mayuri("run", "exp.yaml", env=env)
     assert again.returncode == 0, again.stderr
@@ -60,17 +70,22 @@ def test_kill_9_of_a_scheduler_then_recovery(project) -> None:
 
 
 def test_the_next_run_recovers_without_doctor(project) -> None:
-    two_gpu_jobs(project)
-    env = {"MAYURI_FAKE_GPUS": "1x16GiB"}
+    """Jobs of a dead scheduler that this run would not start are left running, and recorded once ended."""
+    two_gpu_jobs(project, "3")
+    env = {"MAYURI_FAKE_GPUS": "2x16GiB"}
     proc = start_mayuri(project.root, "run", "exp.yaml", env=env)
     wait_for(lambda: project.db.exists() and len(running_pids(project.db)) == 2, message="two jobs")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     two_gpu_jobs(project, "0.1")
-    done = project.mayuri("run", "exp.yaml", env=env)
+    done = project.mayuri("run", "exp.yaml", env={"MAYURI_FAKE_GPUS": "4x16GiB"})
     assert done.returncode == 0, done.stderr
     statuses = sorted(r["status"] for r in project.runs())
-    assert statuses == ["orphaned", "orphaned", "succeeded", "succeeded"]
+    assert statuses == ["running", "running", "succeeded", "succeeded"]
+    wait_for(lambda: running_pids(project.db) and not any(psutil.pid_exists(p) for p in running_pids(project.db)),
+             message="the first jobs end")
+    wait_for(lambda: project.mayuri("doctor").returncode == 0 and
+             sorted(r["status"] for r in project.runs()) == ["succeeded"] * 4, message="settled")
     store_is_sound(project.db)
 
 
@@ -163,4 +178,19 @@ def test_sigstop_other_host_is_reclaimed_and_fenced(project) -> None:
     assert processes_with_run_ids(ids) == []  # it killed its own copies
     assert {r["status"] for r in project.runs()} == {"orphaned"}  # its late writes were rejected
     assert query(project.db, "SELECT COUNT(*) FROM attempt") == [(2,)]
+    store_is_sound(project.db)
+
+
+def test_a_running_run_of_a_finished_scheduler_is_settled(project) -> None:
+    """Whatever the scheduler row says (here: finished), a run still `running` under no live scheduler is settled."""
+    from mayuri.process_identity import boot_id, host
+
+    run_id = forge_running_scheduler(project, 2**22 + 7, 1.0, boot_id(), host())
+    conn = sqlite3.connect(project.db, timeout=30)
+    with conn:
+        conn.execute("UPDATE scheduler SET status = 'finished'")
+    conn.close()
+    done = project.mayuri("doctor")
+    assert done.returncode == 0, done.stdout
+    assert dict(query(project.db, "SELECT id, status FROM run"))[run_id] == "orphaned"
     store_is_sound(project.db)
