@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mayuri.errors import ExperimentError
-from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text
+from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text, references
 from mayuri.experiment.overrides import Override, has_dotted, set_dotted
 from mayuri.experiment.spec import ExperimentSpec, JobSpec
 from mayuri.experiment.sweeps import sweep_points
@@ -56,6 +56,13 @@ class JobInstance:
     bindings: tuple[Binding, ...]
     config: dict[str, Any] = field(default_factory=dict)
     config_hash: str = ""
+    # The params that tell this instance apart from the other instances of its job, as in its
+    # label: its own sweep point, and its upstreams' (qualified `train.lr` unless shared).
+    dims: dict[str, Any] = field(default_factory=dict)
+    # Params the job uses whatever it reads at run time: those written into its run, env or python.
+    static_used: frozenset[str] = frozenset()
+    # The hash of the config without its params: the key under which the cache looks runs up.
+    base_hash: str = ""
 
     @property
     def name(self) -> str:
@@ -251,13 +258,42 @@ def _expand_job(
     result = []
     for point in points:
         for combo in itertools.product(*choices) if choices else [()]:
-            result.append(_instance(job, params, point, dict(combo)))
+            picked = dict(combo)
+            if job.depends_on and not _pairs(point, picked):
+                continue
+            result.append(_instance(job, params, point, picked))
     keys = [i.key for i in result]
     if len(set(keys)) != len(keys):
-        # Two upstream combinations share a label: number them to keep keys unique.
-        for index, inst in enumerate(result):
-            inst.key = f"{job.name}#{index}"
+        # Only identical instances can share a label (a job fanned out twice over the same upstream).
+        seen: dict[str, int] = {}
+        for inst in result:
+            seen[inst.key] = seen.get(inst.key, 0) + 1
+            if seen[inst.key] > 1:
+                inst.key = f"{inst.key}({seen[inst.key]})"
     return result
+
+
+def _pairs(point: Mapping[str, Any], upstream: Mapping[str, tuple[JobInstance, ...]]) -> bool:
+    """Whether the chosen upstream instances agree with this point (and each other) on the params they share.
+
+    A param is shared when it is swept in both jobs (a top-level param swept
+    on the command line reaches every job that has it): then the instance for
+    `seed=1` takes only upstream instances made with `seed=1`, and a multirun
+    is independent copies of the pipeline. Gathered upstreams are filtered, not
+    refused (see `_instance`).
+    """
+    agreed = dict(point)
+    for ups in upstream.values():
+        if len(ups) != 1:
+            continue
+        for key, value in ups[0].dims.items():
+            if "." in key and key not in point:
+                continue
+            if key in agreed and agreed[key] != value:
+                return False
+            if key in point:
+                agreed[key] = value
+    return True
 
 
 def _instance(
@@ -269,16 +305,21 @@ def _instance(
     raw = {k: v for k, v in base_params.items()}
     for key, value in point.items():
         set_dotted(raw, key, value)
-    label_point: dict[str, Any] = {}
+    dims: dict[str, Any] = dict(point)
     bindings = []
     for dep in job.depends_on:
         ups = upstream[dep.upstream]
-        if not job.gather:
-            label_point.update(ups[0].point)
+        if job.gather:
+            # A gathering instance takes the upstream instances that share its swept params.
+            ups = tuple(u for u in ups if all(u.dims.get(k, v) == v for k, v in point.items()))
+            upstream[dep.upstream] = ups
+        else:
+            for key, value in ups[0].dims.items():
+                # An upstream's own sweep is named after it (`train.lr`); a shared param once.
+                dims.setdefault(key if ("." in key or key in point) else f"{dep.upstream}.{key}", value)
         for output, param in dep.mapping.items():
             set_dotted(raw, param, "${" + upstream_name(dep.upstream, output) + "}")
             bindings.append(Binding(param, dep.upstream, output, tuple(u.key for u in ups), job.gather))
-    label_point.update(point)
     interp = Interpolator(raw)
     params: dict[str, Any] = {}
     for name in raw:
@@ -290,7 +331,7 @@ def _instance(
         interpreter = job.python or "python"
     else:
         interpreter = None
-    key = job.name + (f"[{_label(label_point)}]" if label_point else "")
+    key = job.name + (f"[{_label(dims)}]" if dims else "")
     config = {
         "kind": job.kind,
         # The interpreter is named, not its path: moving a virtualenv is no change.
@@ -301,6 +342,9 @@ def _instance(
         "inputs": list(job.inputs),
         "outputs": list(job.outputs),
     }
+    if job.gather:
+        # Gathered upstream values are lists: never the same work as one value, even from one instance.
+        config["gather"] = True
     return JobInstance(
         key=key,
         job=job,
@@ -313,7 +357,40 @@ def _instance(
         bindings=tuple(bindings),
         config=config,
         config_hash=hash_structure("job-config/v1", config),
+        dims=dims,
+        static_used=frozenset(_static_uses(job, raw)),
+        base_hash=base_hash(config),
     )
+
+
+def base_hash(config: Mapping[str, Any]) -> str:
+    """The hash of a job config without its params (what a cached run must share, whatever its name)."""
+    return hash_structure("job-base/v1", {k: v for k, v in config.items() if k != "params"})
+
+
+def _static_uses(job: JobSpec, raw: Mapping[str, Any]) -> set[str]:
+    """The params written into the job's run, env or python (through other params too), by dotted name."""
+    used: set[str] = set()
+    stack = sorted(references([job.run, list(job.env.values()), job.python or ""]))
+    while stack:
+        name = stack.pop().rpartition(":")[2]  # `${flags:NAME}` uses NAME
+        if name.startswith("mayuri.") or name in used:
+            continue
+        used.add(name)
+        try:
+            stack.extend(references(_lookup_raw(raw, name)))
+        except KeyError:
+            continue
+    return used
+
+
+def _lookup_raw(raw: Mapping[str, Any], name: str) -> Any:
+    value: Any = raw
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise KeyError(name)
+        value = value[part]
+    return value
 
 
 def with_params(instance: JobInstance, changes: Mapping[str, Any]) -> JobInstance:

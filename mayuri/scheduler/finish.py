@@ -23,8 +23,9 @@ from mayuri.closure import Closure, collect_closure
 from mayuri.environment import distribution_versions, key_parts
 from mayuri.experiment.expand import JobInstance
 from mayuri.filestate import current_digests
-from mayuri.fingerprint import fingerprint
+from mayuri.fingerprint import config_key, fingerprint, used_key
 from mayuri.hashing import ABSENT
+from mayuri.params_used import used_params
 from mayuri.store.blobs import write_blobs
 from mayuri.store.db import Store
 from mayuri.store.records import ClosureRow
@@ -41,6 +42,9 @@ class Recorded:
     environment: dict[str, Any]
     fingerprint: str | None
     note: str | None
+    # The params the run used (None: all of them) and the hash of their values.
+    params_used: list[str] | None = None
+    used_key: str | None = None
 
 
 def _declared_inputs(root: Path, patterns: tuple[str, ...]) -> tuple[set[str], set[str]]:
@@ -127,9 +131,12 @@ def record_attempt(
     environment = dict(base_environment)
     environment["packages"] = distribution_versions(closure.modules) if closure.modules else {}
     note = _changed_while_running(root, rows, started_at)
-    fp = None if note else fingerprint(instance.config_hash, upstream, rows, key_parts(key_env, environment))
+    used = used_params(run_dir, closure_dir, instance.static_used, tracked=bool(records), strict=instance.job.strict)
+    key = used_key(used, instance.params)
+    fp = None if note else fingerprint(config_key(instance.base_hash, key), upstream, rows,
+                                       key_parts(key_env, environment))
     _remove_closure_folder(closure_dir, made=records is not None)
-    return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note)
+    return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note, params_used=used, used_key=key)
 
 
 def _changed_while_running(root: Path, rows: list[ClosureRow], started_at: float) -> str | None:

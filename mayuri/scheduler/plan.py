@@ -24,7 +24,7 @@ from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.placement import Request, check_feasible, request_for, usable
 from mayuri.store.db import Store
 from mayuri.store.hit_log import log_hits
-from mayuri.store.queries import outputs_of
+from mayuri.store.queries import outputs_of, used_param_sets
 from mayuri.store.records import RunOrigin
 from mayuri.store.scheduler_queries import peak_history
 
@@ -45,6 +45,9 @@ class Slot:
     fingerprint: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    # What this slot gives its downstream jobs, by content (see mayuri.results).
+    results: str | None = None
+    # Its upstreams' results, as the cache compares them and its run records them.
     upstream_fps: dict[str, list[str]] = field(default_factory=dict)
     request: Request = field(default_factory=Request)
     current: JobInstance | None = None
@@ -105,6 +108,8 @@ class Planner:
         self.cache_hits: set[str] = set()
         # Those of the hits already counted in the store (before a launch; the rest are at the end).
         self.hits_counted: set[str] = set()
+        # The sets of params earlier runs of each config used: asked once for the whole plan.
+        self._used_sets: dict[str, list[list[str] | None]] | None = None
 
     def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
         if state != "running":
@@ -130,17 +135,32 @@ class Planner:
     def _decide(self, slot: Slot) -> CacheDecision:
         inst = slot.instance
         slot.upstream_fps = {
-            name: [self.slots[k].fingerprint or "" for k in keys] for name, keys in inst.upstream.items()
+            name: [self.slots[k].results or "" for k in keys] for name, keys in inst.upstream.items()
         }
-        return check(
+        if self._used_sets is None:
+            self._used_sets = used_param_sets(self.store, {s.instance.base_hash for s in self.slots.values()})
+        decision = check(
             self.store, self.settings.root, self.experiment, inst, slot.upstream_fps,
-            self.settings.key_env, self.force,
+            self.settings.key_env, self.force, self._used_sets.get(inst.base_hash, []),
         )
+        if decision.hit:
+            reran = sorted({self.slots[k].instance.name for k in inst.upstream_keys
+                            if self.slots[k].state == "succeeded"})
+            if reran:
+                # Early cutoff: the upstream ran again and gave the same results.
+                reason = f"upstream {', '.join(reran)} reran, same results: {decision.reason}"
+                decision = CacheDecision(decision.cached, reason)
+        return decision
+
+    def forget_used_sets(self) -> None:
+        """Ask the store again for the params earlier runs used (a run of this plan has just recorded its own)."""
+        self._used_sets = None
 
     def _settle_cached(self, slot: Slot, decision: CacheDecision) -> None:
         assert decision.cached is not None
         slot.run_id = decision.cached.id
         slot.fingerprint = decision.cached.fingerprint
+        slot.results = decision.cached.results
         if slot.instance.key in self._outputs_read:
             slot.outputs = outputs_of(self.store, decision.cached.id)
         self.cache_hits.add(decision.cached.id)
