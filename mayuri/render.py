@@ -297,7 +297,11 @@ def why_detail(breakdown: WhyBreakdown) -> Group:
         ("config hash", breakdown.config_hash),
     ])
     config = _kv("config (hashed)", [(k, json.dumps(v)) for k, v in sorted(breakdown.config.items())])
-    upstream = _kv("upstream fingerprints", [(k, ", ".join(v)) for k, v in breakdown.upstream.items()]
+    title = "params that counted" + (" (all: cache: strict, params read whole, or untracked)"
+                                     if breakdown.params_used is None else " (the ones the job used)")
+    counted = _kv(title, [(k, json.dumps(v)) for k, v in sorted((breakdown.params_counted or {}).items())]
+                  or [("-", "none")])
+    upstream = _kv("upstream results", [(k, ", ".join(v)) for k, v in breakdown.upstream.items()]
                    or [("-", "none")])
     closure = Table(box=None, pad_edge=False)
     for column in ("role", "path", "sha512 recorded", "now"):
@@ -308,5 +312,5 @@ def why_detail(breakdown: WhyBreakdown) -> Group:
     env = _kv("environment in the key ([cache] key_env)",
               [(k, f"{json.dumps(v)}  now: {json.dumps(breakdown.env_key_now.get(k))}")
                for k, v in breakdown.env_key.items()] or [("-", "none")])
-    return Group(head, Text(""), config, Text(""), upstream, Text(""), Text("closure", style="bold"), closure,
+    return Group(head, Text(""), config, Text(""), counted, Text(""), upstream, Text(""), Text("closure", style="bold"), closure,
                  Text(""), env)
