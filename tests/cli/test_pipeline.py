@@ -103,9 +103,10 @@ def test_failure_skips_dependents_and_other_branches_go_on(project: Project) -> 
 def test_independent_jobs_run_at_the_same_time(project: Project) -> None:
     project.write("exp.yaml", """
         jobs:
-          a: {run: [python, -c, "import time; time.sleep(1.5)"]}
-          b: {run: [python, -c, "import time; time.sleep(1.5)"]}
+          a: {run: [python, -c, "import time; time.sleep(1.5); 'a'"]}
+          b: {run: [python, -c, "import time; time.sleep(1.5); 'b'"]}
     """)
+    # (Two identical commands are the same work: the second would wait for the first and reuse it.)
     done = project.mayuri("run", "exp.yaml")
     assert done.returncode == 0, done.stderr
     a, b = project.runs()
