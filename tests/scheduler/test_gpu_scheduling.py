@@ -60,7 +60,9 @@ def test_two_schedulers_share_two_gpus_without_overcommit(project) -> None:
                 params: {{i: 0}}
                 sweep: {{i: [1, 2, 3, 4, 5, 6]}}
                 resources: {{gpus: 1, gpu_memory: 10GiB}}
+                env: {{WHO: {name}}}
             """)
+    # (The env differs: the same work in both files would be done once and reused by the other.)
     env = {"MAYURI_FAKE_GPUS": "2x16GiB"}
     first = start_mayuri(project.root, "run", "a.yaml", env=env)
     second = start_mayuri(project.root, "run", "b.yaml", env=env)
