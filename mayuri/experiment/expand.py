@@ -274,26 +274,34 @@ def _expand_job(
 
 
 def _pairs(point: Mapping[str, Any], upstream: Mapping[str, tuple[JobInstance, ...]]) -> bool:
-    """Whether the chosen upstream instances agree with this point (and each other) on the params they share.
+    """Whether the chosen upstream instances agree with this point, and each other, on the params they share.
 
     A param is shared when it is swept in both jobs (a top-level param swept
     on the command line reaches every job that has it): then the instance for
     `seed=1` takes only upstream instances made with `seed=1`, and a multirun
-    is independent copies of the pipeline. Gathered upstreams are filtered, not
-    refused (see `_instance`).
+    is independent copies of the pipeline. Two upstreams that carry the same
+    upstream's sweep (a diamond) must come from the same instance of it.
+    Gathered upstreams are filtered, not refused (see `_instance`).
     """
     agreed = dict(point)
-    for ups in upstream.values():
+    for name, ups in upstream.items():
         if len(ups) != 1:
             continue
-        for key, value in ups[0].dims.items():
-            if "." in key and key not in point:
-                continue
-            if key in agreed and agreed[key] != value:
+        for key, value in _carried(name, ups[0], point).items():
+            if agreed.setdefault(key, value) != value:
                 return False
-            if key in point:
-                agreed[key] = value
     return True
+
+
+def _carried(name: str, upstream: JobInstance, point: Mapping[str, Any]) -> dict[str, Any]:
+    """An upstream instance's distinguishing params as its downstream names them.
+
+    Its own sweep is named after it (`train.lr`), unless the downstream sweeps
+    the same param (then it is shared, named once); what it carries from its
+    own upstreams is named already.
+    """
+    return {key if ("." in key or key in point) else f"{name}.{key}": value
+            for key, value in upstream.dims.items()}
 
 
 def _instance(
@@ -314,9 +322,8 @@ def _instance(
             ups = tuple(u for u in ups if all(u.dims.get(k, v) == v for k, v in point.items()))
             upstream[dep.upstream] = ups
         else:
-            for key, value in ups[0].dims.items():
-                # An upstream's own sweep is named after it (`train.lr`); a shared param once.
-                dims.setdefault(key if ("." in key or key in point) else f"{dep.upstream}.{key}", value)
+            for key, value in _carried(dep.upstream, ups[0], point).items():
+                dims.setdefault(key, value)
         for output, param in dep.mapping.items():
             set_dotted(raw, param, "${" + upstream_name(dep.upstream, output) + "}")
             bindings.append(Binding(param, dep.upstream, output, tuple(u.key for u in ups), job.gather))
