@@ -152,7 +152,7 @@ def runs_table(runs: Sequence[RunRow], width: int = 200) -> Table:
             table.add_column(column, no_wrap=True, overflow="ellipsis")
     for run in runs:
         cells: list[str | Text] = [
-            run.short_id, Text(run.experiment), Text(run.job), status_text(run.status), Text(params_text(run.params)),
+            run.short_id, Text(run.experiment), Text(run.label), status_text(run.status), Text(params_text(run.params)),
             Text(",".join(short_gpu(g) for g in run.gpus) or "-"), short_when(run.started_at), format_duration(run.duration),
             run.user, run.host,
         ]
@@ -184,7 +184,7 @@ def show_detail(detail: RunDetail) -> Group:
     run = detail.run
     parts: list[Any] = [
         _kv(f"run {run.id}", [
-            ("experiment", run.experiment), ("job", run.job), ("from", origin_text(run)),
+            ("experiment", run.experiment), ("job", run.label), ("from", origin_text(run)),
             ("status", status_text(run.status)),
             ("why it ran", run.reason or "-"), ("error", run.error or "-"),
             ("exit code", "-" if run.exit_code is None else run.exit_code),

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mayuri.errors import ExperimentError
-from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text, references
+from mayuri.experiment.interpolate import (
+    Interpolator,
+    UndefinedName,
+    as_text,
+    instance_label,
+    references,
+)
 from mayuri.experiment.overrides import Override, has_dotted, set_dotted
 from mayuri.experiment.spec import ExperimentSpec, JobSpec
 from mayuri.experiment.sweeps import sweep_points
@@ -128,10 +134,6 @@ def _order(spec: ExperimentSpec) -> list[str]:
     for name in spec.jobs:
         visit(name, [])
     return order
-
-
-def _label(point: Mapping[str, Any]) -> str:
-    return ",".join(f"{k}={as_text(v)}" for k, v in point.items())
 
 
 def _command(job: JobSpec, interp: Interpolator) -> list[str] | str:
@@ -338,7 +340,7 @@ def _instance(
         interpreter = job.python or "python"
     else:
         interpreter = None
-    key = job.name + (f"[{_label(dims)}]" if dims else "")
+    key = instance_label(job.name, dims)
     config = {
         "kind": job.kind,
         # The interpreter is named, not its path: moving a virtualenv is no change.

@@ -17,6 +17,7 @@ from typing import Any
 import peewee
 
 from mayuri.errors import StoreError
+from mayuri.experiment.interpolate import instance_label
 from mayuri.store.db import Store
 from mayuri.store.hit_log import log_stamp
 
@@ -78,6 +79,12 @@ class RunListRow:
     created_at: float
     user: str
     host: str
+    # The params that tell the run's instance apart (with its upstreams'), as recorded.
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return instance_label(self.job, self.labels)
 
     @property
     def duration(self) -> float | None:
@@ -196,15 +203,16 @@ def runs_by_id(store: Store, run_ids: list[str], metric: str | None = None) -> l
     metric_sql = _METRIC_SQL.format(key_id) if key_id is not None else "NULL"
     sql = (
         f"SELECT run.id, experiment.name, run.job, run.status, run.params, {metric_sql}, {_GPUS_SQL}, "
-        "run.started_at, run.ended_at, run.created_at, run.user, run.host "
+        "run.started_at, run.ended_at, run.created_at, run.user, run.host, run.labels "
         "FROM run JOIN experiment ON experiment.id = run.experiment_id "
         f"WHERE run.id IN ({','.join('?' * len(run_ids))})"
     )
     found = {}
-    for rid, exp, job, status, params, value, gpus, started, ended, created, user, host in \
+    for rid, exp, job, status, params, value, gpus, started, ended, created, user, host, labels in \
             store.db.execute_sql(sql, tuple(run_ids)).fetchall():
         found[rid] = RunListRow(rid, exp, job, status, json.loads(params), value,
-                                json.loads(gpus) if gpus else [], started, ended, created, user, host)
+                                json.loads(gpus) if gpus else [], started, ended, created, user, host,
+                                json.loads(labels) if labels else {})
     return [found[rid] for rid in run_ids if rid in found]
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mayuri.errors import RunNotFound
+from mayuri.experiment.interpolate import instance_label
 from mayuri.store.db import Store
 from mayuri.store.hit_log import pending_hits, with_pending
 from mayuri.store.records import ClosureRow
@@ -67,6 +68,11 @@ class RunRow:
     used_key: str | None = None
     result_key: str | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The job named by the params that tell its instances apart: `train[lr=0.1,seed=1]`."""
+        return instance_label(self.job, self.labels)
 
     @property
     def results(self) -> str:

@@ -246,7 +246,7 @@ class RunTable(ScrollView, can_focus=True):
         return {
             "id": row.id[:8],
             "experiment": row.experiment,
-            "job": row.job,
+            "job": row.label,
             "status": row.status,
             "params": format_params(row.params, self.highlight_params),
             "metric": format_number(row.metric),
