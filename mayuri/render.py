@@ -35,6 +35,8 @@ STATUS_STYLE = {
     "queued": "yellow",
     "ready": "yellow",
     "will run": "yellow",
+    "waits": "cyan",
+    "waiting": "cyan",
     "pending": "dim",
     "failed": "bold red",
     "skipped": "magenta",

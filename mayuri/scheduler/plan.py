@@ -20,6 +20,7 @@ from mayuri.cache import CacheDecision, check
 from mayuri.config import Settings
 from mayuri.experiment.expand import JobInstance
 from mayuri.gpu import Gpu, inventory
+from mayuri.scheduler.claims import claim_key
 from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.placement import Request, check_feasible, request_for, usable
 from mayuri.store.db import Store
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from mayuri.scheduler import attempts
 
 SETTLED_OK = ("cached", "succeeded")
+# A dry run's answers for instances that would launch: run, or wait for the same work in this plan.
+DRY_LAUNCH = ("will run", "waits")
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Slot:
     not_before: float = 0.0
     avoid: frozenset[str] = frozenset()
     sys_step: int = 0
+    # In a dry run, the claim key this instance would take (see claims.py).
+    claim: str | None = None
 
 
 @dataclass
@@ -110,6 +115,8 @@ class Planner:
         self.hits_counted: set[str] = set()
         # The sets of params earlier runs of each config used: asked once for the whole plan.
         self._used_sets: dict[str, list[list[str] | None]] | None = None
+        # A dry run's planned launches by claim key (the first instance that would do each piece of work).
+        self._claims: dict[str, Slot] = {}
 
     def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
         if state != "running":
@@ -126,7 +133,7 @@ class Planner:
             up = self.slots[key]
             if up.state in ("failed", "skipped", "cancelled", "blocked"):
                 return False, f"upstream {up.instance.key} {up.state}"
-            if self.dry_run and up.state == "will run":
+            if self.dry_run and up.state in DRY_LAUNCH:
                 return False, None
             if up.state not in SETTLED_OK:
                 return False, None
@@ -196,22 +203,40 @@ class Planner:
                 self._emit(slot, "blocked" if self.dry_run else "skipped", blocked)
                 continue
             if not ok:
-                if self.dry_run and any(self.slots[k].state == "will run" for k in slot.instance.upstream_keys):
+                if self.dry_run and any(self.slots[k].state in DRY_LAUNCH for k in slot.instance.upstream_keys):
                     names = sorted({self.slots[k].instance.name for k in slot.instance.upstream_keys
-                                    if self.slots[k].state == "will run"})
-                    self._emit(slot, "will run", self._with_gpu(slot, "upstream " + ", ".join(names) + " will run"))
+                                    if self.slots[k].state in DRY_LAUNCH})
+                    self._dry_launch(slot, "upstream " + ", ".join(names) + " will run")
                 continue
             decision = self._decide(slot)
             if decision.hit:
                 self._settle_cached(slot, decision)
             elif self.dry_run:
-                self._emit(slot, "will run", self._with_gpu(slot, decision.reason))
+                self._dry_launch(slot, decision.reason)
             else:
                 slot.state = "ready"
                 slot.reason = decision.reason
                 ready.append(slot)
         self._pending = [slot for slot in self._pending if slot.state == "pending"]
         return ready
+
+    def _dry_launch(self, slot: Slot, reason: str) -> None:
+        """Plan a launch, or, when an instance planned before claims the same work, a wait for it."""
+        inst = slot.instance
+        # Upstreams that would run have no results yet: their claims stand for them.
+        upstream = {name: [self.slots[k].results or self.slots[k].claim or "" for k in keys]
+                    for name, keys in inst.upstream.items()}
+        if self._used_sets is None:
+            self._used_sets = used_param_sets(self.store, {s.instance.base_hash for s in self.slots.values()})
+        slot.claim = claim_key(inst, upstream, self._used_sets.get(inst.base_hash, []))
+        first = self._claims.setdefault(slot.claim, slot)
+        if first is slot:
+            self._emit(slot, "will run", self._with_gpu(slot, reason))
+            return
+        differ = sorted(k for k in inst.dims.keys() | first.instance.dims.keys()
+                        if inst.dims.get(k) != first.instance.dims.get(k))
+        self._emit(slot, "waits", f"same work as {first.instance.key} unless it uses "
+                                  f"{', '.join(differ) or 'a param that differs'}: waits for it, then reused")
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""
