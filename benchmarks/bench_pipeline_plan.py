@@ -7,7 +7,7 @@ three fits (the ridge sweep) and one report: 10 instances. The data step's
 command never uses `lr`, so its two copies are the same work: the second
 waits for the first and reuses it, and 9 processes are launched. Before
 issue 15 the plan had 2 data steps, 12 fits (each crossed with both data
-copies) and 1 report (labelled `#n`).
+copies, labelled `fit#0` ... `fit#11`) and 2 reports: 16 launches.
 
 Usage: python benchmarks/bench_pipeline_plan.py
 """

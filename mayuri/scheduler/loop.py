@@ -172,6 +172,13 @@ class Scheduler(Planner):
         """(whether the slot leaves the queue, its next attempt, with its files made, if that can start now)."""
         if slot.not_before > now:
             return False, None
+        if slot.run_id is None and slot.checked != self._succeeded:
+            # A run that succeeded since this instance was decided may have done its work: ask again.
+            slot.checked = self._succeeded
+            decision = self._decide(slot)
+            if decision.hit:
+                self._settle_cached(slot, decision)
+                return True, None
         leases: list[Any] = []
         if slot.request.gpus:
             taken = self._take_gpus(slot, keeper, now)
@@ -370,6 +377,7 @@ class Scheduler(Planner):
         )
 
         def closed() -> None:
+            self._succeeded += reusable
             slot.fingerprint = recorded.fingerprint or f"unreusable:{slot.run_id}"
             slot.results = results or slot.fingerprint
             if reusable and self._used_sets is not None:

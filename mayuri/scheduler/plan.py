@@ -62,6 +62,8 @@ class Slot:
     sys_step: int = 0
     # In a dry run, the claim key this instance would take (see claims.py).
     claim: str | None = None
+    # How many runs of this plan had succeeded when the cache last said this instance must run.
+    checked: int = 0
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Planner:
         self._used_sets: dict[str, list[list[str] | None]] | None = None
         # A dry run's planned launches by claim key (the first instance that would do each piece of work).
         self._claims: dict[str, Slot] = {}
+        # Runs of this plan that succeeded so far: one may have done the work of an instance still queued.
+        self._succeeded = 0
 
     def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
         if state != "running":
@@ -216,6 +220,7 @@ class Planner:
             else:
                 slot.state = "ready"
                 slot.reason = decision.reason
+                slot.checked = self._succeeded
                 ready.append(slot)
         self._pending = [slot for slot in self._pending if slot.state == "pending"]
         return ready
