@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mayuri.closure.collect import read_records
 from mayuri.job import PARAMS_FILE, PARAMS_USED_FILE
 
 ALL = "*"
@@ -49,6 +48,9 @@ def _outermost(names: set[str]) -> set[str]:
 
 def _read_params_file(closure_dir: Path, run_dir: Path) -> bool:
     """Whether a process of the job opened params.json itself (mayuri.params() reads no file when it can)."""
+    # Imported here: only a finished run needs it, never the warm cache check.
+    from mayuri.closure.collect import read_records
+
     wanted = os.path.realpath(run_dir / PARAMS_FILE)
     for kind, _, path in read_records(closure_dir):
         if kind == "r" and path.endswith(PARAMS_FILE) and os.path.realpath(path) == wanted:

@@ -61,7 +61,6 @@ class JobInstance:
     upstream: dict[str, tuple[str, ...]]
     bindings: tuple[Binding, ...]
     config: dict[str, Any] = field(default_factory=dict)
-    config_hash: str = ""
     # The params that tell this instance apart from the other instances of its job, as in its
     # label: its own sweep point, and its upstreams' (qualified `train.lr` unless shared).
     dims: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +72,11 @@ class JobInstance:
     @property
     def name(self) -> str:
         return self.job.name
+
+    @functools.cached_property
+    def config_hash(self) -> str:
+        """The hash of the whole config (recorded on a run); worked out when needed, not on a warm check."""
+        return hash_structure("job-config/v1", self.config)
 
     @property
     def upstream_keys(self) -> list[str]:
@@ -258,12 +262,13 @@ def _expand_job(
         else:
             choices.append([(dep.upstream, (u,)) for u in ups])
     result = []
+    references = _job_references(job)
     for point in points:
         for combo in itertools.product(*choices) if choices else [()]:
             picked = dict(combo)
             if job.depends_on and not _pairs(point, picked):
                 continue
-            result.append(_instance(job, params, point, picked))
+            result.append(_instance(job, params, point, picked, references))
     keys = [i.key for i in result]
     if len(set(keys)) != len(keys):
         # Only identical instances can share a label (a job fanned out twice over the same upstream).
@@ -311,6 +316,7 @@ def _instance(
     base_params: dict[str, Any],
     point: dict[str, Any],
     upstream: dict[str, tuple[JobInstance, ...]],
+    references: frozenset[str],
 ) -> JobInstance:
     raw = {k: v for k, v in base_params.items()}
     for key, value in point.items():
@@ -365,9 +371,8 @@ def _instance(
         upstream={name: tuple(u.key for u in ups) for name, ups in upstream.items()},
         bindings=tuple(bindings),
         config=config,
-        config_hash=hash_structure("job-config/v1", config),
         dims=dims,
-        static_used=frozenset(_static_uses(job, raw)),
+        static_used=frozenset(_static_uses(references, raw)),
         base_hash=base_hash(config),
     )
 
@@ -377,10 +382,15 @@ def base_hash(config: Mapping[str, Any]) -> str:
     return hash_structure("job-base/v1", {k: v for k, v in config.items() if k != "params"})
 
 
-def _static_uses(job: JobSpec, raw: Mapping[str, Any]) -> set[str]:
+def _job_references(job: JobSpec) -> frozenset[str]:
+    """The names the job's run, env and python refer to (the same for all its instances)."""
+    return frozenset(references([job.run, list(job.env.values()), job.python or ""]))
+
+
+def _static_uses(names: frozenset[str], raw: Mapping[str, Any]) -> set[str]:
     """The params written into the job's run, env or python (through other params too), by dotted name."""
     used: set[str] = set()
-    stack = sorted(references([job.run, list(job.env.values()), job.python or ""]))
+    stack = sorted(names)
     while stack:
         name = stack.pop().rpartition(":")[2]  # `${flags:NAME}` uses NAME
         if name.startswith("mayuri.") or name in used:

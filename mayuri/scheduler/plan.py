@@ -20,7 +20,6 @@ from mayuri.cache import CacheDecision, check
 from mayuri.config import Settings
 from mayuri.experiment.expand import JobInstance
 from mayuri.gpu import Gpu, inventory
-from mayuri.scheduler.claims import claim_key
 from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.placement import Request, check_feasible, request_for, usable
 from mayuri.store.db import Store
@@ -227,6 +226,9 @@ class Planner:
 
     def _dry_launch(self, slot: Slot, reason: str) -> None:
         """Plan a launch, or, when an instance planned before claims the same work, a wait for it."""
+        # Imported here: a warm check that launches nothing never needs it.
+        from mayuri.scheduler.claims import claim_key
+
         inst = slot.instance
         # Upstreams that would run have no results yet: their claims stand for them.
         upstream = {name: [self.slots[k].results or self.slots[k].claim or "" for k in keys]

@@ -64,10 +64,21 @@ class RunRow:
     # The cache's keys (migration 0009): config without params, the params used (None: all),
     # their values' hash, the results' content hash; and the params that name the instance.
     base_hash: str | None = None
-    params_used: list[str] | None = None
     used_key: str | None = None
     result_key: str | None = None
-    labels: dict[str, Any] = field(default_factory=dict)
+    # Kept as recorded (JSON text) and read when asked: the warm cache check never needs them.
+    params_used_text: str | None = None
+    labels_text: str | None = None
+
+    @property
+    def params_used(self) -> list[str] | None:
+        """The dotted names of the params the run used (None: all of them)."""
+        return json.loads(self.params_used_text) if self.params_used_text else None
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        """The params that tell the run's instance apart, with its upstreams' (`train.lr`)."""
+        return json.loads(self.labels_text) if self.labels_text else {}
 
     @property
     def label(self) -> str:
@@ -124,8 +135,7 @@ def _row(values: tuple[Any, ...], pending: dict[str, tuple[int, float]]) -> RunR
         rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
         json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
         user, host, run_dir, hits, last_used, bool(pinned), source, json.loads(overrides) if overrides else [],
-        json.loads(gpus) if gpus else [], base, json.loads(used) if used else None, used_key, result_key,
-        json.loads(labels) if labels else {},
+        json.loads(gpus) if gpus else [], base, used_key, result_key, used, labels,
     )
 
 
