@@ -118,8 +118,8 @@ def test_max_parallel_one_runs_one_at_a_time(project: Project) -> None:
     config.write_text(config.read_text().replace("max_parallel = 4", "max_parallel = 1"))
     project.write("exp.yaml", """
         jobs:
-          a: {run: [python, -c, "import time; time.sleep(0.5)"]}
-          b: {run: [python, -c, "import time; time.sleep(0.5)"]}
+          a: {run: [python, -c, "import time; time.sleep(0.5); 'a'"]}
+          b: {run: [python, -c, "import time; time.sleep(0.5); 'b'"]}
     """)
     assert project.mayuri("run", "exp.yaml").returncode == 0
     first, second = sorted(project.runs(), key=lambda r: r["started"])
