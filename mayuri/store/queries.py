@@ -123,6 +123,10 @@ class RunRow:
             "gpus": self.gpus,
             "source": self.source,
             "overrides": self.overrides,
+            # The instance's name and the params in it (with its upstreams', `train.lr`).
+            "label": self.label,
+            "labels": self.labels,
+            "params_used": self.params_used,
         }
 
 

@@ -178,7 +178,8 @@ def test_downstream_runs_carry_their_upstreams_params_for_filters(project: Proje
     assert done.returncode == 0, done.stderr
     assert "sample[train.lr=0.003]" in done.stderr, done.stderr
     filtered = project.runs("--job", "sample", "-p", "train.lr=0.003")
-    assert len(filtered) == 1
+    assert [r["label"] for r in filtered] == ["sample[train.lr=0.003]"]
+    assert filtered[0]["labels"] == {"train.lr": 0.003}
     script = (
         "import json, mayuri; "
         "print(json.dumps([r.params.get('lr') for r in mayuri.runs(job='sample', params={'train.lr': 0.01})]))"
