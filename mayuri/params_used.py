@@ -11,12 +11,11 @@ recorded before this was known holds: such a run is matched on every param.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mayuri.job import PARAMS_FILE, PARAMS_USED_FILE
+from mayuri.job import PARAMS_USED_FILE
 
 ALL = "*"
 _MISSING = object()
@@ -26,7 +25,7 @@ def used_params(
     run_dir: Path, closure_dir: Path, static: Iterable[str], tracked: bool, strict: bool
 ) -> list[str] | None:
     """The sorted dotted names of the params a finished run used; None when it used them all."""
-    if strict or not tracked or _read_params_file(closure_dir, run_dir):
+    if strict or not tracked or _read_params_file(closure_dir):
         return None
     used = set(static)
     try:
@@ -46,16 +45,12 @@ def _outermost(names: set[str]) -> set[str]:
     return {n for n in names if not any(n.startswith(other + ".") for other in names if other != n)}
 
 
-def _read_params_file(closure_dir: Path, run_dir: Path) -> bool:
+def _read_params_file(closure_dir: Path) -> bool:
     """Whether a process of the job opened params.json itself (mayuri.params() reads no file when it can)."""
     # Imported here: only a finished run needs it, never the warm cache check.
     from mayuri.closure.collect import read_records
 
-    wanted = os.path.realpath(run_dir / PARAMS_FILE)
-    for kind, _, path in read_records(closure_dir):
-        if kind == "r" and path.endswith(PARAMS_FILE) and os.path.realpath(path) == wanted:
-            return True
-    return False
+    return any(kind == "p" for kind, _, _ in read_records(closure_dir))
 
 
 def value_at(params: Mapping[str, Any], name: str) -> Any:

@@ -82,18 +82,18 @@ def test_a_top_level_param_a_job_never_reads_keeps_its_result(project: Project) 
 
 
 def test_reading_the_whole_mapping_or_params_json_counts_every_param(project: Project) -> None:
-    setup(project, PIPELINE.replace("python data.py", "python whole.py"))
-    project.write("whole.py", """\
-        import json, mayuri, os
-        p = mayuri.params()
-        print(sorted(p))
-        if os.environ.get("READ_FILE"):
-            json.load(open(mayuri.current_run().dir / "params.json"))
-        mayuri.output("data", "x")
-    """)
+    setup(project, PIPELINE.replace("python data.py", "python whole.py ${digits}"))
+    for how, read in (("iterated", "print(sorted(mayuri.params()))"),
+                      ("params.json", "json.load(open(mayuri.current_run().dir / 'params.json'))")):
+        project.write("whole.py", f"import json, mayuri\n{read}\nmayuri.output('data', 'x')\n")
+        assert project.mayuri("run", "exp.yaml", "--only", "data").returncode == 0
+        again = project.mayuri("run", "exp.yaml", "--only", "data", "lr=0.5", "--dry-run")
+        assert "param lr 0.001 -> 0.5" in again.stdout, (how, again.stdout)
+    # Only `digits` (in the command) counts for a job that reads nothing else.
+    project.write("whole.py", "import mayuri\nmayuri.output('data', 'x')\n")
     assert project.mayuri("run", "exp.yaml", "--only", "data").returncode == 0
     again = project.mayuri("run", "exp.yaml", "--only", "data", "lr=0.5", "--dry-run")
-    assert "param lr 0.001 -> 0.5" in again.stdout, again.stdout
+    assert "1 job: 1 cached" in again.stdout, again.stdout
 
 
 def test_cache_strict_counts_every_param_in_scope(project: Project) -> None:
