@@ -132,9 +132,9 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
     env_now = current_key_parts(key_env, run.environment, root) if key_env else {}
     current = [ClosureRow(c.role, c.path, c.kind, now[(c.path, c.kind)][0], c.size) for c in detail.closure]
     params = run.config.get("params", {})
-    # Runs recorded since the params used count (they have a result key) are keyed on those params;
-    # older ones on their whole config.
-    key = config_key(run.base_hash or "", used_key(run.params_used, params)) if run.result_key else run.config_hash
+    # Runs recorded since the params used count are keyed on those params; older ones on their whole config.
+    key = config_key(run.base_hash or "", used_key(run.params_used, params)) if run.fingerprint_version \
+        else run.config_hash
     counted = used_values(run.params_used, params)
     return WhyBreakdown(
         fingerprint=run.fingerprint,

@@ -368,7 +368,9 @@ class Scheduler(Planner):
             active.process.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
         ), [slot])
         reusable = status == "succeeded" and recorded.fingerprint is not None
-        results = result_key(run_dir, outputs) if reusable else None
+        # Hashing a run's result files costs a read of them all: only for runs a downstream job receives.
+        # Without a result key, the run's fingerprint stands for its results (no early cutoff, never wrong).
+        results = result_key(run_dir, outputs) if reusable and slot.instance.key in self._consumed else None
         close = RunClose(
             status, ended.code, error or recorded.note,
             fingerprint=recorded.fingerprint if status == "succeeded" else None,

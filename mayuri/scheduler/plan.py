@@ -103,6 +103,8 @@ class Planner:
         # Whose outputs are read here: downstream jobs' (filled in at launch) and tests' (judged).
         self._outputs_read = {key for inst in instances for key in inst.upstream_keys}
         self._outputs_read.update(inst.key for inst in instances if inst.job.kind == "test")
+        # Whose results a downstream instance of this plan receives (their content key is worth hashing).
+        self._consumed = {key for inst in instances for key in inst.upstream_keys}
         self.reporter = reporter
         self.force = force
         self.dry_run = dry_run

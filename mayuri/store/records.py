@@ -139,6 +139,12 @@ def insert_run_rows(
         )
 
 
+# What a run's fingerprint covers (run.fingerprint_version, migration 0009): the config without
+# params, the params the run used and its upstreams' results. NULL: the whole config hash and
+# the upstreams' fingerprints (runs recorded before).
+FINGERPRINT_VERSION = 2
+
+
 def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: float) -> None:
     """Write a run's end (status, closure, outputs, fingerprint); the caller holds the write transaction."""
     if close.closure:
@@ -159,10 +165,10 @@ def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: 
     conn.execute(
         "UPDATE run SET status = ?, exit_code = ?, error = ?, fingerprint = ?, environment = ?, "
         "ended_at = ?, last_used_at = ?, params_used = ?, used_key = COALESCE(?, used_key), "
-        "result_key = ? WHERE id = ?",
+        "result_key = ?, fingerprint_version = ? WHERE id = ?",
         (close.status, close.exit_code, close.error, close.fingerprint, canonical_json(close.environment or {}),
          now, now, None if close.params_used is None else canonical_json(close.params_used), close.used_key,
-         close.result_key, run_id),
+         close.result_key, FINGERPRINT_VERSION if close.used_key else None, run_id),
     )
 
 

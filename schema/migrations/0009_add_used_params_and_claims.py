@@ -12,6 +12,9 @@ Frozen once released. Columns are added with ALTER TABLE ... ADD COLUMN
   not known; its fingerprint stands for its results, as it did before).
 - `run.labels`: JSON object of the params that tell the instance apart, with
   its upstreams' (`train.lr`), for filters (NULL: none).
+- `run.fingerprint_version`: 2 when the fingerprint covers the config without
+  params, the used params and the upstream results (NULL: recorded before,
+  over the whole config and the upstream fingerprints).
 - `run_claim`: the work a live run is doing (its claim key), taken in the
   transaction that inserts the run and freed when the run leaves
   queued/running (a trigger), so that another scheduler waits for it instead
@@ -31,6 +34,7 @@ STATEMENTS = [
     "ALTER TABLE run ADD COLUMN used_key TEXT",
     "ALTER TABLE run ADD COLUMN result_key TEXT",
     "ALTER TABLE run ADD COLUMN labels TEXT",
+    "ALTER TABLE run ADD COLUMN fingerprint_version INTEGER",
     "CREATE INDEX run_base_used ON run (base_hash, used_key)",
     """CREATE TABLE run_claim (
         key TEXT PRIMARY KEY,

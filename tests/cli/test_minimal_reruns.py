@@ -213,12 +213,13 @@ def _as_before_migration_0009(project: Project) -> None:
         results = dict(conn.execute("SELECT result_key, id FROM run WHERE result_key IS NOT NULL").fetchall())
         for rid, _, upstream in runs:
             # Old downstream runs held their upstreams' fingerprints.
-            old = {name: [fingerprints[results[k]] for k in keys] for name, keys in json.loads(upstream).items()}
+            old = {name: [fingerprints[results[k]] if k in results else k for k in keys]
+                   for name, keys in json.loads(upstream).items()}
             conn.execute("UPDATE run SET upstream = ? WHERE id = ?",
                          (json.dumps(old, sort_keys=True, separators=(",", ":")), rid))
         for statement in ("DROP TRIGGER run_claim_freed", "DROP TABLE run_claim", "DROP INDEX run_base_used",
                           *(f"ALTER TABLE run DROP COLUMN {c}"
-                            for c in ("base_hash", "params_used", "used_key", "result_key", "labels"))):
+                            for c in ("base_hash", "params_used", "used_key", "result_key", "labels", "fingerprint_version"))):
             conn.execute(statement)
         conn.execute("DELETE FROM schema_migration WHERE name LIKE '0009%'")
         names = [row[0] for row in conn.execute("SELECT name FROM schema_migration")]
