@@ -137,7 +137,7 @@ class Scheduler(Planner):
         slot.run_id = new_run_id()
         slot.run_dir = self._runs_dir / slot.run_id
         slot.current = inst
-        used_sets = (self._used_sets or {}).get(inst.base_hash, [])
+        used_sets = self.known_used(inst.base_hash)
         return NewRun(
             run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name, kind=inst.job.kind,
             config_hash=inst.config_hash, params=inst.params, config=inst.config, upstream=slot.upstream_fps,
@@ -382,10 +382,8 @@ class Scheduler(Planner):
             self._succeeded += reusable
             slot.fingerprint = recorded.fingerprint or f"unreusable:{slot.run_id}"
             slot.results = results or slot.fingerprint
-            if reusable and self._used_sets is not None:
-                known = self._used_sets.setdefault(current.base_hash, [])
-                if recorded.params_used not in known:
-                    known.append(recorded.params_used)
+            if reusable and recorded.params_used not in self.known_used(current.base_hash):
+                self.known_used(current.base_hash).append(recorded.params_used)
             slot.outputs = outputs
             self._emit(slot, status, error or slot.reason, duration=ended.duration)
             slot.active = None

@@ -149,11 +149,9 @@ class Planner:
         slot.upstream_fps = {
             name: [self.slots[k].results or "" for k in keys] for name, keys in inst.upstream.items()
         }
-        if self._used_sets is None:
-            self._used_sets = used_param_sets(self.store, {s.instance.base_hash for s in self.slots.values()})
         decision = check(
             self.store, self.settings.root, self.experiment, inst, slot.upstream_fps,
-            self.settings.key_env, self.force, self._used_sets.get(inst.base_hash, []),
+            self.settings.key_env, self.force, self.known_used(inst.base_hash),
         )
         if decision.hit:
             reran = sorted({self.slots[k].instance.name for k in inst.upstream_keys
@@ -164,9 +162,11 @@ class Planner:
                 decision = CacheDecision(decision.cached, reason)
         return decision
 
-    def forget_used_sets(self) -> None:
-        """Ask the store again for the params earlier runs used (a run of this plan has just recorded its own)."""
-        self._used_sets = None
+    def known_used(self, base_hash: str) -> list[list[str] | None]:
+        """The sets of params earlier runs of this config (without params) used; the store is asked once a plan."""
+        if self._used_sets is None:
+            self._used_sets = used_param_sets(self.store, {s.instance.base_hash for s in self.slots.values()})
+        return self._used_sets.setdefault(base_hash, [])
 
     def _settle_cached(self, slot: Slot, decision: CacheDecision) -> None:
         assert decision.cached is not None
@@ -235,9 +235,7 @@ class Planner:
         # Upstreams that would run have no results yet: their claims stand for them.
         upstream = {name: [self.slots[k].results or self.slots[k].claim or "" for k in keys]
                     for name, keys in inst.upstream.items()}
-        if self._used_sets is None:
-            self._used_sets = used_param_sets(self.store, {s.instance.base_hash for s in self.slots.values()})
-        slot.claim = claim_key(inst, upstream, self._used_sets.get(inst.base_hash, []))
+        slot.claim = claim_key(inst, upstream, self.known_used(inst.base_hash))
         first = self._claims.setdefault(slot.claim, slot)
         if first is slot:
             self._emit(slot, "will run", self._with_gpu(slot, reason))
