@@ -372,7 +372,7 @@ def _instance(
         bindings=tuple(bindings),
         config=config,
         dims=dims,
-        static_used=frozenset(_static_uses(references, raw)),
+        static_used=_static_uses(references, raw),
         base_hash=base_hash(config),
     )
 
@@ -383,24 +383,42 @@ def base_hash(config: Mapping[str, Any]) -> str:
 
 
 def _job_references(job: JobSpec) -> frozenset[str]:
-    """The names the job's run, env and python refer to (the same for all its instances)."""
-    return frozenset(references([job.run, list(job.env.values()), job.python or ""]))
+    """The param names the job's run, env and python refer to (the same for all its instances)."""
+    names = references([job.run, list(job.env.values()), job.python or ""])
+    # `${flags:NAME}` uses NAME; the built-ins are no params.
+    return frozenset(n for n in (name.rpartition(":")[2] for name in names) if not n.startswith("mayuri."))
 
 
-def _static_uses(names: frozenset[str], raw: Mapping[str, Any]) -> set[str]:
+def _static_uses(names: frozenset[str], raw: Mapping[str, Any]) -> frozenset[str]:
     """The params written into the job's run, env or python (through other params too), by dotted name."""
+    # The usual case, made cheap: the referenced params are numbers, or texts that refer to built-ins only.
+    for name in names:
+        value = raw.get(name.partition(".")[0])
+        if isinstance(value, dict | list) or isinstance(value, str) and _refers_to_params(value):
+            return _uses_through(names, raw)
+    return names
+
+
+@functools.lru_cache(maxsize=4096)
+def _refers_to_params(text: str) -> bool:
+    return any(not name.startswith("mayuri.") for name in references(text))
+
+
+def _uses_through(names: frozenset[str], raw: Mapping[str, Any]) -> frozenset[str]:
     used: set[str] = set()
-    stack = sorted(names)
+    stack = list(names)
     while stack:
-        name = stack.pop().rpartition(":")[2]  # `${flags:NAME}` uses NAME
+        name = stack.pop().rpartition(":")[2]
         if name.startswith("mayuri.") or name in used:
             continue
         used.add(name)
         try:
-            stack.extend(references(_lookup_raw(raw, name)))
+            value = _lookup_raw(raw, name)
         except KeyError:
             continue
-    return used
+        if not isinstance(value, int | float | bool) and value is not None:
+            stack.extend(references(value))
+    return frozenset(used)
 
 
 def _lookup_raw(raw: Mapping[str, Any], name: str) -> Any:

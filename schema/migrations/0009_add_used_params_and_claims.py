@@ -35,7 +35,8 @@ STATEMENTS = [
     "ALTER TABLE run ADD COLUMN result_key TEXT",
     "ALTER TABLE run ADD COLUMN labels TEXT",
     "ALTER TABLE run ADD COLUMN fingerprint_version INTEGER",
-    "CREATE INDEX run_base_used ON run (base_hash, used_key)",
+    # The cache's lookup: the instances of a sweep share the first two and differ by upstream.
+    "CREATE INDEX run_base_used ON run (base_hash, used_key, upstream)",
     """CREATE TABLE run_claim (
         key TEXT PRIMARY KEY,
         run_id TEXT NOT NULL REFERENCES run (id) ON DELETE CASCADE,
