@@ -227,3 +227,23 @@ def _as_before_migration_0009(project: Project) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+def test_the_example_pipeline_multirun_plans_and_launches_the_reference_count(project: Project) -> None:
+    from tests.cli.test_pipeline import copy_example
+
+    copy_example(project, "pipeline")
+    plan = project.mayuri("run", "examples/pipeline/exp.yaml", "lr=0.1,0.5", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    # Two copies of the pipeline: 2 data steps (the second waits for the first's work), 6 fits, 2 reports.
+    assert "10 jobs: 0 cached, 9 will run, 1 wait for the same work" in plan.stdout, plan.stdout
+    assert re.search(r"^data/samples\[lr=0.5\] +waits +same work as data/samples\[lr=0.1\] unless it uses lr",
+                     plan.stdout, re.M), plan.stdout
+    done = project.mayuri("run", "examples/pipeline/exp.yaml", "lr=0.1,0.5")
+    assert done.returncode == 0, done.stderr
+    conn = sqlite3.connect(project.db)
+    try:
+        assert conn.execute("SELECT count(*) FROM attempt").fetchone()[0] == 9
+    finally:
+        conn.close()
+    assert "fit[ridge=0.0,lr=0.5]" in done.stderr and "#" not in done.stderr
