@@ -127,7 +127,8 @@ def insert_run_rows(
          now if started else None, now if status not in ("queued", "running") else None, user, host,
          run.run_dir, os.getpid(), scheduler_id, run.origin.source,
          json.dumps(list(run.origin.overrides)) if run.origin.overrides else None,
-         run.base_hash, canonical_json(run.labels) if run.labels else None),
+         # In the label's order (not sorted): `show` and `runs` name the run as `run` did.
+         run.base_hash, json.dumps(dict(run.labels), separators=(",", ":")) if run.labels else None),
     )
     if run.claim is not None and status in ("queued", "running"):
         conn.execute("INSERT OR REPLACE INTO run_claim (key, run_id, scheduler_id, created_at) VALUES (?, ?, ?, ?)",
