@@ -1,19 +1,22 @@
 """The cache check: is there a succeeded run that did exactly this work, and if not, why not.
 
-For a job instance, earlier succeeded runs with the same config and the same
-upstream fingerprints are candidates, newest first. A candidate is reused when
+For a job instance, earlier succeeded runs of any job with the same config
+but params (command, env, inputs, outputs), the same values of the params
+*that run* used, and the same upstream results (by content) are candidates,
+those of the same experiment and job first, newest first. A candidate is reused when
 every entry of its recorded closure is unchanged now (a `stat` per unchanged
 file, through the stat cache; only what the stat cache cannot vouch for is
 hashed) and so are the environment parts that `key_env` counts. Those are all
 a fingerprint is made of, so the fingerprint is not recomputed: that would
 cost an encoding of the whole closure on every warm start. A miss is explained
-against the nearest earlier run of the same job. This module only decides; it
-never launches anything.
+against the nearest earlier run of the same job (or, when it has none, of the
+same command). This module only decides; it never launches anything.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,17 @@ from typing import Any
 from mayuri.environment import current_key_parts, key_parts
 from mayuri.experiment.expand import JobInstance
 from mayuri.filestate import Digest, current_digests, unchanged_except
-from mayuri.fingerprint import closure_changes, config_changes, env_changes, summarize
+from mayuri.fingerprint import closure_changes, config_changes, env_changes, summarize, used_key
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
-from mayuri.store.queries import RunRow, cache_candidates, closures, latest_runs
+from mayuri.store.queries import (
+    RunRow,
+    cache_candidates,
+    closures,
+    latest_runs,
+    runs_of_command,
+    used_param_sets,
+)
 from mayuri.units import format_duration
 
 
@@ -53,12 +63,22 @@ def check(
     upstream: dict[str, list[str]],
     key_env: tuple[str, ...] = (),
     force: bool = False,
+    used_sets: Sequence[list[str] | None] | None = None,
 ) -> CacheDecision:
-    """Decide whether `instance` (whose upstreams have these fingerprints) can be reused."""
+    """Decide whether `instance` (whose upstreams gave these results) can be reused.
+
+    `used_sets` are the sets of params that earlier runs with this config
+    (but params) used (`used_param_sets`); asked here when not given.
+    """
     if force:
         return CacheDecision(None, "forced (--force)")
     job = instance.job
-    candidates = cache_candidates(store, experiment, job.name, instance.config_hash, upstream_json(upstream))
+    if used_sets is None:
+        used_sets = used_param_sets(store, [instance.base_hash]).get(instance.base_hash, [])
+    # `cache: strict` counts every param: only a run matched on all of them will do.
+    keys = sorted({used_key(used, instance.params) for used in ([None] if job.strict else used_sets)})
+    candidates = cache_candidates(store, experiment, job.name, instance.base_hash, keys,
+                                  upstream_json(upstream)) if keys else []
     too_old = False
     if job.cache is False:
         candidates = []
@@ -81,7 +101,7 @@ def check(
             rows = closures(store, [candidate.id]).get(candidate.id, [])
             changes = closure_changes(rows, {entry: known[entry] for entry in suspects}, candidate.short_id) + changes
         if not changes:
-            return CacheDecision(candidate, f"cached (run {candidate.short_id})")
+            return CacheDecision(candidate, _cached_reason(candidate, experiment, job.name))
         if first_mismatch is None:
             first_mismatch = (candidate, changes)
     if job.cache is False:
@@ -108,8 +128,17 @@ def _peers(recent: list[RunRow], config: dict[str, Any]) -> list[RunRow]:
     return same or [r for r in recent if _role(r.config)[0] == role[0]]
 
 
+def _cached_reason(run: RunRow, experiment: str, job: str) -> str:
+    """`cached (run ID)`, naming where the run came from when another job or file made it."""
+    if run.experiment == experiment and run.job == job:
+        return f"cached (run {run.short_id})"
+    origin = run.job if run.experiment == experiment else f"{run.experiment}/{run.job}"
+    return f"cached (run {run.short_id} of {origin})"
+
+
 def _why_new(store: Store, experiment: str, instance: JobInstance, upstream: dict[str, list[str]]) -> str:
-    recent = latest_runs(store, experiment, instance.job.name, limit=50)
+    recent = latest_runs(store, experiment, instance.job.name, limit=50) or \
+        runs_of_command(store, instance.base_hash, limit=50)
     recent = _peers(recent, instance.config)
     if not recent:
         return "new"
@@ -118,7 +147,7 @@ def _why_new(store: Store, experiment: str, instance: JobInstance, upstream: dic
     # The nearest earlier run is the one that differs least (newest on a tie),
     # so that a new sweep point is compared with its neighbour, not the last run.
     for previous in recent:
-        changes = config_changes(previous.config, instance.config)
+        changes = config_changes(previous.config, instance.config, previous.params_used)
         changes += [
             f"upstream {name} changed"
             for name in sorted(upstream)

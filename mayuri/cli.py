@@ -129,6 +129,7 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
         will = outcome.count("will run")
         total = len(outcome.slots)
         out.print(f"{total} job{'s' if total != 1 else ''}: {outcome.count('cached')} cached, {will} will run"
+                  + (f", {outcome.count('waits')} wait for the same work" if outcome.count("waits") else "")
                   + (f", {outcome.count('blocked')} blocked" if outcome.count("blocked") else ""))
         sys.exit(ExitCode.OK)
     view = RunView(err, [])

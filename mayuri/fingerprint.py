@@ -14,6 +14,7 @@ from typing import Any
 
 from mayuri.experiment.interpolate import as_text
 from mayuri.hashing import ABSENT, LINK_MARK, hash_structure
+from mayuri.params_used import used_values
 from mayuri.store.records import ClosureRow
 
 
@@ -30,6 +31,16 @@ def fingerprint(
         "fingerprint/v1",
         {"config": config_hash, "upstream": dict(upstream), "closure": entries, "env": dict(env_key)},
     )
+
+
+def used_key(used: list[str] | None, params: Mapping[str, Any]) -> str:
+    """The hash of the params a run used (all of them when None): what a cached run must share."""
+    return hash_structure("used-params/v1", used_values(used, params))
+
+
+def config_key(base_hash: str, used: str) -> str:
+    """What stands for the config in a fingerprint: the config without params, and the used params."""
+    return hash_structure("job-used/v1", [base_hash, used])
 
 
 def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -57,11 +68,13 @@ def param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return changes
 
 
-def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """What differs between two job configs, in words, params first."""
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], used: list[str] | None = None) -> list[str]:
+    """What differs between two job configs, in words, params first (only those the old run used, if known)."""
     old_params, new_params = _flatten(old.get("params", {})), _flatten(new.get("params", {}))
     changes = param_changes(old_params, new_params)
-    for key in ("command", "shell", "env", "inputs", "outputs", "kind", "shard", "reduction"):
+    if used is not None:
+        changes = [c for c in changes if any(c.startswith((f"param {u} ", f"param {u}.")) for u in used)]
+    for key in ("command", "shell", "env", "inputs", "outputs", "kind", "gather", "shard", "reduction"):
         if old.get(key) == new.get(key):
             continue
         if key == "command" and _same_but_params(old.get(key), new.get(key), old_params, new_params):

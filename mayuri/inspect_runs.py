@@ -127,6 +127,9 @@ class WhyBreakdown:
     env_key_now: dict[str, Any]
     recomputed: str
     coverage: dict[str, Any] = field(default_factory=dict)
+    # The params that counted (None: all of them) and their values.
+    params_used: list[str] | None = None
+    params_counted: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +137,8 @@ class WhyBreakdown:
             "recomputed_now": self.recomputed,
             "config_hash": self.config_hash,
             "config": self.config,
+            "params_used": self.params_used,
+            "params_counted": self.params_counted,
             "upstream": self.upstream,
             "closure": [dict(e.__dict__, same=e.same) for e in self.closure],
             "env_key": self.env_key,
@@ -147,7 +152,8 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
     """The full fingerprint breakdown of a run, compared with the project as it is now."""
     from mayuri.environment import current_key_parts, key_parts
     from mayuri.filestate import current_digests
-    from mayuri.fingerprint import fingerprint
+    from mayuri.fingerprint import config_key, fingerprint, used_key
+    from mayuri.params_used import used_values
 
     run = detail.run
     now = current_digests(store, root, [(c.path, c.kind) for c in detail.closure])
@@ -155,6 +161,11 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
     env_then = key_parts(key_env, run.environment)
     env_now = current_key_parts(key_env, run.environment, root) if key_env else {}
     current = [ClosureRow(c.role, c.path, c.kind, now[(c.path, c.kind)][0], c.size) for c in detail.closure]
+    params = run.config.get("params", {})
+    # Runs recorded since the params used count are keyed on those params; older ones on their whole config.
+    key = config_key(run.base_hash or "", used_key(run.params_used, params)) if run.fingerprint_version \
+        else run.config_hash
+    counted = used_values(run.params_used, params)
     return WhyBreakdown(
         fingerprint=run.fingerprint,
         config_hash=run.config_hash,
@@ -163,8 +174,10 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
         closure=entries,
         env_key=env_then,
         env_key_now=env_now,
-        recomputed=fingerprint(run.config_hash, run.upstream, current, env_now),
+        recomputed=fingerprint(key, run.upstream, current, env_now),
         coverage=detail.coverage,
+        params_used=run.params_used,
+        params_counted=counted["*"] if run.params_used is None else counted["used"],
     )
 
 

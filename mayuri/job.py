@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from mayuri.tracking.writer import MetricBuffer
 
 PARAMS_FILE = "params.json"
+# The keys of params() a job read, one a line (`*`: all of them); see UsedParams.
+PARAMS_USED_FILE = "params_used.txt"
+# The variable through which the scheduler hands a job its params (JSON).
+PARAMS_VAR = "MAYURI_PARAMS"
 OUTPUTS_FILE = "outputs.json"
 # What `mayuri.init(params=...)` gave inside a job: the params as the script sees them.
 SCRIPT_PARAMS_FILE = "script_params.json"
@@ -89,13 +93,123 @@ def params(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The job's resolved params (as written to params.json in its run folder), over `defaults`.
 
     Outside a run: a copy of `defaults` (or an empty mapping), so that the script runs by hand too.
+    In a run, the mapping records the keys the job reads (see `UsedParams`): only those count in
+    the run's fingerprint. The scheduler passes the params in MAYURI_PARAMS, so that reading them
+    here opens no file: a job that opens params.json itself is seen doing it, and then every
+    param counts.
     """
     if "MAYURI_RUN_ID" not in os.environ and os.environ.get("MAYURI_STRICT") != "1":
         return dict(defaults or {})
-    path = current_run().dir / PARAMS_FILE
-    with open(path, encoding="utf-8") as handle:
-        loaded: dict[str, Any] = json.load(handle)
-    return {**defaults, **loaded} if defaults else loaded
+    run = current_run()
+    text = os.environ.get(PARAMS_VAR)
+    if text is None:
+        with open(run.dir / PARAMS_FILE, encoding="utf-8") as handle:
+            text = handle.read()
+    loaded: dict[str, Any] = json.loads(text)
+    return UsedParams({**defaults, **loaded} if defaults else loaded, _UsedLog(run.dir / PARAMS_USED_FILE), "")
+
+class _UsedLog:
+    """The params a job read, appended to a file in its run folder as they are first read.
+
+    Appended at once (one write per new key), not at exit: a job that ends
+    with os._exit or is killed after its work still leaves what it read.
+    Every process of the job appends to the same file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen: set[str] = set()
+
+    def add(self, key: str) -> None:
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, (key + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+
+
+class UsedParams(dict):  # type: ignore[type-arg]
+    """A job's params that record which keys the job reads (nested ones by dotted path).
+
+    Reading one key records it; reading a nested mapping records nothing until
+    a key of it is read; anything that sees the whole mapping (iterating it,
+    its keys, values or items, copying it, comparing or printing it) records
+    the mapping whole (`*` at the top).
+    """
+
+    def __init__(self, data: dict[str, Any], log: _UsedLog, prefix: str) -> None:
+        super().__init__(data)
+        self._log = log
+        self._prefix = prefix
+
+    def _whole(self) -> None:
+        self._log.add(self._prefix[:-1] if self._prefix else "*")
+
+    def _value(self, key: Any, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(key, str):
+            return UsedParams(value, self._log, f"{self._prefix}{key}.")
+        self._log.add(f"{self._prefix}{key}")
+        return value
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            value = super().__getitem__(key)
+        except KeyError:
+            self._log.add(f"{self._prefix}{key}")  # its absence is what the job saw
+            raise
+        return self._value(key, value)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            return self[key]
+        self._log.add(f"{self._prefix}{key}")
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        # Presence is something the job saw, whether the key is there or not.
+        self._log.add(f"{self._prefix}{key}")
+        return super().__contains__(key)
+
+    def __iter__(self) -> Any:
+        self._whole()
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self._whole()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._whole()
+        return super().values()
+
+    def items(self) -> Any:
+        self._whole()
+        return super().items()
+
+    def copy(self) -> dict[str, Any]:
+        self._whole()
+        return dict(super().items())
+
+    def __len__(self) -> int:
+        self._whole()
+        return super().__len__()
+
+    def __eq__(self, other: object) -> bool:
+        self._whole()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        self._whole()
+        return super().__repr__()
+
+    def __reduce__(self) -> Any:
+        self._whole()
+        return (dict, (dict(super().items()),))
 
 
 def _check_json(name: str, value: Any) -> None:

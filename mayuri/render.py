@@ -37,6 +37,8 @@ STATUS_STYLE = {
     "queued": "yellow",
     "ready": "yellow",
     "will run": "yellow",
+    "waits": "cyan",
+    "waiting": "cyan",
     "pending": "dim",
     "failed": "bold red",
     "skipped": "magenta",
@@ -200,7 +202,7 @@ def runs_table(runs: Sequence[RunRow], width: int = 200, all_params: bool = Fals
             table.add_column(column, no_wrap=True, overflow="ellipsis")
     for run in runs:
         cells: list[str | Text] = [
-            run.short_id, Text(run.experiment), Text(run.job), status_text(run.status),
+            run.short_id, Text(run.experiment), Text(run.label), status_text(run.status),
             Text(params_text(run.params) if shown is None
                  else params_text({k: v for k, v in flat_params(run.params).items() if k in shown}) or "-"),
             Text(",".join(short_gpu(g) for g in run.gpus) or "-"), short_when(run.started_at), format_duration(run.duration),
@@ -237,7 +239,7 @@ def show_detail(detail: RunDetail) -> Group:
     run = detail.run
     parts: list[Any] = [
         _kv(f"run {run.id}", [
-            ("experiment", run.experiment), ("job", run.job), ("from", origin_text(run)),
+            ("experiment", run.experiment), ("job", run.label), ("from", origin_text(run)),
             ("status", status_text(run.status)),
             ("why it ran", run.reason or "-"), ("error", run.error or "-"),
             ("exit code", "-" if run.exit_code is None else run.exit_code),
@@ -393,7 +395,11 @@ def why_detail(breakdown: WhyBreakdown) -> Group:
         ("config hash", breakdown.config_hash),
     ])
     config = _kv("config (hashed)", [(k, json.dumps(v)) for k, v in sorted(breakdown.config.items())])
-    upstream = _kv("upstream fingerprints", [(k, ", ".join(v)) for k, v in breakdown.upstream.items()]
+    title = "params that counted" + (" (all: cache: strict, params read whole, or untracked)"
+                                     if breakdown.params_used is None else " (the ones the job used)")
+    counted = _kv(title, [(k, json.dumps(v)) for k, v in sorted((breakdown.params_counted or {}).items())]
+                  or [("-", "none")])
+    upstream = _kv("upstream results", [(k, ", ".join(v)) for k, v in breakdown.upstream.items()]
                    or [("-", "none")])
     closure = Table(box=None, pad_edge=False)
     for column in ("role", "path", "sha512 recorded", "now"):
@@ -417,5 +423,5 @@ def why_detail(breakdown: WhyBreakdown) -> Group:
     env = _kv("environment in the key ([cache] key_env)",
               [(k, f"{json.dumps(v)}  now: {json.dumps(breakdown.env_key_now.get(k))}")
                for k, v in breakdown.env_key.items()] or [("-", "none")])
-    return Group(head, Text(""), config, Text(""), upstream, Text(""), Text("closure", style="bold"), closure,
-                 Text(""), coverage, Text(""), env)
+    return Group(head, Text(""), config, Text(""), counted, Text(""), upstream, Text(""), Text("closure", style="bold"),
+                 closure, Text(""), coverage, Text(""), env)

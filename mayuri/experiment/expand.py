@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 
 from mayuri.errors import ExperimentError
 from mayuri.experiment.config_groups import Groups, groups_of, merge_under
-from mayuri.experiment.interpolate import Interpolator, UndefinedName, as_text
+from mayuri.experiment.interpolate import (
+    Interpolator,
+    UndefinedName,
+    as_text,
+    instance_label,
+    references,
+)
 from mayuri.experiment.limits import check_launchable, check_plan_size, grid_size
 from mayuri.experiment.overrides import Override, del_dotted, flat_params, has_dotted, set_dotted
 from mayuri.experiment.spec import ExperimentSpec, JobSpec
@@ -58,11 +64,22 @@ class JobInstance:
     upstream: dict[str, tuple[str, ...]]
     bindings: tuple[Binding, ...]
     config: dict[str, Any] = field(default_factory=dict)
-    config_hash: str = ""
+    # The params that tell this instance apart from the other instances of its job, as in its
+    # label: its own sweep point, and its upstreams' (qualified `train.lr` unless shared).
+    dims: dict[str, Any] = field(default_factory=dict)
+    # Params the job uses whatever it reads at run time: those written into its run, env or python.
+    static_used: frozenset[str] = frozenset()
+    # The hash of the config without its params: the key under which the cache looks runs up.
+    base_hash: str = ""
 
     @property
     def name(self) -> str:
         return self.job.name
+
+    @functools.cached_property
+    def config_hash(self) -> str:
+        """The hash of the whole config (recorded on a run); worked out when needed, not on a warm check."""
+        return hash_structure("job-config/v1", self.config)
 
     @property
     def upstream_keys(self) -> list[str]:
@@ -124,10 +141,6 @@ def _order(spec: ExperimentSpec) -> list[str]:
     for name in spec.jobs:
         visit(name, [])
     return order
-
-
-def _label(point: Mapping[str, Any]) -> str:
-    return ",".join(f"{k}={as_text(v)}" for k, v in point.items())
 
 
 def _command(job: JobSpec, interp: Interpolator) -> list[str] | str:
@@ -368,15 +381,53 @@ def _expand_job(
         else:
             choices.append([(dep.upstream, (u,)) for u in ups])
     result = []
+    references = _job_references(job)
     for point in points:
         for combo in itertools.product(*choices) if choices else [()]:
-            result.append(_instance(job, applied, point, dict(combo), groups))
+            picked = dict(combo)
+            if job.depends_on and not _pairs(point, picked):
+                continue
+            result.append(_instance(job, applied, point, picked, groups, references))
     keys = [i.key for i in result]
     if len(set(keys)) != len(keys):
-        # Two upstream combinations share a label: number them to keep keys unique.
-        for index, inst in enumerate(result):
-            inst.key = f"{job.name}#{index}"
+        # Only identical instances can share a label (a job fanned out twice over the same upstream).
+        seen: dict[str, int] = {}
+        for inst in result:
+            seen[inst.key] = seen.get(inst.key, 0) + 1
+            if seen[inst.key] > 1:
+                inst.key = f"{inst.key}({seen[inst.key]})"
     return result
+
+
+def _pairs(point: Mapping[str, Any], upstream: Mapping[str, tuple[JobInstance, ...]]) -> bool:
+    """Whether the chosen upstream instances agree with this point, and each other, on the params they share.
+
+    A param is shared when it is swept in both jobs (a top-level param swept
+    on the command line reaches every job that has it): then the instance for
+    `seed=1` takes only upstream instances made with `seed=1`, and a multirun
+    is independent copies of the pipeline. Two upstreams that carry the same
+    upstream's sweep (a diamond) must come from the same instance of it.
+    Gathered upstreams are filtered, not refused (see `_instance`).
+    """
+    agreed = dict(point)
+    for name, ups in upstream.items():
+        if len(ups) != 1:
+            continue
+        for key, value in _carried(name, ups[0], point).items():
+            if agreed.setdefault(key, value) != value:
+                return False
+    return True
+
+
+def _carried(name: str, upstream: JobInstance, point: Mapping[str, Any]) -> dict[str, Any]:
+    """An upstream instance's distinguishing params as its downstream names them.
+
+    Its own sweep is named after it (`train.lr`), unless the downstream sweeps
+    the same param (then it is shared, named once); what it carries from its
+    own upstreams is named already.
+    """
+    return {key if ("." in key or key in point) else f"{name}.{key}": value
+            for key, value in upstream.dims.items()}
 
 
 def _instance(
@@ -385,6 +436,7 @@ def _instance(
     point: dict[str, Any],
     upstream: dict[str, tuple[JobInstance, ...]],
     groups: Groups | None,
+    references: frozenset[str],
 ) -> JobInstance:
     raw = {k: v for k, v in applied.params.items()}
     choices = dict(applied.choices)
@@ -399,16 +451,20 @@ def _instance(
     for key, value in applied.patches:
         if key.partition(".")[0] in point:
             set_dotted(raw, key, value)
-    label_point: dict[str, Any] = {}
+    dims: dict[str, Any] = dict(point)
     bindings = []
     for dep in job.depends_on:
         ups = upstream[dep.upstream]
-        if not job.gather:
-            label_point.update(ups[0].point)
+        if job.gather:
+            # A gathering instance takes the upstream instances that share its swept params.
+            ups = tuple(u for u in ups if all(u.dims.get(k, v) == v for k, v in point.items()))
+            upstream[dep.upstream] = ups
+        else:
+            for key, value in _carried(dep.upstream, ups[0], point).items():
+                dims.setdefault(key, value)
         for output, param in dep.mapping.items():
             set_dotted(raw, param, "${" + upstream_name(dep.upstream, output) + "}")
             bindings.append(Binding(param, dep.upstream, output, tuple(u.key for u in ups), job.gather))
-    label_point.update(point)
     interp = Interpolator(raw)
     params: dict[str, Any] = {}
     for name in raw:
@@ -418,7 +474,7 @@ def _instance(
     check_launchable(job, params, command, env)
     named = command
     command = _with_interpreter(job, command)
-    key = job.name + (f"[{_label(label_point)}]" if label_point else "")
+    key = instance_label(job.name, dims)
     config = {
         "kind": job.kind,
         # The interpreter is named, not its path: moving a virtualenv is no change.
@@ -434,6 +490,9 @@ def _instance(
         config["choices"] = dict(sorted(choices.items()))
     if job.metrics_from:
         config["metrics_from"] = list(job.metrics_from)
+    if job.gather:
+        # Gathered upstream values are lists: never the same work as one value, even from one instance.
+        config["gather"] = True
     return JobInstance(
         key=key,
         job=job,
@@ -445,7 +504,9 @@ def _instance(
         upstream={name: tuple(u.key for u in ups) for name, ups in upstream.items()},
         bindings=tuple(bindings),
         config=config,
-        config_hash=hash_structure("job-config/v1", config),
+        dims=dims,
+        static_used=_static_uses(references, raw),
+        base_hash=base_hash(config),
     )
 
 
@@ -461,6 +522,59 @@ def _with_interpreter(job: JobSpec, command: list[str] | str) -> list[str] | str
     stripped = command.lstrip()
     head, sep, tail = stripped.partition(" ")
     return shlex.quote(interpreter) + sep + tail if head in PYTHON_NAMES else command
+
+
+def base_hash(config: Mapping[str, Any]) -> str:
+    """The hash of a job config without its params (what a cached run must share, whatever its name)."""
+    return hash_structure("job-base/v1", {k: v for k, v in config.items() if k != "params"})
+
+
+def _job_references(job: JobSpec) -> frozenset[str]:
+    """The param names the job's run, env and python refer to (the same for all its instances)."""
+    names = references([job.run, list(job.env.values()), job.python or ""])
+    # `${flags:NAME}` uses NAME; the built-ins are no params.
+    return frozenset(n for n in (name.rpartition(":")[2] for name in names) if not n.startswith("mayuri."))
+
+
+def _static_uses(names: frozenset[str], raw: Mapping[str, Any]) -> frozenset[str]:
+    """The params written into the job's run, env or python (through other params too), by dotted name."""
+    # The usual case, made cheap: the referenced params are numbers, or texts that refer to built-ins only.
+    for name in names:
+        value = raw.get(name.partition(".")[0])
+        if isinstance(value, dict | list) or isinstance(value, str) and _refers_to_params(value):
+            return _uses_through(names, raw)
+    return names
+
+
+@functools.lru_cache(maxsize=4096)
+def _refers_to_params(text: str) -> bool:
+    return any(not name.startswith("mayuri.") for name in references(text))
+
+
+def _uses_through(names: frozenset[str], raw: Mapping[str, Any]) -> frozenset[str]:
+    used: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop().rpartition(":")[2]
+        if name.startswith("mayuri.") or name in used:
+            continue
+        used.add(name)
+        try:
+            value = _lookup_raw(raw, name)
+        except KeyError:
+            continue
+        if not isinstance(value, int | float | bool) and value is not None:
+            stack.extend(references(value))
+    return frozenset(used)
+
+
+def _lookup_raw(raw: Mapping[str, Any], name: str) -> Any:
+    value: Any = raw
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise KeyError(name)
+        value = value[part]
+    return value
 
 
 def with_params(instance: JobInstance, changes: Mapping[str, Any]) -> JobInstance:

@@ -36,6 +36,13 @@ def as_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def instance_label(job: str, labels: Mapping[str, Any]) -> str:
+    """`train[lr=0.1,seed=1]`: a job named by the params that tell its instances apart (`job` when none)."""
+    if not labels:
+        return job
+    return job + "[" + ",".join(f"{k}={as_text(v)}" for k, v in labels.items()) + "]"
+
+
 def _lookup(name: str, scope: Mapping[str, Any]) -> Any:
     if name in scope:
         return scope[name]

@@ -89,7 +89,7 @@ def _job(test: bool) -> dict[str, Any]:
         "retry": _retry(),
         "timeout": _DURATION,
         "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
-        "cache": {"oneOf": [{"type": "boolean"}, _DURATION]},
+        "cache": {"oneOf": [{"type": "boolean"}, {"const": "strict"}, _DURATION]},
         "outputs": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "expect": {"type": "object", "additionalProperties": {"type": "string",
                    "pattern": r"^\s*(>=|<=|==|!=|>|<|in|not in)\s+.+$"}},

@@ -220,15 +220,19 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
     env = dict(defaults.get("env", {}))
     env.update({str(k): str(to_plain(v)) for k, v in reader.mapping(node.get("env"), "env", node).items()})
     cache: bool | float = True
+    strict = False
     if "cache" in node:
         value = to_plain(node["cache"])
         if isinstance(value, bool):
             cache = value
+        elif value == "strict":
+            strict = True
         else:
             try:
                 cache = parse_duration(value)
             except ValueError as exc:
-                raise reader.fail(f"'cache' must be true, false or a max age like 7d: {exc}.", node, "cache") from None
+                raise reader.fail(f"'cache' must be true, false, strict or a max age like 7d: {exc}.",
+                                  node, "cache") from None
     timeout = None
     if "timeout" in node:
         try:
@@ -276,6 +280,7 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
         shell=reader.typed(node, "shell", _is_bool, "true or false") if "shell" in node else False,
         inputs=tuple(inputs),
         cache=cache,
+        strict=strict,
         outputs=tuple(outputs),
         sweep=to_plain(sweep),
         depends_on=_dependencies(reader, node["depends_on"], node) if "depends_on" in node else (),

@@ -63,6 +63,8 @@ class JobSpec:
     shell: bool = False
     inputs: tuple[str, ...] = ()
     cache: bool | float = True
+    # `cache: strict`: every param in scope counts, used or not.
+    strict: bool = False
     outputs: tuple[str, ...] = ()
     sweep: dict[str, Any] = field(default_factory=dict)
     depends_on: tuple[Dependency, ...] = ()

@@ -27,7 +27,7 @@ from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.monitor import Sampler
 from mayuri.scheduler.process import JobProcess, spawn, stop
 from mayuri.scheduler.resume import Resume
-from mayuri.store.attempt_records import AttemptEnd, AttemptStart, begin_attempts
+from mayuri.store.attempt_records import AttemptEnd, AttemptStart, Claimed, begin_attempts
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
 from mayuri.store.records import NewRun
@@ -123,11 +123,12 @@ def plan_attempt(
 def start_batch(
     store: Store, keeper: LeaseKeeper, planned: Sequence[Planned], *, project_root: Path, devices: dict[str, Gpu],
     grace: float = 10.0,
-) -> list[Active | str]:
+) -> list[Active | str | Claimed]:
     """Launch attempts on their leased GPUs and record them, in one transaction.
 
     Returns, per attempt, its Active, or why its process could not start
-    (recorded as its run's failure). Raises Fenced (this scheduler was
+    (recorded as its run's failure), or Claimed (another run does that work;
+    nothing was started or recorded). Raises Fenced (this scheduler was
     reclaimed: nothing was started) or a StoreError (nothing was recorded,
     and the processes already started were stopped). The log files stay
     open: the caller closes them.
@@ -165,7 +166,7 @@ def start_batch(
         raise
     if recorded is None:
         raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
-    results: list[Active | str] = []
+    results: list[Active | str | Claimed] = []
     now = time.monotonic()
     for index, (item, error) in enumerate(zip(planned, recorded, strict=True)):
         if error is not None:

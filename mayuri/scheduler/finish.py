@@ -32,9 +32,11 @@ from mayuri.environment import distribution_versions, key_parts
 from mayuri.experiment.expand import JobInstance
 from mayuri.experiment.shard_expand import shard_part
 from mayuri.filestate import current_digests
-from mayuri.fingerprint import fingerprint
+from mayuri.fingerprint import config_key, fingerprint, used_key
 from mayuri.hashing import ABSENT
 from mayuri.job import read_outputs
+from mayuri.params_used import used_params
+from mayuri.results import result_key
 from mayuri.store.blobs import write_blobs
 from mayuri.store.db import Store, StoreLocked
 from mayuri.store.records import ClosureRow, RunClose
@@ -54,6 +56,9 @@ class Recorded:
     note: str | None
     # How the closure was learned ("tracer": "preload" or "python") and the untracked reads.
     coverage: dict[str, Any] = field(default_factory=dict)
+    # The params the run used (None: all of them) and the hash of their values.
+    params_used: list[str] | None = None
+    used_key: str | None = None
 
 
 def _declared_inputs(root: Path, patterns: tuple[str, ...]) -> tuple[set[str], set[str]]:
@@ -156,7 +161,10 @@ def record_attempt(
     environment = dict(base_environment)
     environment["packages"] = distribution_versions(closure.modules) if closure.modules else {}
     note = _changed_while_running(root, rows, started_at, closure.opened)
-    fp = None if note else fingerprint(instance.config_hash, upstream, rows, key_parts(key_env, environment))
+    used = used_params(run_dir, closure_dir, instance.static_used, tracked=bool(records), strict=instance.job.strict)
+    key = used_key(used, instance.params)
+    fp = None if note else fingerprint(config_key(instance.base_hash, key), upstream, rows,
+                                       key_parts(key_env, environment))
     _remove_closure_folder(closure_dir, made=records is not None)
     coverage: dict[str, Any] = {"tracer": "preload" if tracer_library() else "python"}
     if closure.untracked:
@@ -168,7 +176,8 @@ def record_attempt(
             unseen.add(program)
     if unseen:
         coverage["unseen"] = sorted(unseen)
-    return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note, coverage=coverage)
+    return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note, coverage=coverage,
+                    params_used=used, used_key=key)
 
 
 def _changed_while_running(
@@ -218,7 +227,7 @@ def one_line(exc: BaseException) -> str:
 def close_run(
     store: Store, root: Path, instance: JobInstance, run_dir: Path, closure_dir: Path, started_at: float,
     upstream: Mapping[str, list[str]], key_env: tuple[str, ...], base_environment: Mapping[str, Any],
-    cache_roots: tuple[Path, ...] = (), *, status: str, code: int, error: str | None,
+    cache_roots: tuple[Path, ...] = (), *, status: str, code: int, error: str | None, results: bool = False,
 ) -> Closed:
     """How a run whose job ended closes: outputs, declared outputs checked, closure, fingerprint.
 
@@ -234,13 +243,16 @@ def close_run(
                 " (call mayuri.output(name, value) in the job)"
         recorded = record_attempt(store, root, instance, run_dir, closure_dir, started_at, upstream, key_env,
                                   base_environment, cache_roots)
+        fp = recorded.fingerprint if status == "succeeded" else None
+        # The content of the results a downstream job receives (see mayuri/results.py), for early cutoff.
+        content = result_key(run_dir, outputs) if results and fp is not None else None
     except StoreLocked:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, it is this run's failure, not the scheduler's
         reason = f"recording the run failed: {one_line(exc)}"
         return Closed(RunClose("failed", code, reason, environment=dict(base_environment)), None, {})
-    fp = recorded.fingerprint if status == "succeeded" else None
     close = RunClose(status, code, error or recorded.note, fingerprint=fp,
                      closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs,
-                     closure_info=recorded.coverage)
+                     closure_info=recorded.coverage, params_used=recorded.params_used, used_key=recorded.used_key,
+                     result_key=content)
     return Closed(close, recorded.fingerprint, outputs)

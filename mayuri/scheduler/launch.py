@@ -25,7 +25,7 @@ from mayuri.closure import closure_env
 from mayuri.closure.launch import tracer_library, with_tracer
 from mayuri.experiment.expand import JobInstance, upstream_name
 from mayuri.experiment.interpolate import Interpolator, as_text
-from mayuri.job import PARAMS_FILE
+from mayuri.job import PARAMS_FILE, PARAMS_VAR
 from mayuri.sharding import FILES_VAR, SHARD_VAR, SHARDS_VAR
 from mayuri.store.perms import make_dirs, share_like_folder
 
@@ -67,6 +67,9 @@ def upstream_values(instance: JobInstance, outputs: Mapping[str, Mapping[str, An
         values[upstream_name(binding.upstream_job, binding.output)] = got if binding.gather else got[0]
     return values
 
+
+# Larger params are read from params.json by `mayuri.params()` (then all of them count).
+MAX_PARAMS_VAR = 64 * 1024
 
 # The variable naming the folder the closure hook reports into (see mayuri/closure/site).
 CLOSURE_DIR_VAR = "MAYURI_CLOSURE_DIR"
@@ -137,6 +140,11 @@ def plan_launch(
     env = dict(os.environ if base_env is None else base_env)
     if instance.env:
         env.update({k: _fill(v, builtins, quote=False) for k, v in instance.env.items()})
+    params_text = json.dumps(params, sort_keys=True)
+    if len(params_text) <= MAX_PARAMS_VAR:
+        env[PARAMS_VAR] = params_text
+    else:
+        env.pop(PARAMS_VAR, None)
     env["MAYURI_RUN_ID"] = run_id
     env["MAYURI_RUN_DIR"] = run_dir_text
     env["MAYURI_STORE"] = str(store_root)

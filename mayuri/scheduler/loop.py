@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import select
+import shutil
 import signal
 import threading
 import time
@@ -33,6 +34,7 @@ from mayuri.environment import base_environment
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.experiment.shard_expand import is_reduction
 from mayuri.gpu import inventory, process_gpu_memory
+from mayuri.scheduler.claims import claim_key, settled_waits, waiting_note
 from mayuri.scheduler.events import JobEvent
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.patience import patiently
@@ -40,7 +42,7 @@ from mayuri.scheduler.placement import usable
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner, Slot
 from mayuri.scheduler.process import kill, reap, stop, terminate
 from mayuri.scheduler.resume import Resume, find_resume
-from mayuri.store.attempt_records import EndRecord, record_ends
+from mayuri.store.attempt_records import Claimed, EndRecord, record_ends
 from mayuri.store.db import StoreLocked
 from mayuri.store.hit_log import log_hits
 from mayuri.store.metric_records import append_points
@@ -51,7 +53,7 @@ from mayuri.store.records import (
     mark_run,
     new_run_id,
 )
-from mayuri.store.scheduler_queries import cancel_requests
+from mayuri.store.scheduler_queries import cancel_requests, claim_holders
 
 if TYPE_CHECKING:
     from mayuri.scheduler import attempts
@@ -91,6 +93,9 @@ class Scheduler(Planner):
         # --fresh: no run resumes an interrupted predecessor's checkpoint.
         self._fresh = fresh
         self._resumes: dict[str, Resume] = {}
+        # Slots waiting for a run that claims the same work (see claims.py), by that run's id.
+        self._waiting: dict[str, list[Slot]] = {}
+        self._next_claim_check = 0.0
 
     # -- launching ----------------------------------------------------------
 
@@ -132,10 +137,13 @@ class Scheduler(Planner):
         slot.run_id = new_run_id()
         slot.run_dir = self._runs_dir / slot.run_id
         slot.current = inst
+        used_sets = self.known_used(inst.base_hash)
         return NewRun(
             run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name, kind=inst.job.kind,
             config_hash=inst.config_hash, params=inst.params, config=inst.config, upstream=slot.upstream_fps,
             reason=slot.reason, run_dir=str(slot.run_dir), parents=parents, origin=self.origin,
+            base_hash=inst.base_hash, labels=inst.dims,
+            claim=None if self.force else claim_key(inst, slot.upstream_fps, used_sets),
         )
 
     def _take_gpus(self, slot: Slot, keeper: LeaseKeeper, now: float) -> list[Any] | None:
@@ -164,6 +172,13 @@ class Scheduler(Planner):
         """(whether the slot leaves the queue, its next attempt, with its files made, if that can start now)."""
         if slot.not_before > now:
             return False, None
+        if slot.run_id is None and slot.checked != self._succeeded:
+            # A run that succeeded since this instance was decided may have done its work: ask again.
+            slot.checked = self._succeeded
+            decision = self._decide(slot)
+            if decision.hit:
+                self._settle_cached(slot, decision)
+                return True, None
         leases: list[Any] = []
         if slot.request.gpus:
             taken = self._take_gpus(slot, keeper, now)
@@ -241,6 +256,9 @@ class Scheduler(Planner):
             for item in planned:
                 item.files.close()
         for (slot, item), result in zip(batch, results, strict=True):
+            if isinstance(result, Claimed):
+                self._wait_for_claim(slot, item, result.run_id, keeper)
+                continue
             if isinstance(result, str):
                 if item.leases:
                     self._patiently(functools.partial(keeper.give_back, item.leases), [slot])
@@ -262,8 +280,38 @@ class Scheduler(Planner):
         keep_outputs(slot.run_dir, self.store.root, close.outputs or {})
         self._patiently(lambda: record_reduction(self.store, new_run, close), [slot])
         slot.fingerprint = close.fingerprint or f"unreusable:{slot.run_id}"
+        slot.results = slot.fingerprint
         slot.outputs = dict(close.outputs or {})
         self._emit(slot, close.status, close.error or slot.reason, duration=0.0)
+
+    def _wait_for_claim(self, slot: Slot, item: attempts.Planned, holder: str, keeper: LeaseKeeper) -> None:
+        """Park a slot whose work another run claims; it is decided again once that run settles."""
+        if item.leases:
+            self._patiently(functools.partial(keeper.give_back, item.leases), [slot])
+        if slot.run_dir is not None:
+            shutil.rmtree(slot.run_dir, ignore_errors=True)
+        slot.run_id = slot.run_dir = slot.current = None
+        slot.attempt = 0
+        own = next((s.instance.key for s in self.slots.values() if s.run_id == holder), None)
+        note = waiting_note(None if own else claim_holders(self.store, [holder]).get(holder), own)
+        self._waiting.setdefault(holder, []).append(slot)
+        self._next_claim_check = 0.0
+        self._emit(slot, "waiting", note)
+
+    def _check_claims(self, keeper: LeaseKeeper, now: float) -> None:
+        """Send back to the cache check the slots whose awaited run has settled (or whose scheduler died)."""
+        if not self._waiting or now < self._next_claim_check:
+            return
+        self._next_claim_check = now + CANCEL_CHECK_INTERVAL
+        done = self._patiently(lambda: settled_waits(self.store, list(self._waiting), keeper.id), [])
+        for run_id in done:
+            for slot in self._waiting.pop(run_id, []):
+                slot.state = "pending"
+                self._pending.append(slot)
+        if done:
+            # The awaited runs recorded which params they used: ask again.
+            self._used_sets = None
+            self._changed = True
 
     # -- finishing ------------------------------------------------------------
 
@@ -345,11 +393,19 @@ class Scheduler(Planner):
             self.store, self.settings.root, current, run_dir, active.launch.closure_dir,
             active.process.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
             self.settings.cache_roots, status=status, code=ended.code, error=error,
+            # Hashing a run's result files costs a read of them all: only for runs a downstream job receives.
+            results=slot.instance.key in self._consumed,
         ), [slot])
         close = done.close
+        reusable = close.status == "succeeded" and done.fingerprint is not None
 
         def closed() -> None:
+            self._succeeded += reusable
             slot.fingerprint = done.fingerprint or f"unreusable:{slot.run_id}"
+            # Without a result key, the run's fingerprint stands for its results (no early cutoff, never wrong).
+            slot.results = close.result_key or slot.fingerprint
+            if reusable and close.params_used not in self.known_used(current.base_hash):
+                self.known_used(current.base_hash).append(close.params_used)
             slot.outputs = done.outputs
             self._emit(slot, close.status, (close.error or "") if close.status != "succeeded" else slot.reason,
                        duration=ended.duration)
@@ -425,8 +481,9 @@ class Scheduler(Planner):
             self._stopping = True
             for key in list(self._running):
                 self._stop_slot(self.slots[key], "cancelled", now)
+            self._waiting.clear()
             for slot in self.slots.values():
-                if slot.state in ("pending", "ready") and slot.active is None:
+                if slot.state in ("pending", "ready", "waiting") and slot.active is None:
                     self._cancel_waiting(slot, "cancelled before it started (interrupted)")
         if self._signals >= 2:
             for key in self._running:
@@ -528,6 +585,7 @@ class Scheduler(Planner):
             else:
                 if self._changed:
                     self._queue.extend(self._secured(keeper, self._advance_pending()))
+                self._check_claims(keeper, now)
                 if len(self._running) < limit:
                     self._launch_ready(keeper, now)
             done = []
@@ -540,7 +598,7 @@ class Scheduler(Planner):
             if done:
                 self._finish(done, keeper)
             if not self._running:
-                if self._stopping or not self._queue and not self._can_progress():
+                if self._stopping or not self._queue and not self._waiting and not self._can_progress():
                     return
             self._watch(keeper, time.monotonic())
             if not done:

@@ -26,7 +26,7 @@ from mayuri.scheduler.placement import Request, check_feasible, request_for, usa
 from mayuri.scheduler.reduction import blocked_as, shards_state
 from mayuri.store.db import Store
 from mayuri.store.hit_log import log_hits
-from mayuri.store.queries import outputs_of
+from mayuri.store.queries import outputs_of, used_param_sets
 from mayuri.store.records import RunOrigin
 from mayuri.store.scheduler_queries import peak_history
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from mayuri.scheduler import attempts
 
 SETTLED_OK = ("cached", "succeeded")
+# A dry run's answers for instances that would launch: run, or wait for the same work in this plan.
+DRY_LAUNCH = ("will run", "waits")
 
 
 @dataclass
@@ -47,6 +49,9 @@ class Slot:
     fingerprint: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    # What this slot gives its downstream jobs, by content (see mayuri.results).
+    results: str | None = None
+    # Its upstreams' results, as the cache compares them and its run records them.
     upstream_fps: dict[str, list[str]] = field(default_factory=dict)
     request: Request = field(default_factory=Request)
     current: JobInstance | None = None
@@ -56,6 +61,10 @@ class Slot:
     not_before: float = 0.0
     avoid: frozenset[str] = frozenset()
     sys_step: int = 0
+    # In a dry run, the claim key this instance would take (see claims.py).
+    claim: str | None = None
+    # How many runs of this plan had succeeded when the cache last said this instance must run.
+    checked: int = 0
 
 
 @dataclass
@@ -97,6 +106,8 @@ class Planner:
         # A reduction's shards are read only when it is computed (`reduction.py`): a cached one needs none.
         self._outputs_read = {key for inst in instances if not is_reduction(inst) for key in inst.upstream_keys}
         self._outputs_read.update(inst.key for inst in instances if inst.job.kind == "test")
+        # Whose results a downstream instance of this plan receives (their content key is worth hashing).
+        self._consumed = {key for inst in instances for key in inst.upstream_keys}
         self.reporter = reporter
         self.force = force
         self.dry_run = dry_run
@@ -108,6 +119,12 @@ class Planner:
         self.cache_hits: set[str] = set()
         # Those of the hits already counted in the store (before a launch; the rest are at the end).
         self.hits_counted: set[str] = set()
+        # The sets of params earlier runs of each config used: asked once for the whole plan.
+        self._used_sets: dict[str, list[list[str] | None]] | None = None
+        # A dry run's planned launches by claim key (the first instance that would do each piece of work).
+        self._claims: dict[str, Slot] = {}
+        # Runs of this plan that succeeded so far: one may have done the work of an instance still queued.
+        self._succeeded = 0
 
     def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
         if state != "running":
@@ -126,7 +143,7 @@ class Planner:
             up = self.slots[key]
             if up.state in ("failed", "skipped", "cancelled", "blocked"):
                 return False, f"upstream {up.instance.key} {up.state}"
-            if self.dry_run and up.state == "will run":
+            if self.dry_run and up.state in DRY_LAUNCH:
                 return False, None
             if up.state not in SETTLED_OK:
                 return False, None
@@ -135,17 +152,32 @@ class Planner:
     def _decide(self, slot: Slot) -> CacheDecision:
         inst = slot.instance
         slot.upstream_fps = {
-            name: [self.slots[k].fingerprint or "" for k in keys] for name, keys in inst.upstream.items()
+            name: [self.slots[k].results or "" for k in keys] for name, keys in inst.upstream.items()
         }
-        return check(
+        decision = check(
             self.store, self.settings.root, self.experiment, inst, slot.upstream_fps,
-            self.settings.key_env, self.force,
+            self.settings.key_env, self.force, self.known_used(inst.base_hash),
         )
+        if decision.hit:
+            reran = sorted({self.slots[k].instance.name for k in inst.upstream_keys
+                            if self.slots[k].state == "succeeded"})
+            if reran:
+                # Early cutoff: the upstream ran again and gave the same results.
+                reason = f"upstream {', '.join(reran)} reran, same results: {decision.reason}"
+                decision = CacheDecision(decision.cached, reason)
+        return decision
+
+    def known_used(self, base_hash: str) -> list[list[str] | None]:
+        """The sets of params earlier runs of this config (without params) used; the store is asked once a plan."""
+        if self._used_sets is None:
+            self._used_sets = used_param_sets(self.store, {s.instance.base_hash for s in self.slots.values()})
+        return self._used_sets.setdefault(base_hash, [])
 
     def _settle_cached(self, slot: Slot, decision: CacheDecision) -> None:
         assert decision.cached is not None
         slot.run_id = decision.cached.id
         slot.fingerprint = decision.cached.fingerprint
+        slot.results = decision.cached.results
         if slot.instance.key in self._outputs_read:
             slot.outputs = outputs_of(self.store, decision.cached.id)
         self.cache_hits.add(decision.cached.id)
@@ -181,19 +213,20 @@ class Planner:
                 self._emit(slot, "blocked" if self.dry_run else self._blocked_state(slot), blocked)
                 continue
             if not ok:
-                if self.dry_run and any(self.slots[k].state == "will run" for k in slot.instance.upstream_keys):
+                if self.dry_run and any(self.slots[k].state in DRY_LAUNCH for k in slot.instance.upstream_keys):
                     names = sorted({self.slots[k].instance.name for k in slot.instance.upstream_keys
-                                    if self.slots[k].state == "will run"})
-                    self._emit(slot, "will run", self._with_gpu(slot, "upstream " + ", ".join(names) + " will run"))
+                                    if self.slots[k].state in DRY_LAUNCH})
+                    self._dry_launch(slot, "upstream " + ", ".join(names) + " will run")
                 continue
             decision = self._decide(slot)
             if decision.hit:
                 self._settle_cached(slot, decision)
             elif self.dry_run:
-                self._emit(slot, "will run", self._with_gpu(slot, decision.reason))
+                self._dry_launch(slot, decision.reason)
             else:
                 slot.state = "ready"
                 slot.reason = decision.reason
+                slot.checked = self._succeeded
                 ready.append(slot)
         self._pending = [slot for slot in self._pending if slot.state == "pending"]
         return ready
@@ -203,6 +236,25 @@ class Planner:
         if is_reduction(slot.instance):
             return blocked_as([self.slots[k] for k in slot.instance.upstream_keys])
         return "skipped"
+
+    def _dry_launch(self, slot: Slot, reason: str) -> None:
+        """Plan a launch, or, when an instance planned before claims the same work, a wait for it."""
+        # Imported here: a warm check that launches nothing never needs it.
+        from mayuri.scheduler.claims import claim_key
+
+        inst = slot.instance
+        # Upstreams that would run have no results yet: their claims stand for them.
+        upstream = {name: [self.slots[k].results or self.slots[k].claim or "" for k in keys]
+                    for name, keys in inst.upstream.items()}
+        slot.claim = claim_key(inst, upstream, self.known_used(inst.base_hash))
+        first = self._claims.setdefault(slot.claim, slot)
+        if first is slot:
+            self._emit(slot, "will run", self._with_gpu(slot, reason))
+            return
+        differ = sorted(k for k in inst.dims.keys() | first.instance.dims.keys()
+                        if inst.dims.get(k) != first.instance.dims.get(k))
+        self._emit(slot, "waits", f"same work as {first.instance.key} unless it uses "
+                                  f"{', '.join(differ) or 'a param that differs'}: waits for it, then reused")
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""

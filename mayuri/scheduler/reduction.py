@@ -62,7 +62,7 @@ def failure(shards: Sequence[Slot], bad: Sequence[Slot]) -> str:
 
 def reduction_close(store: Store, slot: Slot, shards: Sequence[Slot]) -> RunClose:
     """How the reduction run of `slot` ends: its reduced outputs and fingerprint, or why it cannot be computed."""
-    from mayuri.fingerprint import fingerprint
+    from mayuri.fingerprint import config_key, fingerprint, used_key
     from mayuri.reduce import ReduceError
 
     inst = slot.instance
@@ -70,9 +70,11 @@ def reduction_close(store: Store, slot: Slot, shards: Sequence[Slot]) -> RunClos
         outputs = reduced_values(store, shards, inst.config["reduction"]["reduce"])
     except ReduceError as exc:
         return RunClose("failed", None, f"cannot reduce the shards: {exc}", outputs={})
-    # Nothing but the shards went in: the same shards give the same fingerprint.
-    return RunClose("succeeded", None, None, fingerprint=fingerprint(inst.config_hash, slot.upstream_fps, (), {}),
-                    outputs=outputs)
+    # Nothing but the shards went in (no param is used): the same shards give the same fingerprint.
+    key = used_key([], inst.params)
+    return RunClose("succeeded", None, None, fingerprint=fingerprint(config_key(inst.base_hash, key), slot.upstream_fps,
+                                                                     (), {}),
+                    outputs=outputs, params_used=[], used_key=key)
 
 
 def keep_outputs(run_dir: Path, store_root: Path, outputs: Mapping[str, Any]) -> None:

@@ -79,7 +79,16 @@ class AttemptStart:
     resumed_step: int | None = None
 
 
-def begin_attempts(store: Store, scheduler_id: str, host: str, starts: Sequence[AttemptStart]) -> list[str | None] | None:
+@dataclass(frozen=True)
+class Claimed:
+    """A start not made: another live run (`run_id`) already claims the same work."""
+
+    run_id: str
+
+
+def begin_attempts(
+    store: Store, scheduler_id: str, host: str, starts: Sequence[AttemptStart]
+) -> list[str | Claimed | None] | None:
     """Launch attempts and record them, in one transaction; None when fenced (then nothing is launched).
 
     Inside one write transaction, for each start in turn: call `launch`,
@@ -88,15 +97,23 @@ def begin_attempts(store: Store, scheduler_id: str, host: str, starts: Sequence[
     the processes start means that a job writing to the store from its first
     instant waits until its run exists, and that no job is recorded without
     running. An attempt that could not start is recorded as its run's
-    failure, with why. Returns, per start, None (running) or that reason. If
-    `launch` raises, nothing is recorded (the caller stops what it started).
+    failure, with why. A new run whose work another run already claims
+    (`run_claim`, checked under the same write lock) is not launched: Claimed.
+    Returns, per start, None (running), that reason or Claimed. If `launch`
+    raises, nothing is recorded (the caller stops what it started).
     """
-    results: list[str | None] = []
+    results: list[str | Claimed | None] = []
     with store.write():
         conn = store.db.connection()
         if not _alive(conn, scheduler_id):
             return None
         for start in starts:
+            claim = start.new_run.claim if start.new_run is not None else None
+            if claim is not None:
+                holder = conn.execute("SELECT run_id FROM run_claim WHERE key = ?", (claim,)).fetchone()
+                if holder is not None:
+                    results.append(Claimed(holder[0]))
+                    continue
             launched = start.launch()
             now = time.time()
             if isinstance(launched, str):

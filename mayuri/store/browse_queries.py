@@ -17,6 +17,7 @@ from typing import Any
 import peewee
 
 from mayuri.errors import StoreError
+from mayuri.experiment.interpolate import instance_label
 from mayuri.store.db import Store
 from mayuri.store.hit_log import log_stamp
 
@@ -80,6 +81,12 @@ class RunListRow:
     host: str
     # `3/8` for shard 3 of a job's 8 shards, `8 shards` for their reduction; empty for other runs.
     shard: str = ""
+    # The params that tell the run's instance apart (with its upstreams'), as recorded.
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return instance_label(self.job, self.labels)
 
     @property
     def duration(self) -> float | None:
@@ -200,16 +207,17 @@ def runs_by_id(store: Store, run_ids: list[str], metric: str | None = None) -> l
         f"SELECT run.id, experiment.name, run.job, run.status, run.params, {metric_sql}, {_GPUS_SQL}, "
         "run.started_at, run.ended_at, run.created_at, run.user, run.host, "
         "json_extract(run.config, '$.shard.index'), json_extract(run.config, '$.shard.count'), "
-        "json_extract(run.config, '$.reduction.shards') "
+        "json_extract(run.config, '$.reduction.shards'), run.labels "
         "FROM run JOIN experiment ON experiment.id = run.experiment_id "
         f"WHERE run.id IN ({','.join('?' * len(run_ids))})"
     )
     found = {}
-    for rid, exp, job, status, params, value, gpus, started, ended, created, user, host, index, count, reduced \
-            in store.db.execute_sql(sql, tuple(run_ids)).fetchall():
+    for rid, exp, job, status, params, value, gpus, started, ended, created, user, host, index, count, reduced, \
+            labels in store.db.execute_sql(sql, tuple(run_ids)).fetchall():
         shard = f"{index}/{count}" if index is not None else f"{reduced} shards" if reduced is not None else ""
         found[rid] = RunListRow(rid, exp, job, status, json.loads(params), value,
-                                json.loads(gpus) if gpus else [], started, ended, created, user, host, shard)
+                                json.loads(gpus) if gpus else [], started, ended, created, user, host, shard,
+                                json.loads(labels) if labels else {})
     return [found[rid] for rid in run_ids if rid in found]
 
 

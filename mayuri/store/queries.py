@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mayuri.errors import RunNotFound
+from mayuri.experiment.interpolate import instance_label
 from mayuri.store.db import Store
 from mayuri.store.hit_log import pending_hits, with_pending
 from mayuri.store.records import ClosureRow
@@ -22,6 +23,7 @@ _RUN_COLUMNS = (
     "run.params, run.config, run.upstream, run.environment, run.reason, run.error, run.exit_code, "
     "run.created_at, run.started_at, run.ended_at, run.user, run.host, run.run_dir, run.hits, "
     "run.last_used_at, run.pinned, run.source, run.overrides, "
+    "run.base_hash, run.params_used, run.used_key, run.result_key, run.labels, run.fingerprint_version, "
     "(SELECT attempt.gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY attempt.number DESC LIMIT 1)"
 )
 _RUN_FROM = "FROM run JOIN experiment ON experiment.id = run.experiment_id"
@@ -59,6 +61,35 @@ class RunRow:
     overrides: list[str] = field(default_factory=list)
     # The GPUs of the run's latest attempt.
     gpus: list[str] = field(default_factory=list)
+    # The cache's keys (migration 0009): config without params, the params used (None: all),
+    # their values' hash, the results' content hash; and the params that name the instance.
+    base_hash: str | None = None
+    used_key: str | None = None
+    result_key: str | None = None
+    # Kept as recorded (JSON text) and read when asked: the warm cache check never needs them.
+    params_used_text: str | None = None
+    labels_text: str | None = None
+    fingerprint_version: int | None = None
+
+    @property
+    def params_used(self) -> list[str] | None:
+        """The dotted names of the params the run used (None: all of them)."""
+        return json.loads(self.params_used_text) if self.params_used_text else None
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        """The params that tell the run's instance apart, with its upstreams' (`train.lr`)."""
+        return json.loads(self.labels_text) if self.labels_text else {}
+
+    @property
+    def label(self) -> str:
+        """The job named by the params that tell its instances apart: `train[lr=0.1,seed=1]`."""
+        return instance_label(self.job, self.labels)
+
+    @property
+    def results(self) -> str:
+        """What this run gives its downstream jobs, by content (its fingerprint when not recorded)."""
+        return self.result_key or self.fingerprint or ""
 
     @property
     def duration(self) -> float | None:
@@ -93,26 +124,31 @@ class RunRow:
             "gpus": self.gpus,
             "source": self.source,
             "overrides": self.overrides,
+            # The instance's name and the params in it (with its upstreams', `train.lr`).
+            "label": self.label,
+            "labels": self.labels,
+            "params_used": self.params_used,
         }
 
 
 def _row(values: tuple[Any, ...], pending: dict[str, tuple[int, float]]) -> RunRow:
     (rid, exp, job, kind, status, fp, ch, params, config, upstream, env, reason, error, code,
-     created, started, ended, user, host, run_dir, hits, last_used, pinned, source, overrides, gpus) = values
+     created, started, ended, user, host, run_dir, hits, last_used, pinned, source, overrides,
+     base, used, used_key, result_key, labels, version, gpus) = values
     hits, last_used = with_pending(rid, hits, last_used, pending)
     return RunRow(
         rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
         json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
         user, host, run_dir, hits, last_used, bool(pinned), source, json.loads(overrides) if overrides else [],
-        json.loads(gpus) if gpus else [],
+        json.loads(gpus) if gpus else [], base, used_key, result_key, used, labels, version,
     )
 
 
 def _select(store: Store, where: str = "", args: tuple[Any, ...] = (), tail: str = "",
-            logged_hits: bool = True) -> list[RunRow]:
+            logged_hits: bool = True, tail_args: tuple[Any, ...] = ()) -> list[RunRow]:
     """RunRows; their hits include the hit log's unless `logged_hits` is False (then the rows' own)."""
     sql = f"SELECT {_RUN_COLUMNS} {_RUN_FROM} {where} {tail}"
-    rows = store.db.execute_sql(sql, args).fetchall()
+    rows = store.db.execute_sql(sql, (*args, *tail_args)).fetchall()
     pending = pending_hits(store.root) if rows and logged_hits else {}
     return [_row(r, pending) for r in rows]
 
@@ -139,8 +175,9 @@ def list_runs(store: Store, filters: RunFilter | None = None) -> list[RunRow]:
             clauses.append(f"{column} = ?")
             args.append(value)
     for key, value in f.params.items():
-        clauses.append("json_extract(run.params, ?) = ?")
-        args.extend([f"$.{key}", value])
+        # A downstream run also answers to its upstreams' params (`train.lr`), kept in its labels.
+        clauses.append("(json_extract(run.params, ?) = ? OR json_extract(run.labels, ?) = ?)")
+        args.extend([f"$.{key}", value, '$."' + key.replace('"', "") + '"', value])
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     tail = "ORDER BY run.created_at DESC" + (f" LIMIT {int(f.limit)}" if f.limit else "")
     return _select(store, where, tuple(args), tail)
@@ -163,17 +200,46 @@ def get_run(store: Store, ref: str) -> RunRow:
 
 
 def cache_candidates(
-    store: Store, experiment: str, job: str, config_hash: str, upstream_json: str, limit: int = 20
+    store: Store, experiment: str, job: str, base_hash: str, used_keys: Sequence[str], upstream_json: str,
+    limit: int = 20,
 ) -> list[RunRow]:
-    """Succeeded runs of a job with the same config and upstreams, newest first (hits: the rows' own)."""
+    """Succeeded runs, of any job, with the same config but params, these used params and upstream results.
+
+    Newest first, those of the same experiment and job before others (hits: the rows' own).
+    """
+    marks = ", ".join("?" * len(used_keys))
     return _select(
         store,
-        "WHERE experiment.name = ? AND run.job = ? AND run.config_hash = ? AND run.upstream = ? "
+        f"WHERE run.base_hash = ? AND run.used_key IN ({marks}) AND run.upstream = ? "
         "AND run.status = 'succeeded' AND run.fingerprint IS NOT NULL",
-        (experiment, job, config_hash, upstream_json),
-        f"ORDER BY run.created_at DESC LIMIT {int(limit)}",
+        (base_hash, *used_keys, upstream_json),
+        f"ORDER BY (experiment.name = ? AND run.job = ?) DESC, run.created_at DESC LIMIT {int(limit)}",
         # The check never looks at hit counts; reading the hit log would cost every warm check.
         logged_hits=False,
+        tail_args=(experiment, job),
+    )
+
+
+def used_param_sets(store: Store, base_hashes: Iterable[str]) -> dict[str, list[list[str] | None]]:
+    """For each config (without params), the distinct sets of params its succeeded runs used (None: all)."""
+    found: dict[str, list[list[str] | None]] = defaultdict(list)
+    rows = store.select_in(
+        "SELECT DISTINCT base_hash, params_used FROM run WHERE base_hash IN ({marks}) "
+        "AND status = 'succeeded' AND fingerprint IS NOT NULL",
+        list(base_hashes),
+    )
+    for base, used in rows:
+        found[base].append(json.loads(used) if used is not None else None)
+    return found
+
+
+def runs_of_command(store: Store, base_hash: str, limit: int = 1) -> list[RunRow]:
+    """The newest runs with the same config but params, of any job (the nearest earlier run of a new name)."""
+    return _select(
+        store,
+        "WHERE run.base_hash = ? AND run.status IN ('succeeded', 'failed')",
+        (base_hash,),
+        f"ORDER BY run.status = 'succeeded' DESC, run.created_at DESC LIMIT {int(limit)}",
     )
 
 

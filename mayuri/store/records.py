@@ -82,6 +82,11 @@ class NewRun:
     run_dir: str
     parents: Mapping[str, str] = field(default_factory=dict)
     origin: RunOrigin = RunOrigin()
+    # The config's hash without params, the params naming the instance (with its upstreams'),
+    # and the key of the work it claims while it is queued or running (None: no claim).
+    base_hash: str | None = None
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    claim: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,10 @@ class RunClose:
     outputs: Mapping[str, Any] | None = None
     # How the closure was learned and its untracked reads (migration 0008).
     closure_info: Mapping[str, Any] | None = None
+    # The params the run used (None: all), their values' hash, and its results' content key.
+    params_used: list[str] | None = None
+    used_key: str | None = None
+    result_key: str | None = None
 
 
 @functools.cache
@@ -115,18 +124,29 @@ def insert_run_rows(
     conn.execute(
         "INSERT INTO run (id, experiment_id, job, kind, status, config_hash, params, config, upstream, reason, "
         "error, created_at, started_at, ended_at, user, host, run_dir, scheduler_pid, scheduler_id, source, "
-        "overrides) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "overrides, base_hash, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run.run_id, run.experiment_id, run.job, run.kind, status, run.config_hash, canonical_json(run.params),
          canonical_json(run.config), canonical_json(run.upstream), run.reason, error, now,
          now if started else None, now if status not in ("queued", "running") else None, user, host,
          run.run_dir, os.getpid(), scheduler_id, run.origin.source,
-         json.dumps(list(run.origin.overrides)) if run.origin.overrides else None),
+         json.dumps(list(run.origin.overrides)) if run.origin.overrides else None,
+         # In the label's order (not sorted): `show` and `runs` name the run as `run` did.
+         run.base_hash, json.dumps(dict(run.labels), separators=(",", ":")) if run.labels else None),
     )
+    if run.claim is not None and status in ("queued", "running"):
+        conn.execute("INSERT OR REPLACE INTO run_claim (key, run_id, scheduler_id, created_at) VALUES (?, ?, ?, ?)",
+                     (run.claim, run.run_id, scheduler_id, now))
     if run.parents:
         conn.executemany(
             "INSERT OR IGNORE INTO lineage (parent_id, child_id, name) VALUES (?, ?, ?)",
             [(parent, run.run_id, name) for name, parent in run.parents.items()],
         )
+
+
+# What a run's fingerprint covers (run.fingerprint_version, migration 0009): the config without
+# params, the params the run used and its upstreams' results. NULL: the whole config hash and
+# the upstreams' fingerprints (runs recorded before).
+FINGERPRINT_VERSION = 2
 
 
 def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: float) -> None:
@@ -148,9 +168,11 @@ def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: 
         )
     conn.execute(
         "UPDATE run SET status = ?, exit_code = ?, error = ?, fingerprint = ?, environment = ?, "
-        "ended_at = ?, last_used_at = ? WHERE id = ?",
+        "ended_at = ?, last_used_at = ?, params_used = ?, used_key = COALESCE(?, used_key), "
+        "result_key = ?, fingerprint_version = ? WHERE id = ?",
         (close.status, close.exit_code, close.error, close.fingerprint, canonical_json(close.environment or {}),
-         now, now, run_id),
+         now, now, None if close.params_used is None else canonical_json(close.params_used), close.used_key,
+         close.result_key, FINGERPRINT_VERSION if close.used_key else None, run_id),
     )
     if close.closure_info:
         conn.execute(

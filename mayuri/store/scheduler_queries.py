@@ -199,3 +199,33 @@ def last_logged_step(store: Store, run_id: str) -> int | None:
         "WHERE s.run_id = ? AND k.name NOT LIKE 'sys/%'", (run_id,)
     ).fetchone()
     return int(row[0]) if row and row[0] is not None else None
+
+
+@dataclass(frozen=True)
+class ClaimHolder:
+    """The run that claims some work, as a scheduler waiting for it sees it."""
+
+    run_id: str
+    status: str
+    user: str
+    scheduler_id: str | None
+    claimed: bool
+
+
+def claim_holders(store: Store, run_ids: Iterable[str]) -> dict[str, ClaimHolder]:
+    """Each of these runs' status, user, scheduler and whether it still holds a claim."""
+    rows = store.select_in(
+        "SELECT run.id, run.status, run.user, run.scheduler_id, "
+        "EXISTS (SELECT 1 FROM run_claim WHERE run_claim.run_id = run.id) FROM run WHERE run.id IN ({marks})",
+        list(run_ids),
+    )
+    return {r[0]: ClaimHolder(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows}
+
+
+def scheduler_row(store: Store, scheduler_id: str) -> SchedulerRow | None:
+    """One scheduler as recorded (None when there is no such row)."""
+    row = store.db.execute_sql(
+        "SELECT id, host, boot_id, pid, pid_create_time, user, experiment, status, started_at, heartbeat_at "
+        "FROM scheduler WHERE id = ?", (scheduler_id,)
+    ).fetchone()
+    return SchedulerRow(*row) if row else None

@@ -42,9 +42,10 @@ def test_example_pipeline_fans_out_gathers_and_reruns_only_what_changed(project:
     assert second.returncode == 0, second.stderr
     assert "data/samples" in second.stderr and "cached (run" in second.stderr
     assert "examples/pipeline/fit.py changed" in second.stderr
-    assert "upstream fit changed" in second.stderr
+    # A comment changes no result: the fits rerun, give the same outputs, and the report stays cached.
+    assert "upstream fit reran, same results: cached (run" in second.stderr
     runs = by_job(project)
-    assert len(runs["data/samples"]) == 1 and len(runs["fit"]) == 6 and len(runs["report"]) == 2
+    assert len(runs["data/samples"]) == 1 and len(runs["fit"]) == 6 and len(runs["report"]) == 1
 
 
 def test_cli_sweep_fans_out_downstream(project: Project) -> None:
@@ -54,7 +55,9 @@ def test_cli_sweep_fans_out_downstream(project: Project) -> None:
     runs = by_job(project)
     assert sorted(r["params"]["noise"] for r in runs["data/samples"]) == [0.1, 0.5]
     assert len(runs["fit"]) == 2 and len(runs["report"]) == 1
-    assert "fit[noise=0.1,ridge=0.0]" in done.stderr and "fit[noise=0.5,ridge=0.0]" in done.stderr
+    # The upstream's distinguishing param is named after the job that swept it.
+    assert "fit[ridge=0.0,data/samples.noise=0.1]" in done.stderr, done.stderr
+    assert "fit[ridge=0.0,data/samples.noise=0.5]" in done.stderr
 
 
 def test_a_later_single_value_replaces_an_earlier_sweep_of_the_key(project: Project) -> None:
@@ -100,9 +103,10 @@ def test_failure_skips_dependents_and_other_branches_go_on(project: Project) -> 
 def test_independent_jobs_run_at_the_same_time(project: Project) -> None:
     project.write("exp.yaml", """
         jobs:
-          a: {run: [python, -c, "import time; time.sleep(1.5)"]}
-          b: {run: [python, -c, "import time; time.sleep(1.5)"]}
+          a: {run: [python, -c, "import time; time.sleep(1.5); 'a'"]}
+          b: {run: [python, -c, "import time; time.sleep(1.5); 'b'"]}
     """)
+    # (Two identical commands are the same work: the second would wait for the first and reuse it.)
     done = project.mayuri("run", "exp.yaml")
     assert done.returncode == 0, done.stderr
     a, b = project.runs()
@@ -114,8 +118,8 @@ def test_max_parallel_one_runs_one_at_a_time(project: Project) -> None:
     config.write_text(config.read_text().replace("max_parallel = 4", "max_parallel = 1"))
     project.write("exp.yaml", """
         jobs:
-          a: {run: [python, -c, "import time; time.sleep(0.5)"]}
-          b: {run: [python, -c, "import time; time.sleep(0.5)"]}
+          a: {run: [python, -c, "import time; time.sleep(0.5); 'a'"]}
+          b: {run: [python, -c, "import time; time.sleep(0.5); 'b'"]}
     """)
     assert project.mayuri("run", "exp.yaml").returncode == 0
     first, second = sorted(project.runs(), key=lambda r: r["started"])

@@ -46,7 +46,8 @@ name: loop
 params: {size: 200000, round: 0, i: 0}
 jobs:
   train:
-    run: python src/job.py ${size} ${i}
+    # `round` is in the command so that each round reruns (an unused param would leave it cached).
+    run: python src/job.py ${size} ${i} ${round}
 """
 
 

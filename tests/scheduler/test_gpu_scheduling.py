@@ -33,7 +33,7 @@ def test_eight_one_gpu_jobs_on_four_gpus_never_share_one(project) -> None:
         name: four
         jobs:
           train:
-            run: {fake("--sleep", "0.6", "--record", str(record))}
+            run: {fake("--sleep", "0.6", "--record", str(record), "--param", "i=${i}")}
             params: {{i: 0}}
             sweep: {{i: [1, 2, 3, 4, 5, 6, 7, 8]}}
             resources: {{gpus: 1}}
@@ -56,11 +56,13 @@ def test_two_schedulers_share_two_gpus_without_overcommit(project) -> None:
             name: {name}
             jobs:
               train:
-                run: {fake("--sleep", "0.5")}
+                run: {fake("--sleep", "0.5", "--param", "i=${i}")}
                 params: {{i: 0}}
                 sweep: {{i: [1, 2, 3, 4, 5, 6]}}
                 resources: {{gpus: 1, gpu_memory: 10GiB}}
+                env: {{WHO: {name}}}
             """)
+    # (The env differs: the same work in both files would be done once and reused by the other.)
     env = {"MAYURI_FAKE_GPUS": "2x16GiB"}
     first = start_mayuri(project.root, "run", "a.yaml", env=env)
     second = start_mayuri(project.root, "run", "b.yaml", env=env)

@@ -35,7 +35,7 @@ def test_history_gives_the_estimate_and_lets_small_jobs_share(project) -> None:
         name: hist
         jobs:
           train:
-            run: {fake("--sleep", "0.8")}
+            run: {fake("--sleep", "0.8", "--param", "i=${i}")}
             params: {{i: 0}}
             sweep: {{i: [1, 2]}}
             resources: {{gpus: 1}}

@@ -83,6 +83,12 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     tracked = (prefix,) + tuple(
         {spelling.rstrip("/") + "/" for folder in roots for spelling in (os.path.abspath(folder), os.path.realpath(folder))}
     )
+    # The run's params.json, opened by the job itself: then every param counts (see mayuri/params_used.py).
+    # mayuri.params() reads the params from MAYURI_PARAMS and opens no file.
+    run_dir = os.environ.get("MAYURI_RUN_DIR")
+    params_files = {os.path.join(spelling(run_dir), "params.json") for spelling in (os.path.abspath, os.path.realpath)} \
+        if run_dir else set()
+    seen_params: set[str] = set()
 
     stdlib = os.path.dirname(os.__file__)
     # Opens from these frames are the import system loading code.
@@ -198,7 +204,12 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
 
     # The handlers run two frames below the audited call: handler, hook, caller.
     def on_open(args: tuple) -> None:
-        path = resolve(args[0])
+        given = args[0]
+        if params_files and type(given) is str and given.endswith("params.json"):
+            whole = normpath(given if given[:1] == "/" else getcwd() + "/" + given)
+            if whole in params_files:
+                emit(seen_params, "p", whole)
+        path = resolve(given)
         if path is None:
             return
         mode = args[1]

@@ -41,7 +41,7 @@ def _facts(view: Overview) -> Table:
         status.append(f"  ({run.reason})", style="dim")
     rows: list[tuple[str, RenderableType]] = [
         ("run", run.id),
-        ("experiment / job", f"{run.experiment} / {run.job}" + (f" [{run.kind}]" if run.kind != "job" else "")),
+        ("experiment / job", f"{run.experiment} / {run.label}" + (f" [{run.kind}]" if run.kind != "job" else "")),
         ("status", status),
         ("started", f"{format_time(run.started_at)}   took {format_duration(run.duration)}"),
         ("user@host", f"{run.user}@{run.host}"),

@@ -22,6 +22,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from mayuri.experiment.interpolate import instance_label
 from mayuri.store.browse_queries import RunListRow
 from mayuri.tui.formatting import (
     format_gpus,
@@ -247,7 +248,8 @@ class RunTable(ScrollView, can_focus=True):
             "id": row.id[:8],
             "experiment": row.experiment,
             # The shards of a job read as one group: `eval[3/8]`, and `eval[8 shards]` for their reduction.
-            "job": f"{row.job}[{row.shard}]" if row.shard else row.job,
+            "job": row.label if not row.shard else
+            instance_label(row.job, {k: v for k, v in row.labels.items() if k != "shard"}) + f"[{row.shard}]",
             "status": row.status,
             "params": format_params(row.params, self.highlight_params),
             "metric": format_number(row.metric),
