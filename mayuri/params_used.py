@@ -11,21 +11,23 @@ recorded before this was known holds: such a run is matched on every param.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mayuri.job import PARAMS_USED_FILE
+from mayuri.job import PARAMS_FILE, PARAMS_USED_FILE
 
 ALL = "*"
+# The closure record of a process opening its run's params.json (closure/site/sitecustomize.py writes
+# it; a letter of its own: the C tracer's `p` is a path looked at).
+PARAMS_OPENED = "J"
 _MISSING = object()
 
 
-def used_params(
-    run_dir: Path, closure_dir: Path, static: Iterable[str], tracked: bool, strict: bool
-) -> list[str] | None:
+def used_params(run_dir: Path, closure_dir: Path, static: Iterable[str], strict: bool) -> list[str] | None:
     """The sorted dotted names of the params a finished run used; None when it used them all."""
-    if strict or not tracked or _read_params_file(closure_dir):
+    if strict or _all_params_may_count(run_dir, closure_dir):
         return None
     used = set(static)
     try:
@@ -45,12 +47,24 @@ def _outermost(names: set[str]) -> set[str]:
     return {n for n in names if not any(n.startswith(other + ".") for other in names if other != n)}
 
 
-def _read_params_file(closure_dir: Path) -> bool:
-    """Whether a process of the job opened params.json itself (mayuri.params() reads no file when it can)."""
+def _all_params_may_count(run_dir: Path, closure_dir: Path) -> bool:
+    """Whether every param must count: no Python process of the job was audited (then nothing tells
+    which params a program read: the C tracer alone sees files, not keys), or a process opened
+    params.json itself (mayuri.params() reads no file when it can), seen by the audit hook or the tracer."""
     # Imported here: only a finished run needs it, never the warm cache check.
     from mayuri.closure.collect import read_records
 
-    return any(kind == "p" for kind, _, _ in read_records(closure_dir))
+    params_file = {os.path.join(os.path.abspath(run_dir), PARAMS_FILE), os.path.join(os.path.realpath(run_dir),
+                                                                                       PARAMS_FILE)}
+    audited = False
+    for kind, _, path in read_records(closure_dir):
+        if kind == "R":
+            path = path[path.find("/"):]  # the C tracer's read: "dev,ino,size,mtime_ns,ctime_ns" then the path
+        if kind == PARAMS_OPENED or kind in ("r", "R") and path in params_file:
+            return True
+        # Modules and code are recorded by the audit hook only: a Python process of the job was audited.
+        audited = audited or kind in ("m", "c")
+    return not audited
 
 
 def value_at(params: Mapping[str, Any], name: str) -> Any:

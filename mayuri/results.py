@@ -14,17 +14,29 @@ its results by its fingerprint, as it did then.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mayuri.hashing import hash_files, hash_structure
-from mayuri.job import OUTPUTS_FILE, PARAMS_FILE, PARAMS_USED_FILE
+from mayuri.job import (
+    CHECKPOINTS_DIR,
+    OUTPUTS_FILE,
+    OUTPUTS_LOCK,
+    PARAMS_FILE,
+    PARAMS_USED_FILE,
+    SCRIPT_PARAMS_FILE,
+)
+from mayuri.store.run_manifest import MANIFEST_FILE
 
 RUN_DIR_PLACEHOLDER = "${mayuri.upstream_run_dir}"
-# Mayuri's own files in a run folder; `.outputs-*` are output() files being replaced.
-_BOOKKEEPING = frozenset(("stdout.log", "stderr.log", PARAMS_FILE, OUTPUTS_FILE, PARAMS_USED_FILE))
-_BOOKKEEPING_DIRS = frozenset(("closure",))
+# Mayuri's own files in a run folder; `.outputs-*` are output() files being replaced, `exit-N.json`
+# how attempt N ended (the shepherd's record, with its end time); checkpoints are the job's state.
+_BOOKKEEPING = frozenset(("stdout.log", "stderr.log", PARAMS_FILE, OUTPUTS_FILE, PARAMS_USED_FILE, OUTPUTS_LOCK,
+                          SCRIPT_PARAMS_FILE, MANIFEST_FILE))
+_BOOKKEEPING_NAME = re.compile(r"\.outputs-.*|exit-\d+\.json")
+_BOOKKEEPING_DIRS = frozenset(("closure", CHECKPOINTS_DIR))
 
 
 def normalised(value: Any, run_dir: str) -> Any:
@@ -45,7 +57,7 @@ def result_files(run_dir: Path) -> list[str]:
         relative = os.path.relpath(folder, run_dir)
         if relative == ".":
             dirs[:] = [d for d in dirs if d not in _BOOKKEEPING_DIRS]
-            files = [f for f in files if f not in _BOOKKEEPING and not f.startswith(".outputs-")]
+            files = [f for f in files if f not in _BOOKKEEPING and not _BOOKKEEPING_NAME.fullmatch(f)]
         found.extend(os.path.normpath(os.path.join(relative, f)) for f in files)
     return sorted(found)
 

@@ -161,7 +161,12 @@ static int under(const char *path, const char *folder, size_t len) {
     return strncmp(path, folder, len) == 0 && (path[len] == '/' || path[len] == 0);
 }
 
+/* The run's params.json (in the store, which is never reported otherwise): a program that reads
+ * it sees every param, so the collector must hear of it (mayuri/params_used.py). */
+static char params_path[PATH_MAX];
+
 static int wanted(const char *path) {
+    if (params_path[0] && strcmp(path, params_path) == 0) return ELSEWHERE;
     for (int i = 0; i < n_excluded; i++)
         if (under(path, skips[i], skip_lens[i])) return 0;
     if (under(path, root, root_len)) return IN_PROJECT;
@@ -757,6 +762,13 @@ __attribute__((constructor)) static void start(void) {
     strcpy(root, proj);
     root_len = strlen(root);
     while (root_len > 1 && root[root_len - 1] == '/') root[--root_len] = 0;
+    const char *run_dir = getenv("MAYURI_RUN_DIR");
+    if (run_dir && *run_dir == '/' && strlen(run_dir) < PATH_MAX - 16) {
+        strcpy(params_path, run_dir);
+        size_t n = strlen(params_path);
+        while (n > 1 && params_path[n - 1] == '/') params_path[--n] = 0;
+        strcat(params_path, "/params.json");
+    }
     const char *excluded = getenv("MAYURI_CLOSURE_EXCLUDE");
     size_t used = 0;
     const char *lists[] = {closure_dir, excluded, getenv("MAYURI_TRACER_SKIP"), NULL};

@@ -161,7 +161,7 @@ def record_attempt(
     environment = dict(base_environment)
     environment["packages"] = distribution_versions(closure.modules) if closure.modules else {}
     note = _changed_while_running(root, rows, started_at, closure.opened)
-    used = used_params(run_dir, closure_dir, instance.static_used, tracked=bool(records), strict=instance.job.strict)
+    used = used_params(run_dir, closure_dir, instance.static_used, strict=instance.job.strict)
     key = used_key(used, instance.params)
     fp = None if note else fingerprint(config_key(instance.base_hash, key), upstream, rows,
                                        key_parts(key_env, environment))

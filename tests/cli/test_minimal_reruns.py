@@ -17,6 +17,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from tests.conftest import Project
 
 # `data` reads `digits` through mayuri.params(); `lr` is a top-level param it never reads.
@@ -247,3 +249,16 @@ def test_the_example_pipeline_multirun_plans_and_launches_the_reference_count(pr
     finally:
         conn.close()
     assert "fit[ridge=0.0,lr=0.5]" in done.stderr and "#" not in done.stderr
+
+
+@pytest.mark.parametrize("tracer", ["1", "0"])
+def test_a_program_the_job_starts_that_reads_params_json_counts_every_param(project: Project, tracer: str) -> None:
+    # A Python job is audited, but what `cat` reads only the C tracer sees (params.json is in the
+    # store, which the tracer reports nothing else of); without the tracer, a started program counts all.
+    project.write("job.py", "import os, subprocess\n"
+                            "subprocess.run(['cat', os.path.join(os.environ['MAYURI_RUN_DIR'], 'params.json')])\n")
+    project.write("exp.yaml", "params: {lr: 1}\njobs:\n  a:\n    run: python job.py\n")
+    env = {"MAYURI_TRACER": tracer}
+    assert project.mayuri("run", "exp.yaml", env=env).returncode == 0
+    again = project.mayuri("run", "exp.yaml", "lr=2", env=env)
+    assert again.returncode == 0 and "param lr 1 -> 2" in again.stderr, again.stderr

@@ -32,6 +32,8 @@ def test_flags_and_args_expand_to_one_argument_each(project: Project) -> None:
           listed:
             run: [python, -c, "import json, sys; print(json.dumps(sys.argv[1:]))", "${{flags:opts}}", "--",
                   "${{args:files}}"]
+            # The same command as `plain`'s: without a difference, it would reuse plain's run (the same work).
+            env: {{WHICH: listed}}
           shelled:
             shell: true
             run: {ECHO} ${{flags:opts}} -- ${{args:files}} | cat

@@ -208,7 +208,7 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         if params_files and type(given) is str and given.endswith("params.json"):
             whole = normpath(given if given[:1] == "/" else getcwd() + "/" + given)
             if whole in params_files:
-                emit(seen_params, "p", whole)
+                emit(seen_params, "J", whole)  # mayuri.params_used.PARAMS_OPENED
         path = resolve(given)
         if path is None:
             return
@@ -290,6 +290,11 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
             if os.path.exists(path + "-wal"):
                 emit_read(path + "-wal")
 
+    def on_spawn(args: tuple) -> None:
+        # Without the C tracer nothing sees what a started program reads: it may read params.json,
+        # so every param counts (mayuri.params_used.PARAMS_OPENED), never a false cache hit.
+        emit(seen_params, "J", "(a program the job started)")
+
     handlers = {
         "open": on_open,
         "os.listdir": on_listing,
@@ -298,6 +303,8 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         "import": on_import,
         "sqlite3.connect": on_sqlite,
     }
+    if not traced:
+        handlers.update(dict.fromkeys(("subprocess.Popen", "os.system", "os.posix_spawn", "os.exec"), on_spawn))
     get_handler = handlers.get
 
     def hook(event: str, args: tuple) -> None:
@@ -306,7 +313,7 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
             return
         if handler is on_open and traced:
             given = args[0]
-            if type(given) is str and not given.endswith(code_suffixes):
+            if type(given) is str and not given.endswith(code_suffixes) and not given.endswith("params.json"):
                 return  # data: the C tracer records it (the cheapest way out of the hot path)
         # Per-thread guard: our own os.open (and anything else the handlers
         # trigger) re-enters the hook; other threads must still be recorded.
