@@ -100,6 +100,9 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     )
     # Data read through a loader (pkgutil.get_data) stays an input.
     code_suffixes = (".py", ".pyc", ".pyw", ".zip")
+    # What the hook still looks at when the C tracer records data: code, and the run's params.json
+    # (which params a job used, see on_open).
+    hooked_suffixes = code_suffixes + ("params.json",)
     # Listings from these frames are the import system (FileFinder caches,
     # distribution discovery scanning every sys.path entry): they do not
     # depend on the job and would make the project root a listing of every job.
@@ -313,7 +316,7 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
             return
         if handler is on_open and traced:
             given = args[0]
-            if type(given) is str and not given.endswith(code_suffixes) and not given.endswith("params.json"):
+            if type(given) is str and not given.endswith(hooked_suffixes):
                 return  # data: the C tracer records it (the cheapest way out of the hot path)
         # Per-thread guard: our own os.open (and anything else the handlers
         # trigger) re-enters the hook; other threads must still be recorded.
