@@ -48,7 +48,7 @@ def test_kill_9_of_a_scheduler_then_recovery(project) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     try:
-        done = project.mayuri("doctor")
+        done = project.mayuri("doctor", "--no-wait")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "2 job(s) still running after their scheduler died" in done.stdout
         assert {r["status"] for r in project.runs()} == {"running"}
