@@ -29,6 +29,7 @@ from mayuri.store.hit_log import log_hits
 from mayuri.store.queries import outputs_of, used_param_sets
 from mayuri.store.records import RunOrigin
 from mayuri.store.scheduler_queries import peak_history
+from mayuri.upstream_reads import current_upstreams
 
 if TYPE_CHECKING:
     from mayuri.scheduler import attempts
@@ -154,9 +155,13 @@ class Planner:
         slot.upstream_fps = {
             name: [self.slots[k].results or "" for k in keys] for name, keys in inst.upstream.items()
         }
+        # The upstream runs now, for earlier runs that counted only the upstream files they read.
+        current = None if is_reduction(inst) or not inst.upstream else current_upstreams(self.store, {
+            name: [(self.slots[k].run_id, self.slots[k].outputs) for k in keys] for name, keys in inst.upstream.items()
+        })
         decision = check(
             self.store, self.settings.root, self.experiment, inst, slot.upstream_fps,
-            self.settings.key_env, self.force, self.known_used(inst.base_hash),
+            self.settings.key_env, self.force, self.known_used(inst.base_hash), current,
         )
         if decision.hit:
             reran = sorted({self.slots[k].instance.name for k in inst.upstream_keys

@@ -200,19 +200,21 @@ def get_run(store: Store, ref: str) -> RunRow:
 
 
 def cache_candidates(
-    store: Store, experiment: str, job: str, base_hash: str, used_keys: Sequence[str], upstream_json: str,
-    limit: int = 20,
+    store: Store, experiment: str, job: str, base_hash: str, used_keys: Sequence[str],
+    upstream_jsons: Sequence[str], limit: int = 20,
 ) -> list[RunRow]:
-    """Succeeded runs, of any job, with the same config but params, these used params and upstream results.
+    """Succeeded runs, of any job, with the same config but params, these used params and upstream results
+    (any of `upstream_jsons`).
 
     Newest first, those of the same experiment and job before others (hits: the rows' own).
     """
     marks = ", ".join("?" * len(used_keys))
+    upstream_marks = ", ".join("?" * len(upstream_jsons))
     return _select(
         store,
-        f"WHERE run.base_hash = ? AND run.used_key IN ({marks}) AND run.upstream = ? "
+        f"WHERE run.base_hash = ? AND run.used_key IN ({marks}) AND run.upstream IN ({upstream_marks}) "
         "AND run.status = 'succeeded' AND run.fingerprint IS NOT NULL",
-        (base_hash, *used_keys, upstream_json),
+        (base_hash, *used_keys, *upstream_jsons),
         f"ORDER BY (experiment.name = ? AND run.job = ?) DESC, run.created_at DESC LIMIT {int(limit)}",
         # The check never looks at hit counts; reading the hit log would cost every warm check.
         logged_hits=False,
@@ -273,6 +275,18 @@ def closures(store: Store, run_ids: Iterable[str]) -> dict[str, list[ClosureRow]
     for run_id, role, path, kind, sha, size in rows:
         result[run_id].append(ClosureRow(role, path, kind, sha, size))
     return result
+
+
+def run_dirs(store: Store, run_ids: Iterable[str]) -> dict[str, str]:
+    """The folder of each of these runs."""
+    return dict(store.select_in("SELECT id, run_dir FROM run WHERE id IN ({marks})", list(run_ids)))
+
+
+def upstream_parents(store: Store, run_id: str) -> dict[str, tuple[str, str]]:
+    """A run's lineage parents by the name that links them (`prep`, `train[1]`): (run id, run folder)."""
+    rows = store.db.execute_sql("SELECT lineage.name, run.id, run.run_dir FROM lineage "
+                                "JOIN run ON run.id = lineage.parent_id WHERE lineage.child_id = ?", (run_id,))
+    return {name: (parent, folder) for name, parent, folder in rows}
 
 
 def outputs_of(store: Store, run_id: str) -> dict[str, Any]:
