@@ -101,7 +101,7 @@ def check(
         env_now = current_key_parts(key_env, candidate.environment, root) if key_env else {}
         changes = env_changes(key_parts(key_env, candidate.environment), env_now)
         if current is not None and candidate.upstream != upstream:
-            changes = reads_changed(store, candidate.id, current.dirs) + changes
+            changes = reads_changed(store, candidate.upstream_reads_text, current.dirs, current.digests) + changes
         suspects = unchanged_except(store, root, candidate.id)
         if suspects:
             missing = [entry for entry in suspects if entry not in known]

@@ -15,19 +15,21 @@ keys (mayuri/results.py), as before.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mayuri.closure import Closure
 from mayuri.filestate import current_digests
 from mayuri.hashing import hash_structure
 from mayuri.results import is_result_file, normalised
-from mayuri.store.coverage_queries import closure_coverage
 from mayuri.store.db import Store
 from mayuri.store.queries import outputs_of, run_dirs, upstream_parents
+
+if TYPE_CHECKING:  # the warm cache check imports this module, not the closure collector
+    from mayuri.closure import Closure
 
 # Where a run's closure info keeps the upstream files it read: [[upstream, index, path, sha512], ...].
 READS_KEY = "upstream_reads"
@@ -42,25 +44,44 @@ def outputs_key(run_dir: str, outputs: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class UpstreamRuns:
-    """An instance's current upstream runs, by upstream name: their output keys and their folders."""
+    """An instance's current upstream runs, by upstream name: their output keys and their folders.
+
+    `digests` holds the SHA-512 of upstream files already hashed in this plan, by path, shared
+    by every instance of the plan (a finished run's folder does not change under it).
+    """
 
     keys: dict[str, list[str]]
     dirs: dict[str, list[str]]
+    digests: dict[str, str] = field(default_factory=dict)
 
 
-def current_upstreams(store: Store, runs: Mapping[str, list[tuple[str | None, Mapping[str, Any]]]]
-                      ) -> UpstreamRuns | None:
-    """The output keys and folders of these upstream runs ((run id, outputs) by name); None if one is unknown."""
-    ids = [run_id for found in runs.values() for run_id, _ in found]
-    if not ids or any(run_id is None for run_id in ids):
-        return None
-    folders = run_dirs(store, [run_id for run_id in ids if run_id is not None])
-    if len(folders) < len(set(ids)):
-        return None
-    dirs = {name: [folders[run_id] for run_id, _ in found if run_id is not None] for name, found in runs.items()}
-    keys = {name: [outputs_key(folders[run_id], outputs) for run_id, outputs in found if run_id is not None]
-            for name, found in runs.items()}
-    return UpstreamRuns(keys, dirs)
+class UpstreamMemo:
+    """What one plan learned of its upstream runs: folder and output key by run id, file digests."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.runs: dict[str, tuple[str, str]] = {}
+        self.digests: dict[str, str] = {}
+
+    def current(self, runs: Mapping[str, list[tuple[str | None, str | None, Mapping[str, Any]]]]
+                ) -> UpstreamRuns | None:
+        """The output keys and folders of these upstream runs ((run id, folder if known, outputs) by name);
+        None if one is unknown."""
+        found = [entry for listed in runs.values() for entry in listed]
+        if not found or any(run_id is None for run_id, _, _ in found):
+            return None
+        missing = {run_id for run_id, folder, _ in found if folder is None and run_id not in self.runs}
+        folders = run_dirs(self.store, sorted(m for m in missing if m is not None)) if missing else {}
+        for run_id, folder, outputs in found:
+            folder = folder or folders.get(run_id or "")
+            if run_id is not None and run_id not in self.runs and folder is not None:
+                self.runs[run_id] = (folder, outputs_key(folder, outputs))
+        if any(run_id not in self.runs for run_id, _, _ in found):
+            return None
+        known = {name: [self.runs[run_id] for run_id, _, _ in listed if run_id is not None]
+                 for name, listed in runs.items()}
+        return UpstreamRuns({name: [key for _, key in pairs] for name, pairs in known.items()},
+                            {name: [folder for folder, _ in pairs] for name, pairs in known.items()}, self.digests)
 
 
 def partial_upstream(store: Store, run_id: str, upstream: Mapping[str, list[str]], closure: Closure
@@ -86,9 +107,14 @@ def partial_upstream(store: Store, run_id: str, upstream: Mapping[str, list[str]
     return keys, sorted(reads)
 
 
-def reads_changed(store: Store, run_id: str, dirs: Mapping[str, list[str]]) -> list[str]:
-    """`upstream prep: b.txt changed` for each upstream file an earlier run read that differs now."""
-    recorded = closure_coverage(store, run_id).get(READS_KEY)
+def reads_changed(store: Store, reads_text: str | None, dirs: Mapping[str, list[str]], memo: dict[str, str]
+                  ) -> list[str]:
+    """`upstream prep: b.txt changed` for each upstream file an earlier run read (`reads_text`, as
+    recorded in its closure info) that differs now.
+
+    `memo`: digests of upstream files by path, filled in here.
+    """
+    recorded = json.loads(reads_text) if reads_text else None
     if not isinstance(recorded, list):
         return ["upstream files read not recorded"]
     entries: list[tuple[str, str, str]] = []
@@ -97,9 +123,8 @@ def reads_changed(store: Store, run_id: str, dirs: Mapping[str, list[str]]) -> l
         if not isinstance(index, int) or index >= len(folders):
             return [f"upstream {name} changed"]
         entries.append((name, os.path.join(folders[index], path), digest))
-    now = current_digests(store, Path("/"), [(full, "file") for _, full, _ in entries])
-    changes = []
-    for (name, full, digest), (_, _, path, _) in zip(entries, recorded, strict=True):
-        if now[(full, "file")][0] != digest:
-            changes.append(f"upstream {name}: {path} changed")
-    return changes
+    missing = [(full, "file") for _, full, _ in entries if full not in memo]
+    if missing:
+        memo.update((full, digest) for (full, _), (digest, _) in current_digests(store, Path("/"), missing).items())
+    return [f"upstream {name}: {path} changed"
+            for (name, full, digest), (_, _, path, _) in zip(entries, recorded, strict=True) if memo[full] != digest]

@@ -24,7 +24,8 @@ _RUN_COLUMNS = (
     "run.created_at, run.started_at, run.ended_at, run.user, run.host, run.run_dir, run.hits, "
     "run.last_used_at, run.pinned, run.source, run.overrides, "
     "run.base_hash, run.params_used, run.used_key, run.result_key, run.labels, run.fingerprint_version, "
-    "(SELECT attempt.gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY attempt.number DESC LIMIT 1)"
+    "(SELECT attempt.gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY attempt.number DESC LIMIT 1), "
+    "json_extract(run.closure_info, '$.upstream_reads')"
 )
 _RUN_FROM = "FROM run JOIN experiment ON experiment.id = run.experiment_id"
 
@@ -70,6 +71,8 @@ class RunRow:
     params_used_text: str | None = None
     labels_text: str | None = None
     fingerprint_version: int | None = None
+    # The upstream files the run read, when it counted only those (mayuri/upstream_reads.py), as JSON.
+    upstream_reads_text: str | None = None
 
     @property
     def params_used(self) -> list[str] | None:
@@ -134,13 +137,13 @@ class RunRow:
 def _row(values: tuple[Any, ...], pending: dict[str, tuple[int, float]]) -> RunRow:
     (rid, exp, job, kind, status, fp, ch, params, config, upstream, env, reason, error, code,
      created, started, ended, user, host, run_dir, hits, last_used, pinned, source, overrides,
-     base, used, used_key, result_key, labels, version, gpus) = values
+     base, used, used_key, result_key, labels, version, gpus, reads) = values
     hits, last_used = with_pending(rid, hits, last_used, pending)
     return RunRow(
         rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
         json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
         user, host, run_dir, hits, last_used, bool(pinned), source, json.loads(overrides) if overrides else [],
-        json.loads(gpus) if gpus else [], base, used_key, result_key, used, labels, version,
+        json.loads(gpus) if gpus else [], base, used_key, result_key, used, labels, version, reads,
     )
 
 

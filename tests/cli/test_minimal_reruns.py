@@ -356,3 +356,34 @@ def test_a_program_the_downstream_job_starts_counts_what_it_reads(project: Proje
     changed = project.mayuri("run", "exp.yaml", "--only", "use", "a=BBB")
     assert changed.returncode == 0 and len(ran(project, "use")) == 2, changed.stderr
     assert "upstream prep: a.txt changed" in changed.stderr
+
+
+def test_a_gathering_job_counts_only_the_files_it_read_of_each_upstream(project: Project) -> None:
+    project.write("prep.py", PREP_TWO)
+    project.write("collect.py", "import os, mayuri\n"
+                                "got = [open(os.path.join(f, 'a.txt')).read() for f in mayuri.params()['folders']]\n"
+                                "mayuri.output('got', got)\n")
+    project.write("exp.yaml", """\
+        name: gathering
+        params: {b: one}
+        jobs:
+          prep:
+            run: python prep.py ${a} ${b}
+            params: {a: A1}
+            sweep: {a: [A1, A2]}
+            outputs: [folder]
+          collect:
+            run: python collect.py
+            depends_on: {prep: {folder: folders}}
+            gather: true
+            outputs: [got]
+        """)
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    same = project.mayuri("run", "exp.yaml", "b=two")
+    assert same.returncode == 0 and len(ran(project, "prep")) == 4, same.stderr
+    assert len(ran(project, "collect")) == 1, same.stderr
+    changed = project.mayuri("run", "exp.yaml", "b=two", "prep.a=A1,A3")
+    assert changed.returncode == 0, changed.stderr
+    assert len(ran(project, "collect")) == 2, changed.stderr
+    newest = max(ran(project, "collect"), key=lambda r: r["started"])
+    assert project.show(newest["id"])["outputs"]["got"] == ["A1", "A3"]
