@@ -6,7 +6,10 @@ but params (command, env, inputs, outputs), the same values of the params
 those of the same experiment and job first, newest first. A candidate is reused when
 every entry of its recorded closure is unchanged now (a `stat` per unchanged
 file, through the stat cache; only what the stat cache cannot vouch for is
-hashed) and so are the environment parts that `key_env` counts. Those are all
+hashed) and so are the environment parts that `key_env` counts. A run that
+counted only the upstream files it read is matched on its upstreams' output
+values, then on those files in the current upstreams' folders
+(mayuri/upstream_reads.py). Those are all
 a fingerprint is made of, so the fingerprint is not recomputed: that would
 cost an encoding of the whole closure on every warm start. A miss is explained
 against the nearest earlier run of the same job (or, when it has none, of the
@@ -36,6 +39,7 @@ from mayuri.store.queries import (
     used_param_sets,
 )
 from mayuri.units import format_duration
+from mayuri.upstream_reads import UpstreamRuns, reads_changed
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,14 @@ def check(
     key_env: tuple[str, ...] = (),
     force: bool = False,
     used_sets: Sequence[list[str] | None] | None = None,
+    current: UpstreamRuns | None = None,
 ) -> CacheDecision:
     """Decide whether `instance` (whose upstreams gave these results) can be reused.
 
     `used_sets` are the sets of params that earlier runs with this config
     (but params) used (`used_param_sets`); asked here when not given.
+    `current`, the upstream runs now: an earlier run that counted only the
+    upstream files it read matches on their output keys, then on those files.
     """
     if force:
         return CacheDecision(None, "forced (--force)")
@@ -77,8 +84,8 @@ def check(
         used_sets = used_param_sets(store, [instance.base_hash]).get(instance.base_hash, [])
     # `cache: strict` counts every param: only a run matched on all of them will do.
     keys = sorted({used_key(used, instance.params) for used in ([None] if job.strict else used_sets)})
-    candidates = cache_candidates(store, experiment, job.name, instance.base_hash, keys,
-                                  upstream_json(upstream)) if keys else []
+    jsons = [upstream_json(upstream)] + ([upstream_json(current.keys)] if current is not None else [])
+    candidates = cache_candidates(store, experiment, job.name, instance.base_hash, keys, jsons) if keys else []
     too_old = False
     if job.cache is False:
         candidates = []
@@ -93,6 +100,8 @@ def check(
     for candidate in candidates:
         env_now = current_key_parts(key_env, candidate.environment, root) if key_env else {}
         changes = env_changes(key_parts(key_env, candidate.environment), env_now)
+        if current is not None and candidate.upstream != upstream:
+            changes = reads_changed(store, candidate.upstream_reads_text, current.dirs, current.digests) + changes
         suspects = unchanged_except(store, root, candidate.id)
         if suspects:
             missing = [entry for entry in suspects if entry not in known]
@@ -110,7 +119,7 @@ def check(
         return CacheDecision(None, f"cached run older than cache max age ({format_duration(float(job.cache))})")
     if first_mismatch is not None:
         return CacheDecision(None, summarize(first_mismatch[1]))
-    return CacheDecision(None, _why_new(store, experiment, instance, upstream))
+    return CacheDecision(None, _why_new(store, experiment, instance, upstream, current))
 
 
 def _role(config: dict[str, Any]) -> tuple[str, Any]:
@@ -136,7 +145,8 @@ def _cached_reason(run: RunRow, experiment: str, job: str) -> str:
     return f"cached (run {run.short_id} of {origin})"
 
 
-def _why_new(store: Store, experiment: str, instance: JobInstance, upstream: dict[str, list[str]]) -> str:
+def _why_new(store: Store, experiment: str, instance: JobInstance, upstream: dict[str, list[str]],
+             current: UpstreamRuns | None) -> str:
     recent = latest_runs(store, experiment, instance.job.name, limit=50) or \
         runs_of_command(store, instance.base_hash, limit=50)
     recent = _peers(recent, instance.config)
@@ -151,7 +161,7 @@ def _why_new(store: Store, experiment: str, instance: JobInstance, upstream: dic
         changes += [
             f"upstream {name} changed"
             for name in sorted(upstream)
-            if previous.upstream.get(name) != upstream[name]
+            if previous.upstream.get(name) not in (upstream[name], current.keys.get(name) if current else None)
         ]
         if best is None or len(changes) < len(best):
             best, best_run = changes, previous

@@ -369,13 +369,16 @@ def cancel(run_refs: tuple[str, ...], every: bool, wait: float) -> None:
 @cli.command()
 @click.option("--rebuild", is_flag=True, help="Re-index a store whose database is lost from its run folders and blobs.")
 @click.option("--yes", "-y", is_flag=True, help="Replace a damaged (or, with --rebuild, existing) database; it is kept aside.")
+@click.option("--no-wait", is_flag=True, help="List the jobs of a dead scheduler that still run instead of waiting.")
 @json_option
-def doctor(rebuild: bool, yes: bool, as_json: bool) -> None:
+def doctor(rebuild: bool, yes: bool, no_wait: bool, as_json: bool) -> None:
     """Check the store (integrity, dead schedulers, leftover leases, orphaned runs) and repair what is safe.
 
     A damaged database is opened read-only and a recovered copy written
-    beside it; it is replaced only with --yes. Exits 1 when a problem remains
-    that it could not repair.
+    beside it; it is replaced only with --yes. Jobs still running after their
+    scheduler died are adopted: doctor waits for them and records how they
+    ended (Ctrl-C leaves them running). Exits 1 when a problem remains that
+    it could not repair.
 
     \b
     Example:
@@ -385,7 +388,10 @@ def doctor(rebuild: bool, yes: bool, as_json: bool) -> None:
     from mayuri.config import load_settings
     from mayuri.doctor import examine
 
-    report = examine(load_settings(), rebuild=rebuild, yes=yes)
+    def progress(line: str) -> None:
+        err.print(line, markup=False, highlight=False)
+
+    report = examine(load_settings(), rebuild=rebuild, yes=yes, progress=None if no_wait else progress)
     if as_json:
         print_json([f.__dict__ for f in report.findings])
     else:

@@ -1,11 +1,13 @@
 """`mayuri doctor`: check the store and repair what is safe to repair.
 
 Checks SQLite's integrity and foreign keys, settles the runs of schedulers
-that died (jobs still running are left to finish and adopted; ended ones
-recorded from their supervisor's record; the rest orphaned), drops stray
+that died (jobs still running are adopted: doctor waits for them, telling
+`progress` which, and records how they ended; Ctrl-C, or `wait=False`, leaves
+them running; ended ones recorded from their supervisor's record; the rest
+orphaned), frees the GPU leases of the jobs that ended, drops stray
 leases, warns about a large `-wal` file (a reader that never ends keeps it
 from being checkpointed) and about database files the group cannot write in
-a group-shared store. It never deletes runs or blobs and never prints.
+a group-shared store. It never deletes runs or blobs and prints only through `progress`.
 
 Before the store is opened the usual way (which writes), `examine` looks at
 the database file read-only: a lost or empty database over a full store
@@ -19,11 +21,13 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mayuri.config import Settings
-from mayuri.scheduler.recovery import recover
+from mayuri.scheduler.adoption import adopt_all
+from mayuri.scheduler.recovery import Recovery, recover
 from mayuri.store.db import DB_NAME, Store, database_empty, open_store, store_content
 from mayuri.store.db_file import integrity, replace_with, wal_trouble, write_recovered_copy
 from mayuri.store.perms import share_like_folder
@@ -69,8 +73,31 @@ def _integrity(store: Store, report: DoctorReport) -> None:
         report.add("foreign keys", "ok", "every reference resolves")
 
 
-def _recovery(store: Store, report: DoctorReport) -> None:
+def _adopt(store: Store, found: Recovery, progress: Callable[[str], None], report: DoctorReport) -> Recovery:
+    """Wait for the live jobs of dead schedulers, record them, then recover again (their leases go)."""
+    try:
+        ended = adopt_all(store, found.adoptable, progress)
+    except KeyboardInterrupt:
+        report.add("adoptable jobs", "warning", "interrupted: the jobs still running were left running (the next "
+                   "`mayuri run` or `mayuri doctor` records them when they end)")
+        ended = Recovery()
+    again = recover(store)
+    again.settled[:0] = found.settled + ended.settled
+    again.orphaned[:0] = found.orphaned + ended.orphaned
+    again.schedulers[:0] = found.schedulers
+    again.killed[:0] = found.killed
+    again.stray_leases += found.stray_leases
+    if ended.settled or ended.orphaned:
+        report.add("adopted jobs", "repaired",
+                   f"waited for {len(ended.settled) + len(ended.orphaned)} job(s) of a dead scheduler and recorded "
+                   "them: " + ", ".join(r[:8] for r in (ended.settled + ended.orphaned)[:10]))
+    return again
+
+
+def _recovery(store: Store, report: DoctorReport, progress: Callable[[str], None] | None) -> None:
     found = recover(store)
+    if found.adoptable and progress is not None:
+        found = _adopt(store, found, progress, report)
     if found.schedulers:
         report.add("schedulers", "repaired",
                    f"{len(found.schedulers)} dead scheduler(s) reclaimed; {len(found.killed)} leftover process(es) "
@@ -137,14 +164,18 @@ def _permissions(store: Store, report: DoctorReport) -> None:
                        f"should run `chmod g+rw {name}`.")
 
 
-def doctor(store: Store, report: DoctorReport | None = None) -> DoctorReport:
-    """Check the store and repair what is safe (only look, in a read-only store)."""
+def doctor(store: Store, report: DoctorReport | None = None,
+           progress: Callable[[str], None] | None = None) -> DoctorReport:
+    """Check the store and repair what is safe (only look, in a read-only store).
+
+    With `progress`, live jobs of dead schedulers are waited for and recorded; without, listed.
+    """
     report = report or DoctorReport()
     _integrity(store, report)
     if store.read_only:
         report.add("read-only", "warning", "the store is read-only for you: checked, nothing repaired")
         return report
-    _recovery(store, report)
+    _recovery(store, report, progress)
     _wal(store, report)
     _permissions(store, report)
     return report
@@ -213,7 +244,8 @@ def _damaged(db_path: Path, yes: bool, report: DoctorReport) -> bool:
     return False
 
 
-def examine(settings: Settings, *, rebuild: bool = False, yes: bool = False) -> DoctorReport:
+def examine(settings: Settings, *, rebuild: bool = False, yes: bool = False,
+            progress: Callable[[str], None] | None = None) -> DoctorReport:
     """`mayuri doctor`: the database file first (read-only), then the store itself."""
     report = DoctorReport()
     root = settings.store.path
@@ -232,6 +264,6 @@ def examine(settings: Settings, *, rebuild: bool = False, yes: bool = False) -> 
     store = open_store(root, allow_network_fs=settings.store.allow_network_fs,
                        busy_timeout=settings.store.busy_timeout)
     try:
-        return doctor(store, report)
+        return doctor(store, report, progress)
     finally:
         store.close()

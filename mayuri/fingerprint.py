@@ -9,7 +9,7 @@ words live here too, next to what they explain.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mayuri.experiment.interpolate import as_text
@@ -23,14 +23,15 @@ def fingerprint(
     upstream: Mapping[str, list[str]],
     closure: Iterable[ClosureRow],
     env_key: Mapping[str, Any],
+    upstream_reads: Sequence[tuple[str, int, str, str]] = (),
 ) -> str:
-    """The cache key of a run."""
+    """The cache key of a run (`upstream_reads`: the upstream files it read, when it counts only those)."""
     # Products are what the run made, not what it used: checked on reuse, not part of the key.
     entries = sorted({(row.path, row.kind, row.sha512) for row in closure if row.role != "product"})
-    return hash_structure(
-        "fingerprint/v1",
-        {"config": config_hash, "upstream": dict(upstream), "closure": entries, "env": dict(env_key)},
-    )
+    key: dict[str, Any] = {"config": config_hash, "upstream": dict(upstream), "closure": entries, "env": dict(env_key)}
+    if upstream_reads:
+        key["upstream_reads"] = [list(read) for read in upstream_reads]
+    return hash_structure("fingerprint/v1", key)
 
 
 def used_key(used: list[str] | None, params: Mapping[str, Any]) -> str:

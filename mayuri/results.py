@@ -8,7 +8,8 @@ folder written as a placeholder (a path into a new run folder is the same
 result); files count by SHA-512, by their path inside the run folder. What
 Mayuri itself keeps there (logs, params, outputs, closure records) is not a
 result. A run recorded without a result key (before this existed) stands for
-its results by its fingerprint, as it did then.
+its results by its fingerprint, as it did then. A downstream run that was
+fully traced counts only the upstream files it read (mayuri/upstream_reads.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def normalised(value: Any, run_dir: str) -> Any:
     return value
 
 
+def is_result_file(relative: str) -> bool:
+    """Whether a path inside a run folder is a result (not one of Mayuri's own files)."""
+    parts = relative.split("/")
+    if len(parts) > 1:
+        return parts[0] not in _BOOKKEEPING_DIRS
+    return relative not in _BOOKKEEPING and not _BOOKKEEPING_NAME.fullmatch(relative)
+
+
 def result_files(run_dir: Path) -> list[str]:
     """The files a run left in its folder as results, relative to it, sorted."""
     found: list[str] = []
@@ -57,7 +66,7 @@ def result_files(run_dir: Path) -> list[str]:
         relative = os.path.relpath(folder, run_dir)
         if relative == ".":
             dirs[:] = [d for d in dirs if d not in _BOOKKEEPING_DIRS]
-            files = [f for f in files if f not in _BOOKKEEPING and not _BOOKKEEPING_NAME.fullmatch(f)]
+            files = [f for f in files if is_result_file(f)]
         found.extend(os.path.normpath(os.path.join(relative, f)) for f in files)
     return sorted(found)
 

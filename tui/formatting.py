@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.text import Text
 
+from mayuri.store.shard_queries import ShardProgress
+
 STATUS_STYLES = {
     "succeeded": "green",
     "cached": "cyan",
@@ -41,6 +43,14 @@ def main_metric(keys: list[str]) -> str | None:
 
 def status_style(status: str) -> str:
     return STATUS_STYLES.get(status, "")
+
+
+def group_status(progress: ShardProgress) -> str:
+    """One status for a group of shards: running or queued while any is, else failed if any is, else done."""
+    for status in ("running", "queued", "failed", "cancelled"):
+        if progress.indices(status):
+            return status
+    return "succeeded" if progress.done == progress.count else "incomplete"
 
 
 def status_text(status: str) -> Text:

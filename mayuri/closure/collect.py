@@ -60,6 +60,10 @@ class Closure:
     untracked: tuple[str, ...] = ()
     # Statically linked programs the job ran: the tracer could not see what they read.
     unseen: tuple[str, ...] = ()
+    # In other runs' folders of the store (an upstream's): run id -> the files read or looked at
+    # there (relative to that folder), and the runs whose folder the job listed.
+    run_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    runs_listed: frozenset[str] = field(default_factory=frozenset)
 
 
 def read_records(closure_dir: Path) -> Iterator[tuple[str, int, str]]:
@@ -108,6 +112,8 @@ class _ProjectPaths:
         self.roots = tuple(os.path.realpath(r).rstrip(os.sep) + os.sep for r in roots)
         self.python = tuple(p.rstrip(os.sep) + os.sep for p in prefixes) + _SYSTEM_FOLDERS
         self.links: dict[str, str] = {}
+        # The resolved path of each recorded path, for those in other runs' folders.
+        self.resolved: dict[str, str] = {}
         # Recorded paths that lie outside the project and the roots, and not in the interpreter's folders.
         self.outside: dict[str, str] = {}
         self._relative: dict[str, str | None] = {}
@@ -172,6 +178,7 @@ class _ProjectPaths:
 
     def _compute(self, path: str) -> str | None:
         real, met = self._resolve(path)
+        self.resolved[path] = real
         through_project = False
         for link, target in met:
             # The link itself lives in a resolved folder: its name there is the entry.
@@ -258,11 +265,27 @@ def _identity(text: str) -> Identity | None:
     return dev, ino, size, mtime, ctime
 
 
+def _in_run(real: str, runs_prefix: str) -> tuple[str, str] | None:
+    """(run id, path inside its folder) of a resolved path in the store's runs folder, else None."""
+    if not runs_prefix or not real.startswith(runs_prefix):
+        return None
+    run_id, _, inside = real[len(runs_prefix):].partition(os.sep)
+    return run_id, inside
+
+
 def collect_closure(
-    closure_dir: Path, project_root: Path, exclude: list[Path], roots: Sequence[Path] = ()
+    closure_dir: Path, project_root: Path, exclude: list[Path], roots: Sequence[Path] = (),
+    runs: Path | None = None,
 ) -> Closure:
-    """The closure recorded in `closure_dir` by every process of one job."""
+    """The closure recorded in `closure_dir` by every process of one job.
+
+    `runs`, the store's runs folder: what the job read or listed in other
+    runs' folders is kept apart (`Closure.run_reads`, `runs_listed`).
+    """
     paths = _ProjectPaths(project_root, [*exclude, closure_dir, MAYURI_PACKAGE], roots)
+    runs_prefix = os.path.join(os.path.realpath(runs), "") if runs is not None else ""
+    run_reads: dict[str, set[str]] = {}
+    runs_listed: set[str] = set()
     code: set[str] = set()
     first_read: dict[str, int] = {}
     first_write: dict[str, int] = {}
@@ -290,8 +313,16 @@ def collect_closure(
             kind = "r"  # the program a process runs is read like a file
         elif kind not in ("c", "r", "w", "l", "L", "p"):
             continue
-        relative = paths.relative(_source_of(value) if kind == "c" else value)
+        spelled = _source_of(value) if kind == "c" else value
+        relative = paths.relative(spelled)
         if relative is None:
+            other = _in_run(paths.resolved.get(spelled, ""), runs_prefix) if kind != "w" else None
+            if other is not None:
+                if kind in ("l", "L"):
+                    runs_listed.add(other[0])
+                elif other[1]:
+                    run_reads.setdefault(other[0], set()).add(other[1])
+                continue
             if identity is not None and value in paths.outside:
                 untracked.add(paths.outside[value])  # a file read where the cache does not look
             continue
@@ -336,4 +367,5 @@ def collect_closure(
         frozenset(code), frozenset(inputs), frozenset(listings), frozenset(modules),
         links=dict(paths.links), products=frozenset(products), opened=kept,
         untracked=tuple(sorted(untracked)[:_UNTRACKED_LIMIT]), unseen=tuple(sorted(unseen)),
+        run_reads={run: frozenset(found) for run, found in run_reads.items()}, runs_listed=frozenset(runs_listed),
     )

@@ -26,6 +26,8 @@ MAYURI_PACKAGE = Path(__file__).resolve().parents[1]
 # Set to 0 to run jobs without the C tracer (the Python audit hook alone), as
 # where it cannot be built or loaded.
 TRACER_VAR = "MAYURI_TRACER"
+# The store's runs folder, both spellings: reads in other runs' folders are recorded.
+TRACE_RUNS_VAR = "MAYURI_TRACE_RUNS"
 
 
 def tracer_library() -> str | None:
@@ -78,9 +80,13 @@ def _python_folders() -> str:
 
 
 def closure_env(
-    env: dict[str, str], closure_dir: Path, project_root: Path, exclude: list[Path]
+    env: dict[str, str], closure_dir: Path, project_root: Path, exclude: list[Path], runs: Path | None = None
 ) -> dict[str, str]:
-    """A copy of `env` under which Python processes record their closure into `closure_dir`."""
+    """A copy of `env` under which Python processes record their closure into `closure_dir`.
+
+    `runs`, the store's runs folder: what the job reads in other runs' folders
+    (its upstreams') is recorded although the store is excluded.
+    """
     site = str(SITE_DIR)
     result = dict(env)
     existing = env.get("PYTHONPATH", "")
@@ -95,4 +101,7 @@ def closure_env(
     result["MAYURI_CLOSURE_EXCLUDE"] = os.pathsep.join(
         os.path.realpath(path) for path in [*exclude, MAYURI_PACKAGE]
     )
+    if runs is not None:
+        # Both spellings: the hook compares paths as the job spelled them.
+        result[TRACE_RUNS_VAR] = os.pathsep.join(dict.fromkeys((os.path.abspath(runs), os.path.realpath(runs))))
     return result

@@ -77,7 +77,7 @@ static int cwd_valid;
 /* Environment variables a child must keep even when the job passes execve a fresh env. */
 static const char *const kept_names[] = {
     "LD_PRELOAD", "MAYURI_CLOSURE_DIR", "MAYURI_PROJECT_ROOT", "MAYURI_CLOSURE_EXCLUDE",
-    "MAYURI_TRACER_SKIP", NULL,
+    "MAYURI_TRACER_SKIP", "MAYURI_TRACE_RUNS", "MAYURI_RUN_ID", NULL,
 };
 static char *kept_entries[8];
 
@@ -165,8 +165,28 @@ static int under(const char *path, const char *folder, size_t len) {
  * it sees every param, so the collector must hear of it (mayuri/params_used.py). */
 static char params_path[PATH_MAX];
 
+/* The store's runs folder (both spellings, MAYURI_TRACE_RUNS): what a job does in another run's
+ * folder (an upstream's results) is reported, so that a downstream job counts only the upstream
+ * files it used (mayuri/upstream_reads.py); its own run folder stays unreported. */
+static char runs_buf[2 * PATH_MAX];
+static const char *runs_dirs[2];
+static size_t runs_lens[2];
+static int n_runs;
+static char own_id[128];
+
+static int in_other_run(const char *path) {
+    for (int i = 0; i < n_runs; i++) {
+        if (!under(path, runs_dirs[i], runs_lens[i]) || path[runs_lens[i]] != '/') continue;
+        const char *id = path + runs_lens[i] + 1;
+        size_t n = strlen(own_id);
+        return !(n && strncmp(id, own_id, n) == 0 && (id[n] == '/' || id[n] == 0));
+    }
+    return 0;
+}
+
 static int wanted(const char *path) {
     if (params_path[0] && strcmp(path, params_path) == 0) return ELSEWHERE;
+    if (n_runs && in_other_run(path)) return IN_PROJECT;
     for (int i = 0; i < n_excluded; i++)
         if (under(path, skips[i], skip_lens[i])) return 0;
     if (under(path, root, root_len)) return IN_PROJECT;
@@ -768,6 +788,24 @@ __attribute__((constructor)) static void start(void) {
         size_t n = strlen(params_path);
         while (n > 1 && params_path[n - 1] == '/') params_path[--n] = 0;
         strcat(params_path, "/params.json");
+    }
+    const char *runs = getenv("MAYURI_TRACE_RUNS");
+    const char *id = getenv("MAYURI_RUN_ID");
+    if (id && strlen(id) < sizeof own_id) strcpy(own_id, id);
+    if (runs && strlen(runs) < sizeof runs_buf) {
+        strcpy(runs_buf, runs);
+        for (char *p = runs_buf; *p && n_runs < 2;) {
+            char *end = strchr(p, ':');
+            if (end) *end = 0;
+            size_t len = strlen(p);
+            while (len > 1 && p[len - 1] == '/') p[--len] = 0;
+            if (len) {
+                runs_dirs[n_runs] = p;
+                runs_lens[n_runs++] = len;
+            }
+            if (!end) break;
+            p = end + 1;
+        }
     }
     const char *excluded = getenv("MAYURI_CLOSURE_EXCLUDE");
     size_t used = 0;

@@ -9,6 +9,11 @@ record as its own scheduler would have (closure, code blobs, fingerprint),
 so that the plan that follows reuses it like any cached run. Live jobs of
 other experiments or other configs are left running; whoever recovers
 after they end records them.
+
+`mayuri doctor` adopts every live job of a dead scheduler (`adopt_all`): it
+waits for them, saying which it still waits for, and records each from the
+shepherd's record when it ends (not reusable: doctor has no experiment file,
+so no closure is hashed). Ctrl-C stops the wait and leaves them running.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import os
 import select
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +100,31 @@ def adopt(store: Store, settings: Settings, experiment: str, instances: Sequence
         if record is not None:
             settle_from_record(store, run, record, closer)
             found.settled.append(run.run_id)
+        elif settle_abandoned(store, run.run_id, "orphaned", "orphaned: its job ended with no record"):
+            found.orphaned.append(run.run_id)
+    return found
+
+
+def adopt_all(store: Store, runs: Sequence[UnownedRun], progress: Callable[[str], None],
+              wait: float = 2.0) -> Recovery:
+    """Wait for each live job of a dead scheduler and record how it ended (Ctrl-C leaves the rest running).
+
+    `progress` is told, whenever one ends, which are still waited for; `wait`
+    is how long a record may take to appear after the job is gone.
+    """
+    found = Recovery()
+    waiting = list(runs)
+    while waiting:
+        names = ", ".join(f"{r.run_id[:8]} ({r.experiment}/{r.job})" for r in waiting[:5])
+        more = f" (+{len(waiting) - 5} more)" if len(waiting) > 5 else ""
+        progress(f"waiting for {len(waiting)} job(s) of a dead scheduler to end: {names}{more} "
+                 "(Ctrl-C leaves them running)")
+        run = waiting.pop(0)
+        _wait_until_gone(run)
+        record = ended_record(run, wait=wait)
+        if record is not None:
+            if settle_from_record(store, run, record):
+                found.settled.append(run.run_id)
         elif settle_abandoned(store, run.run_id, "orphaned", "orphaned: its job ended with no record"):
             found.orphaned.append(run.run_id)
     return found

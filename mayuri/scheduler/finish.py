@@ -30,7 +30,7 @@ from mayuri.closure.collect import Identity, static_program
 from mayuri.closure.launch import tracer_library
 from mayuri.environment import distribution_versions, key_parts
 from mayuri.experiment.expand import JobInstance
-from mayuri.experiment.shard_expand import shard_part
+from mayuri.experiment.shard_expand import is_reduction, shard_part
 from mayuri.filestate import current_digests
 from mayuri.fingerprint import config_key, fingerprint, used_key
 from mayuri.hashing import ABSENT
@@ -41,6 +41,7 @@ from mayuri.store.blobs import write_blobs
 from mayuri.store.db import Store, StoreLocked
 from mayuri.store.records import ClosureRow, RunClose
 from mayuri.text_files import keeps_as_text
+from mayuri.upstream_reads import READS_KEY, partial_upstream
 
 # Removing a closure folder costs a few rmdir calls on a slow filesystem; the loop need not wait for them.
 _cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mayuri-cleanup")
@@ -59,6 +60,8 @@ class Recorded:
     # The params the run used (None: all of them) and the hash of their values.
     params_used: list[str] | None = None
     used_key: str | None = None
+    # The upstreams' output keys, when the run counts only the upstream files it read (then in coverage).
+    upstream: dict[str, list[str]] | None = None
 
 
 def _declared_inputs(root: Path, patterns: tuple[str, ...]) -> tuple[set[str], set[str]]:
@@ -146,7 +149,7 @@ def record_attempt(
 ) -> Recorded:
     """Collect the closure of a finished attempt, hash it, keep code and small text files in blobs, fingerprint it."""
     records = _records_in(closure_dir)
-    closure = collect_closure(closure_dir, root, [store.root], cache_roots) if records else Closure()
+    closure = collect_closure(closure_dir, root, [store.root], cache_roots, store.runs) if records else Closure()
     entries = gather_closure(closure, root, instance.job.inputs, (shard_part(instance) or {}).get("files", ()))
     rows: list[ClosureRow] = []
     if entries:
@@ -163,8 +166,6 @@ def record_attempt(
     note = _changed_while_running(root, rows, started_at, closure.opened)
     used = used_params(run_dir, closure_dir, instance.static_used, strict=instance.job.strict)
     key = used_key(used, instance.params)
-    fp = None if note else fingerprint(config_key(instance.base_hash, key), upstream, rows,
-                                       key_parts(key_env, environment))
     _remove_closure_folder(closure_dir, made=records is not None)
     coverage: dict[str, Any] = {"tracer": "preload" if tracer_library() else "python"}
     if closure.untracked:
@@ -176,8 +177,17 @@ def record_attempt(
             unseen.add(program)
     if unseen:
         coverage["unseen"] = sorted(unseen)
+    # Only what every process of the job was seen reading may stand for the upstreams' files.
+    partial = partial_upstream(store, run_dir.name, upstream, closure) \
+        if upstream and records and coverage["tracer"] == "preload" and not unseen and not is_reduction(instance) \
+        else None
+    counted, reads = (partial[0], partial[1]) if partial is not None else (None, [])
+    if partial is not None:
+        coverage[READS_KEY] = [list(read) for read in reads]
+    fp = None if note else fingerprint(config_key(instance.base_hash, key), counted or upstream, rows,
+                                       key_parts(key_env, environment), reads)
     return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note, coverage=coverage,
-                    params_used=used, used_key=key)
+                    params_used=used, used_key=key, upstream=counted)
 
 
 def _changed_while_running(
@@ -254,5 +264,5 @@ def close_run(
     close = RunClose(status, code, error or recorded.note, fingerprint=fp,
                      closure=tuple(recorded.closure), environment=recorded.environment, outputs=outputs,
                      closure_info=recorded.coverage, params_used=recorded.params_used, used_key=recorded.used_key,
-                     result_key=content)
+                     result_key=content, upstream=recorded.upstream)
     return Closed(close, recorded.fingerprint, outputs)

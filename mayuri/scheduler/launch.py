@@ -98,7 +98,7 @@ def _closure_vars(pythonpath: str | None, project_root: Path, store_root: Path) 
     root stands in for the closure folder: it exists, so nothing is made.
     """
     base = {} if pythonpath is None else {"PYTHONPATH": pythonpath}
-    full = closure_env(base, store_root, project_root, [store_root])
+    full = closure_env(base, store_root, project_root, [store_root], store_root / "runs")
     return tuple((k, v) for k, v in full.items() if k != CLOSURE_DIR_VAR and base.get(k) != v)
 
 

@@ -29,6 +29,7 @@ from mayuri.store.hit_log import log_hits
 from mayuri.store.queries import outputs_of, used_param_sets
 from mayuri.store.records import RunOrigin
 from mayuri.store.scheduler_queries import peak_history
+from mayuri.upstream_reads import UpstreamMemo
 
 if TYPE_CHECKING:
     from mayuri.scheduler import attempts
@@ -119,6 +120,10 @@ class Planner:
         self.cache_hits: set[str] = set()
         # Those of the hits already counted in the store (before a launch; the rest are at the end).
         self.hits_counted: set[str] = set()
+        # The upstream runs' folders, output keys and read files' digests, learned once for the plan.
+        self._upstreams = UpstreamMemo(store)
+        # The run folders of the slots the cache answered, by instance key.
+        self._cached_dirs: dict[str, str] = {}
         # The sets of params earlier runs of each config used: asked once for the whole plan.
         self._used_sets: dict[str, list[list[str] | None]] | None = None
         # A dry run's planned launches by claim key (the first instance that would do each piece of work).
@@ -154,9 +159,14 @@ class Planner:
         slot.upstream_fps = {
             name: [self.slots[k].results or "" for k in keys] for name, keys in inst.upstream.items()
         }
+        # The upstream runs now, for earlier runs that counted only the upstream files they read.
+        current = None if is_reduction(inst) or not inst.upstream else self._upstreams.current({
+            name: [(self.slots[k].run_id, self._folder(self.slots[k]), self.slots[k].outputs) for k in keys]
+            for name, keys in inst.upstream.items()
+        })
         decision = check(
             self.store, self.settings.root, self.experiment, inst, slot.upstream_fps,
-            self.settings.key_env, self.force, self.known_used(inst.base_hash),
+            self.settings.key_env, self.force, self.known_used(inst.base_hash), current,
         )
         if decision.hit:
             reran = sorted({self.slots[k].instance.name for k in inst.upstream_keys
@@ -166,6 +176,10 @@ class Planner:
                 reason = f"upstream {', '.join(reran)} reran, same results: {decision.reason}"
                 decision = CacheDecision(decision.cached, reason)
         return decision
+
+    def _folder(self, slot: Slot) -> str | None:
+        """The run folder of a settled slot, as its run records it (None: to be asked of the store)."""
+        return str(slot.run_dir) if slot.run_dir is not None else self._cached_dirs.get(slot.instance.key)
 
     def known_used(self, base_hash: str) -> list[list[str] | None]:
         """The sets of params earlier runs of this config (without params) used; the store is asked once a plan."""
@@ -178,6 +192,7 @@ class Planner:
         slot.run_id = decision.cached.id
         slot.fingerprint = decision.cached.fingerprint
         slot.results = decision.cached.results
+        self._cached_dirs[slot.instance.key] = decision.cached.run_dir
         if slot.instance.key in self._outputs_read:
             slot.outputs = outputs_of(self.store, decision.cached.id)
         self.cache_hits.add(decision.cached.id)

@@ -11,7 +11,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import peewee
@@ -20,6 +20,7 @@ from mayuri.errors import StoreError
 from mayuri.experiment.interpolate import instance_label
 from mayuri.store.db import Store
 from mayuri.store.hit_log import log_stamp
+from mayuri.store.shard_queries import ShardProgress, shard_progress
 
 SORTABLE = ("id", "experiment", "job", "status", "params", "metric", "gpu", "duration", "user",
             "started")
@@ -61,6 +62,10 @@ class RunQuery:
     metric: str | None = None
     sort: str = "started"
     descending: bool = True
+    # The shards of a job as one line (its newest shard run stands for the group), except the
+    # groups (`RunListRow.group`) listed in `expanded`, whose every shard run is listed.
+    shard_groups: bool = True
+    expanded: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ class RunListRow:
     shard: str = ""
     # The params that tell the run's instance apart (with its upstreams'), as recorded.
     labels: dict[str, Any] = field(default_factory=dict)
+    # A shard run's group (its job instance's shards, `_GROUP_SQL`); empty for other runs.
+    group: str = ""
+    # For the line that stands for its shard group (its newest shard run): the group's progress.
+    progress: ShardProgress | None = None
 
     @property
     def label(self) -> str:
@@ -99,9 +108,30 @@ def _json_path(key: str) -> str:
     return "$" + "".join(f'."{part}"' for part in key.split("."))
 
 
+# The shard group of a shard run (NULL for other runs): experiment, job, instance split, count.
+_GROUP_SQL = ("CASE WHEN json_extract({r}.labels, '$.shard') IS NOT NULL THEN {r}.experiment_id || char(31) || "
+              "{r}.job || char(31) || json_extract({r}.config, '$.shard.of') || char(31) || "
+              "json_extract({r}.config, '$.shard.count') END")
+# Kept: every run that is no shard (labels are NULL for most, so no config is read for them), the
+# newest run of each shard group, and every run of an expanded group.
+_COLLAPSED_SQL = (
+    "(run.labels IS NULL OR json_extract(run.labels, '$.shard') IS NULL OR NOT EXISTS ("
+    "SELECT 1 FROM run newer WHERE newer.experiment_id = run.experiment_id AND newer.job = run.job "
+    "AND (newer.created_at > run.created_at OR newer.created_at = run.created_at AND newer.id > run.id) "
+    "AND newer.labels IS NOT NULL "
+    f"AND {_GROUP_SQL.format(r='newer')} = {_GROUP_SQL.format(r='run')})"
+    " OR {expanded})"
+)
+
+
 def _where(query: RunQuery) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
+    if query.shard_groups:
+        expanded = sorted(query.expanded)
+        clauses.append(_COLLAPSED_SQL.format(
+            expanded=f"{_GROUP_SQL.format(r='run')} IN ({','.join('?' * len(expanded))})" if expanded else "0"))
+        args.extend(expanded)
     for name, values in query.fields.items():
         column = _FIELDS[name]
         clauses.append(f"{column} IN ({','.join('?' * len(values))})")
@@ -197,8 +227,12 @@ def page_run_ids(store: Store, query: RunQuery, offset: int, limit: int,
         return [r[0] for r in store.db.execute_sql(sql, (*args, int(limit), int(offset))).fetchall()]
 
 
-def runs_by_id(store: Store, run_ids: list[str], metric: str | None = None) -> list[RunListRow]:
-    """The list rows of these runs, in the order given; `metric` names the metric column."""
+def runs_by_id(store: Store, run_ids: list[str], metric: str | None = None,
+               grouped: bool = False) -> list[RunListRow]:
+    """The list rows of these runs, in the order given; `metric` names the metric column.
+
+    `grouped`: the first line of each shard group carries the group's progress.
+    """
     if not run_ids:
         return []
     key_id = _metric_key_id(store, metric)
@@ -207,24 +241,37 @@ def runs_by_id(store: Store, run_ids: list[str], metric: str | None = None) -> l
         f"SELECT run.id, experiment.name, run.job, run.status, run.params, {metric_sql}, {_GPUS_SQL}, "
         "run.started_at, run.ended_at, run.created_at, run.user, run.host, "
         "json_extract(run.config, '$.shard.index'), json_extract(run.config, '$.shard.count'), "
-        "json_extract(run.config, '$.reduction.shards'), run.labels "
+        f"json_extract(run.config, '$.reduction.shards'), run.labels, {_GROUP_SQL.format(r='run')} "
         "FROM run JOIN experiment ON experiment.id = run.experiment_id "
         f"WHERE run.id IN ({','.join('?' * len(run_ids))})"
     )
     found = {}
     for rid, exp, job, status, params, value, gpus, started, ended, created, user, host, index, count, reduced, \
-            labels in store.db.execute_sql(sql, tuple(run_ids)).fetchall():
+            labels, group in store.db.execute_sql(sql, tuple(run_ids)).fetchall():
         shard = f"{index}/{count}" if index is not None else f"{reduced} shards" if reduced is not None else ""
         found[rid] = RunListRow(rid, exp, job, status, json.loads(params), value,
                                 json.loads(gpus) if gpus else [], started, ended, created, user, host, shard,
-                                json.loads(labels) if labels else {})
-    return [found[rid] for rid in run_ids if rid in found]
+                                json.loads(labels) if labels else {}, group or "")
+    rows = [found[rid] for rid in run_ids if rid in found]
+    if grouped:
+        # The first line of each shard group (the only one of a collapsed group) carries its progress.
+        firsts = {}
+        for position, row in enumerate(rows):
+            if row.group and row.group not in firsts:
+                firsts[row.group] = position
+        for group, position in firsts.items():
+            _, _, of, count = group.split("\x1f")
+            config = {"shard": {"of": of, "count": int(count)}}
+            rows[position] = replace(rows[position],
+                                     progress=shard_progress(store, rows[position].experiment, rows[position].job,
+                                                             config))
+    return rows
 
 
 def page_runs(store: Store, query: RunQuery, offset: int, limit: int,
               stop: Callable[[], bool] | None = None) -> list[RunListRow]:
     """`limit` runs from position `offset` of the query's order (QueryStopped as count_runs)."""
-    return runs_by_id(store, page_run_ids(store, query, offset, limit, stop), query.metric)
+    return runs_by_id(store, page_run_ids(store, query, offset, limit, stop), query.metric, query.shard_groups)
 
 
 def metric_key_names(store: Store, include_system: bool = False) -> list[str]:
@@ -245,7 +292,8 @@ class ExperimentGroup:
 
 def experiment_groups(store: Store, query: RunQuery) -> list[ExperimentGroup]:
     """The runs matching the query, grouped by experiment (most recently active first)."""
-    where, args = _where(query)
+    # Every run counts in its experiment's line, shards too.
+    where, args = _where(replace(query, shard_groups=False))
     rows = store.db.execute_sql(
         "SELECT experiment.name, run.status, count(*), max(COALESCE(run.started_at, run.created_at)) "
         f"FROM run JOIN experiment ON experiment.id = run.experiment_id {where} "

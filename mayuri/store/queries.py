@@ -24,7 +24,8 @@ _RUN_COLUMNS = (
     "run.created_at, run.started_at, run.ended_at, run.user, run.host, run.run_dir, run.hits, "
     "run.last_used_at, run.pinned, run.source, run.overrides, "
     "run.base_hash, run.params_used, run.used_key, run.result_key, run.labels, run.fingerprint_version, "
-    "(SELECT attempt.gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY attempt.number DESC LIMIT 1)"
+    "(SELECT attempt.gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY attempt.number DESC LIMIT 1), "
+    "json_extract(run.closure_info, '$.upstream_reads')"
 )
 _RUN_FROM = "FROM run JOIN experiment ON experiment.id = run.experiment_id"
 
@@ -70,6 +71,8 @@ class RunRow:
     params_used_text: str | None = None
     labels_text: str | None = None
     fingerprint_version: int | None = None
+    # The upstream files the run read, when it counted only those (mayuri/upstream_reads.py), as JSON.
+    upstream_reads_text: str | None = None
 
     @property
     def params_used(self) -> list[str] | None:
@@ -134,13 +137,13 @@ class RunRow:
 def _row(values: tuple[Any, ...], pending: dict[str, tuple[int, float]]) -> RunRow:
     (rid, exp, job, kind, status, fp, ch, params, config, upstream, env, reason, error, code,
      created, started, ended, user, host, run_dir, hits, last_used, pinned, source, overrides,
-     base, used, used_key, result_key, labels, version, gpus) = values
+     base, used, used_key, result_key, labels, version, gpus, reads) = values
     hits, last_used = with_pending(rid, hits, last_used, pending)
     return RunRow(
         rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
         json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
         user, host, run_dir, hits, last_used, bool(pinned), source, json.loads(overrides) if overrides else [],
-        json.loads(gpus) if gpus else [], base, used_key, result_key, used, labels, version,
+        json.loads(gpus) if gpus else [], base, used_key, result_key, used, labels, version, reads,
     )
 
 
@@ -200,19 +203,21 @@ def get_run(store: Store, ref: str) -> RunRow:
 
 
 def cache_candidates(
-    store: Store, experiment: str, job: str, base_hash: str, used_keys: Sequence[str], upstream_json: str,
-    limit: int = 20,
+    store: Store, experiment: str, job: str, base_hash: str, used_keys: Sequence[str],
+    upstream_jsons: Sequence[str], limit: int = 20,
 ) -> list[RunRow]:
-    """Succeeded runs, of any job, with the same config but params, these used params and upstream results.
+    """Succeeded runs, of any job, with the same config but params, these used params and upstream results
+    (any of `upstream_jsons`).
 
     Newest first, those of the same experiment and job before others (hits: the rows' own).
     """
     marks = ", ".join("?" * len(used_keys))
+    upstream_marks = ", ".join("?" * len(upstream_jsons))
     return _select(
         store,
-        f"WHERE run.base_hash = ? AND run.used_key IN ({marks}) AND run.upstream = ? "
+        f"WHERE run.base_hash = ? AND run.used_key IN ({marks}) AND run.upstream IN ({upstream_marks}) "
         "AND run.status = 'succeeded' AND run.fingerprint IS NOT NULL",
-        (base_hash, *used_keys, upstream_json),
+        (base_hash, *used_keys, *upstream_jsons),
         f"ORDER BY (experiment.name = ? AND run.job = ?) DESC, run.created_at DESC LIMIT {int(limit)}",
         # The check never looks at hit counts; reading the hit log would cost every warm check.
         logged_hits=False,
@@ -273,6 +278,18 @@ def closures(store: Store, run_ids: Iterable[str]) -> dict[str, list[ClosureRow]
     for run_id, role, path, kind, sha, size in rows:
         result[run_id].append(ClosureRow(role, path, kind, sha, size))
     return result
+
+
+def run_dirs(store: Store, run_ids: Iterable[str]) -> dict[str, str]:
+    """The folder of each of these runs."""
+    return dict(store.select_in("SELECT id, run_dir FROM run WHERE id IN ({marks})", list(run_ids)))
+
+
+def upstream_parents(store: Store, run_id: str) -> dict[str, tuple[str, str]]:
+    """A run's lineage parents by the name that links them (`prep`, `train[1]`): (run id, run folder)."""
+    rows = store.db.execute_sql("SELECT lineage.name, run.id, run.run_dir FROM lineage "
+                                "JOIN run ON run.id = lineage.parent_id WHERE lineage.child_id = ?", (run_id,))
+    return {name: (parent, folder) for name, parent, folder in rows}
 
 
 def outputs_of(store: Store, run_id: str) -> dict[str, Any]:

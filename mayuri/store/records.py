@@ -106,6 +106,9 @@ class RunClose:
     params_used: list[str] | None = None
     used_key: str | None = None
     result_key: str | None = None
+    # The upstream keys the run counts, when not those it was launched with: the output keys of a
+    # run that counts only the upstream files it read (mayuri/upstream_reads.py).
+    upstream: Mapping[str, list[str]] | None = None
 
 
 @functools.cache
@@ -178,6 +181,8 @@ def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: 
         conn.execute(
             "UPDATE run SET closure_info = ? WHERE id = ?", (canonical_json(close.closure_info), run_id)
         )
+    if close.upstream is not None:
+        conn.execute("UPDATE run SET upstream = ? WHERE id = ?", (canonical_json(close.upstream), run_id))
 
 
 def create_run(

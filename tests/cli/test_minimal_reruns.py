@@ -262,3 +262,128 @@ def test_a_program_the_job_starts_that_reads_params_json_counts_every_param(proj
     assert project.mayuri("run", "exp.yaml", env=env).returncode == 0
     again = project.mayuri("run", "exp.yaml", "lr=2", env=env)
     assert again.returncode == 0 and "param lr 1 -> 2" in again.stderr, again.stderr
+
+
+# `prep` writes two files; `use` reads only a.txt of them, `survey` lists the folder.
+PREP_TWO = """\
+import sys
+import mayuri
+folder = mayuri.current_run().dir
+(folder / "a.txt").write_text(sys.argv[1])
+(folder / "b.txt").write_text(sys.argv[2])
+mayuri.output("folder", str(folder))
+"""
+
+USE_A = """\
+import os, sys
+import mayuri
+mayuri.output("got", open(os.path.join(sys.argv[1], "a.txt")).read())
+"""
+
+SURVEY = """\
+import os, sys
+import mayuri
+mayuri.output("names", sorted(os.listdir(sys.argv[1])))
+"""
+
+PARTIAL = """\
+name: partial
+params: {a: AAA, b: one}
+jobs:
+  prep:
+    run: python prep.py ${a} ${b}
+    outputs: [folder]
+  use:
+    run: python use.py ${folder}
+    depends_on: {prep: {folder: folder}}
+    outputs: [got]
+  survey:
+    run: python survey.py ${folder}
+    depends_on: {prep: {folder: folder}}
+    outputs: [names]
+"""
+
+
+def test_a_downstream_job_counts_only_the_upstream_files_it_read(project: Project) -> None:
+    project.write("prep.py", PREP_TWO)
+    project.write("use.py", USE_A)
+    project.write("survey.py", SURVEY)
+    project.write("exp.yaml", PARTIAL)
+    first = project.mayuri("run", "exp.yaml")
+    assert first.returncode == 0, first.stderr
+    # The other file changed (the upstream reran): the job that never read it stays cached;
+    # the one that listed the folder counts every file, and b.txt's content is one of them.
+    again = project.mayuri("run", "exp.yaml", "b=two")
+    assert again.returncode == 0, again.stderr
+    assert len(ran(project, "prep")) == 2
+    assert len(ran(project, "use")) == 1, again.stderr
+    assert "upstream prep reran, same results: cached (run" in again.stderr, again.stderr
+    assert len(ran(project, "survey")) == 2
+    # The file it reads changed: it reruns, and says which file.
+    third = project.mayuri("run", "exp.yaml", "a=BBB", "b=two")
+    assert third.returncode == 0, third.stderr
+    assert len(ran(project, "use")) == 2, third.stderr
+    assert "upstream prep: a.txt changed" in third.stderr, third.stderr
+    assert len(ran(project, "survey")) == 3
+    assert sorted(project.show(r["id"])["outputs"]["got"] for r in ran(project, "use")) == ["AAA", "BBB"]
+    # Back to the first upstream content: each earlier run is found again by what it read.
+    back = project.mayuri("run", "exp.yaml")
+    assert back.returncode == 0 and len(ran(project, "use")) == 2 and len(ran(project, "survey")) == 3, back.stderr
+
+
+def test_without_the_file_access_tracer_every_upstream_file_counts(project: Project) -> None:
+    # Python reads alone miss what a started program reads: no reads may stand for all the files then.
+    project.write("prep.py", PREP_TWO)
+    project.write("use.py", USE_A)
+    project.write("survey.py", SURVEY)
+    project.write("exp.yaml", PARTIAL)
+    env = {"MAYURI_TRACER": "0"}
+    assert project.mayuri("run", "exp.yaml", "--only", "use", env=env).returncode == 0
+    again = project.mayuri("run", "exp.yaml", "--only", "use", "b=two", env=env)
+    assert again.returncode == 0, again.stderr
+    assert len(ran(project, "use")) == 2, again.stderr
+
+
+def test_a_program_the_downstream_job_starts_counts_what_it_reads(project: Project) -> None:
+    # The Python job reads no param file: only what `cat` reads of the upstream's folder counts.
+    project.write("prep.py", PREP_TWO)
+    project.write("cat_a.py", "import subprocess, sys\nsubprocess.run(['cat', sys.argv[1] + '/a.txt'], check=True)\n")
+    project.write("exp.yaml", PARTIAL.replace("python use.py ${folder}", "python cat_a.py ${folder}")
+                  .replace("    outputs: [got]\n", ""))
+    assert project.mayuri("run", "exp.yaml", "--only", "use").returncode == 0
+    same = project.mayuri("run", "exp.yaml", "--only", "use", "b=two")
+    assert same.returncode == 0 and len(ran(project, "use")) == 1, same.stderr
+    changed = project.mayuri("run", "exp.yaml", "--only", "use", "a=BBB")
+    assert changed.returncode == 0 and len(ran(project, "use")) == 2, changed.stderr
+    assert "upstream prep: a.txt changed" in changed.stderr
+
+
+def test_a_gathering_job_counts_only_the_files_it_read_of_each_upstream(project: Project) -> None:
+    project.write("prep.py", PREP_TWO)
+    project.write("collect.py", "import os, mayuri\n"
+                                "got = [open(os.path.join(f, 'a.txt')).read() for f in mayuri.params()['folders']]\n"
+                                "mayuri.output('got', got)\n")
+    project.write("exp.yaml", """\
+        name: gathering
+        params: {b: one}
+        jobs:
+          prep:
+            run: python prep.py ${a} ${b}
+            params: {a: A1}
+            sweep: {a: [A1, A2]}
+            outputs: [folder]
+          collect:
+            run: python collect.py
+            depends_on: {prep: {folder: folders}}
+            gather: true
+            outputs: [got]
+        """)
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    same = project.mayuri("run", "exp.yaml", "b=two")
+    assert same.returncode == 0 and len(ran(project, "prep")) == 4, same.stderr
+    assert len(ran(project, "collect")) == 1, same.stderr
+    changed = project.mayuri("run", "exp.yaml", "b=two", "prep.a=A1,A3")
+    assert changed.returncode == 0, changed.stderr
+    assert len(ran(project, "collect")) == 2, changed.stderr
+    newest = max(ran(project, "collect"), key=lambda r: r["started"])
+    assert project.show(newest["id"])["outputs"]["got"] == ["A1", "A3"]

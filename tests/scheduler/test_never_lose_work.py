@@ -158,6 +158,48 @@ def test_kill_9_of_mayuri_run_the_job_finishes_and_is_adopted(project) -> None:
     store_is_sound(project.db)
 
 
+def test_kill_9_of_mayuri_run_then_doctor_waits_and_records_the_job(project) -> None:
+    """`mayuri doctor` adopts a live job of a dead scheduler: waits, says so, records it succeeded."""
+    train_project(project)
+    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.4"})
+    first = wait_for_steps(project, 1)
+    pid = int((project.root / ".mayuri" / "runs" / first / "job.pid").read_text())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert psutil.pid_exists(pid)
+    done = project.mayuri("doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"waiting for 1 job(s) of a dead scheduler to end: {first[:8]} (longtrain/train)" in done.stderr
+    assert "adopted jobs" in done.stdout and first[:8] in done.stdout
+    assert not psutil.pid_exists(pid)
+    run = only_run(project)
+    assert run["status"] == "succeeded"
+    assert project.show(first)["outputs"] == {"steps": 8}
+    assert query(project.db, "SELECT COUNT(*) FROM gpu_lease") == [(0,)]
+    assert query(project.db, "SELECT COUNT(*) FROM scheduler WHERE status = 'running'") == [(0,)]
+    store_is_sound(project.db)
+
+
+def test_ctrl_c_of_doctor_leaves_the_adopted_job_running(project) -> None:
+    train_project(project)
+    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.4"})
+    first = wait_for_steps(project, 1)
+    pid = int((project.root / ".mayuri" / "runs" / first / "job.pid").read_text())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    doctor = start_mayuri(project.root, "doctor")
+    time.sleep(1.5)  # doctor is waiting (or about to): Ctrl-C must not reach the job either way
+    doctor.send_signal(signal.SIGINT)
+    out, errors = doctor.communicate(timeout=30)
+    assert "left running" in out, out + errors
+    assert "Traceback" not in errors
+    assert psutil.pid_exists(pid), "Ctrl-C of doctor leaves the job running"
+    assert only_run(project)["status"] == "running"
+    wait_for(lambda: not psutil.pid_exists(pid), timeout=60, message="the job ends")
+    done = project.mayuri("doctor")
+    assert done.returncode == 0 and only_run(project)["status"] == "succeeded", done.stdout
+
+
 def test_sighup_stops_the_jobs_cleanly(project) -> None:
     train_project(project)
     proc = start_mayuri(project.root, "run", "exp.yaml", env=SLOW)

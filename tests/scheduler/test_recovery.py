@@ -48,7 +48,7 @@ def test_kill_9_of_a_scheduler_then_recovery(project) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     try:
-        done = project.mayuri("doctor")
+        done = project.mayuri("doctor", "--no-wait")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "2 job(s) still running after their scheduler died" in done.stdout
         assert {r["status"] for r in project.runs()} == {"running"}
@@ -67,6 +67,22 @@ def test_kill_9_of_a_scheduler_then_recovery(project) -> None:
     again = project.mayuri("run", "exp.yaml", env=env)
     assert again.returncode == 0, again.stderr
     assert query(project.db, "SELECT COUNT(*) FROM run WHERE status = 'succeeded'") == [(2,)]
+
+
+def test_doctor_waits_for_the_gpu_jobs_of_a_dead_scheduler_and_frees_their_leases(project) -> None:
+    two_gpu_jobs(project, "3")
+    env = {"MAYURI_FAKE_GPUS": "2x16GiB"}
+    proc = start_mayuri(project.root, "run", "exp.yaml", env=env)
+    wait_for(lambda: project.db.exists() and len(running_pids(project.db)) == 2, message="two jobs")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert query(project.db, "SELECT COUNT(*) FROM gpu_lease") == [(2,)]
+    done = project.mayuri("doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "waiting for 2 job(s) of a dead scheduler to end" in done.stderr
+    assert {r["status"] for r in project.runs()} == {"succeeded"}
+    assert query(project.db, "SELECT COUNT(*) FROM gpu_lease") == [(0,)]
+    store_is_sound(project.db)
 
 
 def test_the_next_run_recovers_without_doctor(project) -> None:

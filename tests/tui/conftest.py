@@ -92,6 +92,21 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return fill_demo(project)
 
 
+# A job in 3 shards, shard 2 of which fails; `extra` adds jobs.
+SHARDED = """\
+    jobs:
+      ev:
+        run: python -c "import sys, mayuri; i, n = mayuri.shard(); sys.exit(i == 2)"
+        shards: 3
+"""
+
+
+def run_failing_shards(project: Project, extra: str = "") -> None:
+    project.write("exp.yaml", SHARDED + extra)
+    done = project.mayuri("run", "exp.yaml")
+    assert done.returncode == 1 and "1 of 3 shards failed: 2" in done.stderr
+
+
 def app_for(root: Path, poll_interval: float = 0.2) -> MayuriApp:
     return make_app(load_settings(root), poll_interval=poll_interval)
 

@@ -7,7 +7,7 @@ from textual.widgets import DataTable, Input, Static
 from mayuri.tui.screens.run_screen import RunScreen
 from mayuri.tui.widgets.runs.run_table import RunTable
 from tests.conftest import Project
-from tests.tui.conftest import app_for, runs_loaded, text_of, wait_until
+from tests.tui.conftest import app_for, run_failing_shards, runs_loaded, text_of, wait_until
 
 
 def shown_jobs(table: RunTable) -> list[str]:
@@ -162,3 +162,28 @@ async def test_command_palette_offers_sorting_and_filters(demo: Project) -> None
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_until(pilot, lambda: screen.run_query.sort == "job", what="the palette command")
+
+
+async def test_the_shards_of_a_job_are_one_line_with_their_progress_unfolded_by_t(project: Project) -> None:
+    run_failing_shards(project, '      other:\n        run: "true"\n')
+    async with app_for(project.root).run_test(size=(140, 30)) as pilot:
+        screen = await runs_loaded(pilot)
+        table = screen.query_one(RunTable)
+
+        def lines() -> list[tuple[str, str, str]]:
+            rows = [table.row_at(i) for i in range(table.total)]
+            cells = [table._cells(r) for r in rows if r is not None]
+            return sorted((c["job"], c["status"], c["params"]) for c in cells)
+
+        await wait_until(pilot, lambda: table.total == 2, what="one line for the shards")
+        assert lines() == [("other", "succeeded", ""), ("▸ ev[3 shards]", "failed", "2 of 3 done · failed: 2")]
+        assert "2 runs" in text_of(screen.query_one("#summary", Static))
+        table.cursor = next(i for i in range(2) if table.row_at(i).group)  # type: ignore[union-attr]
+        await pilot.press("t")
+        await wait_until(pilot, lambda: table.total == 4, what="the shards unfolded")
+        jobs = [job for job, _, _ in lines()]
+        assert "other" in jobs and len([j for j in jobs if j.startswith("  ev[")]) == 2
+        assert jobs[-1].startswith("▾ ev[") and jobs[-1].endswith("/3]")
+        assert table.current is not None and table.current.group  # the cursor stays on the group
+        await pilot.press("t")
+        await wait_until(pilot, lambda: table.total == 2, what="the shards folded again")

@@ -81,7 +81,7 @@ class GpusScreen(ReadsStore, RunActions, Screen[None]):
 
     @work(thread=True, exclusive=True, group="gpus", exit_on_error=False)
     def load(self) -> None:
-        query = RunQuery(fields={"status": ACTIVE}, sort="started", descending=False)
+        query = RunQuery(fields={"status": ACTIVE}, sort="started", descending=False, shard_groups=False)
         queue = page_runs(self.store, query, 0, QUEUE_LIMIT)
         self.post_message(self.Loaded(inventory(), gpu_holders(self.store), queue,
                                       count_runs(self.store, query)))

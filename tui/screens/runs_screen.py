@@ -42,7 +42,7 @@ from mayuri.tui.widgets.runs.run_table import PAGE_SIZE, RunTable
 
 
 class RunsScreen(ReadsStore, RunActions, Screen[None]):
-    """Runs newest first; `/` filters, `s` sorts, `g` groups by experiment, enter opens."""
+    """Runs newest first; `/` filters, `s` sorts, `g` groups by experiment, `t` unfolds shards, enter opens."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter", id="runs.filter",
@@ -85,6 +85,8 @@ class RunsScreen(ReadsStore, RunActions, Screen[None]):
         """Generation of the last query whose first page is on screen (the tests wait on it)."""
         self.counted = False
         """Whether the table's total is the exact count (else only the first page is known)."""
+        self._keep_cursor: int | None = None
+        """Where the cursor goes when the next query arrives (a shard group unfolded in place)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -153,6 +155,8 @@ class RunsScreen(ReadsStore, RunActions, Screen[None]):
             # Until the count arrives the table knows only its first page.
             table.reset(message.total if message.total is not None else len(message.pages[0]),
                         message.generation)
+            if self._keep_cursor is not None:
+                table.cursor, self._keep_cursor = min(self._keep_cursor, max(0, table.total - 1)), None
             self.counted = message.total is not None
         elif message.total is not None:
             table.set_total(message.total)
@@ -176,6 +180,15 @@ class RunsScreen(ReadsStore, RunActions, Screen[None]):
         self.query_one("#summary", Static).update(
             f"{total:,} runs · sorted by {query.sort} {order}{metric}{picked}", layout=False
         )
+
+    @on(RunTable.ShardsToggled)
+    def _shards_toggled(self, message: RunTable.ShardsToggled) -> None:
+        # The group's line stays under the cursor: it is the group's first line either way.
+        table = self.query_one(RunTable)
+        expanded = self.run_query.expanded ^ {message.group}
+        table.expanded = expanded
+        self._keep_cursor = table.cursor
+        self.run_query = replace(self.run_query, expanded=expanded)
 
     @on(RunTable.PageWanted)
     def _page_wanted(self, message: RunTable.PageWanted) -> None:

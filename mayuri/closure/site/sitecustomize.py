@@ -83,6 +83,12 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
     tracked = (prefix,) + tuple(
         {spelling.rstrip("/") + "/" for folder in roots for spelling in (os.path.abspath(folder), os.path.realpath(folder))}
     )
+    # Other runs' folders in the store (an upstream's results) are reported, not the job's own:
+    # a downstream job counts only the upstream files it used (mayuri/upstream_reads.py).
+    other_runs = tuple({folder.rstrip("/") + "/" for folder in os.environ.get("MAYURI_TRACE_RUNS", "").split(":")
+                        if folder})
+    own_run = tuple(folder + os.environ.get("MAYURI_RUN_ID", "") + "/" for folder in other_runs)
+    tracked += other_runs
     # The run's params.json, opened by the job itself: then every param counts (see mayuri/params_used.py).
     # mayuri.params() reads the params from MAYURI_PARAMS and opens no file.
     run_dir = os.environ.get("MAYURI_RUN_DIR")
@@ -144,6 +150,8 @@ def _install(closure_dir: str, root: str, excludes: list[str]) -> None:
         if not path.startswith(tracked) and path != root:
             return None
         tail = path + "/"
+        if other_runs and tail.startswith(other_runs):
+            return None if tail.startswith(own_run) else path
         if tail.startswith(skip_prefixes) or "/site-packages/" in tail or "/dist-packages/" in tail:
             return None
         return path

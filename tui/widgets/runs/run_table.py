@@ -29,6 +29,7 @@ from mayuri.tui.formatting import (
     format_number,
     format_params,
     format_time,
+    group_status,
     status_style,
 )
 from mayuri.units import format_duration
@@ -103,6 +104,9 @@ class RunTable(ScrollView, can_focus=True):
         Binding("enter", "open", "Open", id="runs.open", tooltip="Open the run under the cursor"),
         Binding("space", "toggle_select", "Select", id="runs.select",
                 tooltip="Mark the run for comparison"),
+        # Off the footer, which is full at 80 columns; the docs and the key panel name it.
+        Binding("t", "toggle_shards", "Shards", show=False, id="runs.shards",
+                tooltip="List the shards of the group under the cursor, or fold them again"),
     ]
 
     @dataclass
@@ -115,6 +119,12 @@ class RunTable(ScrollView, can_focus=True):
     @dataclass
     class Opened(Message):
         run_id: str
+
+    @dataclass
+    class ShardsToggled(Message):
+        """List the shards of this group one by one, or fold them into one line again."""
+
+        group: str
 
     @dataclass
     class SortClicked(Message):
@@ -130,6 +140,8 @@ class RunTable(ScrollView, can_focus=True):
         self.sort = ("started", True)
         self.highlight_params: tuple[str, ...] = ()
         self.selected: set[str] = set()
+        # Shard groups whose shards are listed one by one (the query's `expanded`).
+        self.expanded: frozenset[str] = frozenset()
         self._pages: dict[int, list[RunListRow]] = {}
         self._asked: set[int] = set()
         self._styles: dict[str, Style] = {}
@@ -235,7 +247,7 @@ class RunTable(ScrollView, can_focus=True):
         segments = [Segment(mark, base + self._style("run-table--selected"))]
         cells = self._cells(row)
         for column, size in columns:
-            style = base + _status_style(row.status) if column.key == "status" else base
+            style = base + _status_style(cells["status"]) if column.key == "status" else base
             segments.append(Segment(set_cell_size(cells[column.key], size), style))
             segments.append(Segment(" ", base))
         used = sum(cell_len(s.text) for s in segments)
@@ -244,14 +256,24 @@ class RunTable(ScrollView, can_focus=True):
         return Strip(segments).crop(0, width)
 
     def _cells(self, row: RunListRow) -> dict[str, str]:
+        job = row.label if not row.shard else \
+            instance_label(row.job, {k: v for k, v in row.labels.items() if k != "shard"})
+        status, params = row.status, format_params(row.params, self.highlight_params)
+        if row.progress is not None and row.group not in self.expanded:
+            # A collapsed shard group: one line, its progress where the params go (t lists its shards).
+            job, status, params = f"▸ {job}[{row.progress.count} shards]", group_status(row.progress), \
+                row.progress.summary()
+        elif row.progress is not None:
+            job, params = f"▾ {job}[{row.shard}]", row.progress.summary()
+        elif row.shard:
+            # A shard `eval[3/8]` (indented under its group's line), or `eval[8 shards]`, their reduction.
+            job = ("  " if row.group else "") + f"{job}[{row.shard}]"
         return {
             "id": row.id[:8],
             "experiment": row.experiment,
-            # The shards of a job read as one group: `eval[3/8]`, and `eval[8 shards]` for their reduction.
-            "job": row.label if not row.shard else
-            instance_label(row.job, {k: v for k, v in row.labels.items() if k != "shard"}) + f"[{row.shard}]",
-            "status": row.status,
-            "params": format_params(row.params, self.highlight_params),
+            "job": job,
+            "status": status,
+            "params": params,
             "metric": format_number(row.metric),
             "gpu": format_gpus(row.gpus),
             "duration": format_duration(row.duration),
@@ -286,6 +308,11 @@ class RunTable(ScrollView, can_focus=True):
         row = self.current
         if row is not None:
             self.post_message(self.Opened(row.id))
+
+    def action_toggle_shards(self) -> None:
+        row = self.current
+        if row is not None and row.group:
+            self.post_message(self.ShardsToggled(row.group))
 
     def action_toggle_select(self) -> None:
         row = self.current
