@@ -184,6 +184,8 @@ async def test_the_shards_of_a_job_are_one_line_with_their_progress_unfolded_by_
         jobs = [job for job, _, _ in lines()]
         assert "other" in jobs and len([j for j in jobs if j.startswith("  ev[")]) == 2
         assert jobs[-1].startswith("▾ ev[") and jobs[-1].endswith("/3]")
-        assert table.current is not None and table.current.group  # the cursor stays on the group
+        # The cursor stays on the group (put back once the unfolded page has loaded).
+        await wait_until(pilot, lambda: table.current is not None and bool(table.current.group),
+                         what="the cursor on the group")
         await pilot.press("t")
         await wait_until(pilot, lambda: table.total == 2, what="the shards folded again")
