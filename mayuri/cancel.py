@@ -13,9 +13,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mayuri.executors.local.process import kill_recorded
 from mayuri.liveness import scheduler_alive
 from mayuri.process_identity import host, same_process
-from mayuri.scheduler.process import kill_recorded
 from mayuri.store.attempt_records import request_cancel, settle_abandoned
 from mayuri.store.db import Store
 from mayuri.store.queries import get_run

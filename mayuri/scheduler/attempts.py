@@ -19,15 +19,14 @@ from typing import Any
 
 from mayuri.closure import uncaught_exceptions
 from mayuri.errors import ExecutorError
+from mayuri.executors.base import Executor, Exit, Handle, LaunchSpec, Usage
 from mayuri.experiment.expand import JobInstance
 from mayuri.gpu import Gpu
 from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
 from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
-from mayuri.scheduler.monitor import Sampler
-from mayuri.scheduler.process import JobProcess, spawn, stop
 from mayuri.scheduler.resume import Resume
-from mayuri.store.attempt_records import AttemptEnd, AttemptStart, Claimed, begin_attempts
+from mayuri.store.attempt_records import AttemptEnd, AttemptStart, Claimed, Started, begin_attempts
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
 from mayuri.store.records import NewRun
@@ -40,11 +39,12 @@ class Active:
     """A running attempt and what the loop must watch about it."""
 
     number: int
-    process: JobProcess
+    executor: Executor
+    handle: Handle
     launch: Launch
     leases: list[Lease]
     gpus: list[str]
-    sampler: Sampler
+    sampler: Usage
     stderr_start: int
     oom_kills_before: int | None
     deadline: float | None
@@ -95,6 +95,7 @@ class Planned:
     run_id: str
     number: int
     shell: bool
+    executor: Executor
     launch: Launch
     files: LogFiles
     leases: list[Lease]
@@ -122,7 +123,7 @@ def plan_attempt(
 
 def start_batch(
     store: Store, keeper: LeaseKeeper, planned: Sequence[Planned], *, project_root: Path, devices: dict[str, Gpu],
-    grace: float = 10.0,
+    grace: float = 10.0, clock: Callable[[], float] = time.monotonic,
 ) -> list[Active | str | Claimed]:
     """Launch attempts on their leased GPUs and record them, in one transaction.
 
@@ -134,22 +135,23 @@ def start_batch(
     open: the caller closes them.
     """
     before = oom_kill_count()
-    started: dict[int, JobProcess] = {}
+    started: dict[int, Handle] = {}
 
-    def launcher(index: int, item: Planned) -> Callable[[], tuple[int, float | None] | str]:
+    def launcher(index: int, item: Planned) -> Callable[[], Started | str]:
         env = item.launch.env
         for name, value in gpu_env(item.leases, devices).items():
             if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
                 env[name] = value
+        spec = LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
+                          item.number, grace, tuple(lease.gpu_uuid for lease in item.leases))
 
-        def launch() -> tuple[int, float | None] | str:
+        def launch() -> Started | str:
             try:
-                process = spawn(item.launch.command, cwd=project_root, env=env, run_dir=item.launch.run_dir,
-                                attempt=item.number, grace=grace, shell=item.shell)
+                handle = item.executor.start(spec)
             except ExecutorError as exc:
                 return exc.message
-            started[index] = process
-            return process.pid, process.create_time
+            started[index] = handle
+            return Started(item.executor.name, handle.ref, handle.pid, handle.pid_create_time)
 
         return launch
 
@@ -161,35 +163,35 @@ def start_batch(
         recorded = begin_attempts(store, keeper.id, keeper.host, starts)
     except BaseException:
         # The transaction that would have recorded them was rolled back: no job may run unrecorded.
-        for process in started.values():
-            stop(process, 0.0)
+        for index, handle in started.items():
+            planned[index].executor.stop_and_wait(handle, 0.0)
         raise
     if recorded is None:
         raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
     results: list[Active | str | Claimed] = []
-    now = time.monotonic()
+    now = clock()
     for index, (item, error) in enumerate(zip(planned, recorded, strict=True)):
         if error is not None:
             results.append(error)
             continue
-        process = started[index]
+        handle = started[index]
         deadline = now + item.timeout if item.timeout else None
-        results.append(Active(item.number, process, item.launch, item.leases, list(starts[index].gpus),
-                              Sampler(process), item.stderr_start, before, deadline))
+        results.append(Active(item.number, item.executor, handle, item.launch, item.leases, list(starts[index].gpus),
+                              item.executor.usage(handle, now), item.stderr_start, before, deadline))
     return results
 
 
-def conclude(run_dir: Path, active: Active, code: int) -> Ended:
-    """How an attempt ended (status, cause, peaks), from its exit code and its files; writes nothing."""
-    process = active.process
-    process.close()
-    duration = time.time() - process.started
+def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
+    """How an attempt ended (status, cause, peaks), from its exit and its files; writes nothing."""
+    active.handle.close()
+    code = ended.code
+    duration = time.time() - active.handle.started
     signal_number = -code if code < 0 else None
     if active.stop_reason == "cancelled":
         status, cause, error = "cancelled", "cancelled", "cancelled"
     elif active.stop_reason == "timeout":
         status, cause, error = "timeout", "timeout", f"timed out after {duration:.1f}s"
-    elif process.status_lost:
+    elif ended.status_lost:
         status, cause, error = "failed", "status_lost", "exit status lost: the jobs' supervisor died before it ended"
     elif code == 0:
         status, cause, error = "succeeded", None, None
@@ -203,7 +205,7 @@ def conclude(run_dir: Path, active: Active, code: int) -> Ended:
         status = "failed"
     end = AttemptEnd(
         status=status, exit_code=code if code >= 0 else None, signal=signal_number, cause=cause, error=error,
-        peak_rss=max(active.sampler.peak_rss, process.max_rss) or None,
-        peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=process.leftovers or None,
+        peak_rss=max(active.sampler.peak_rss, ended.max_rss) or None,
+        peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=ended.leftovers or None,
     )
     return Ended(status, cause, error, code, duration, end)

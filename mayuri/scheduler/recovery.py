@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mayuri.executors.local.process import marked_processes, read_exit_record
 from mayuri.job import read_outputs
 from mayuri.liveness import scheduler_alive
 from mayuri.process_identity import boot_id, host, same_process
 from mayuri.scheduler.causes import classify, stderr_tail
-from mayuri.scheduler.process import marked_processes, read_exit_record
 from mayuri.store.attempt_records import AttemptEnd, EndRecord, settle_abandoned, settle_ended
 from mayuri.store.db import Store
 from mayuri.store.lease_records import drop_stray_leases, reclaim

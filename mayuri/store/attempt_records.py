@@ -60,10 +60,20 @@ def _alive(conn: sqlite3.Connection, scheduler_id: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Started:
+    """What an executor said about an attempt it started: its name, its id for it, the local process if any."""
+
+    executor: str
+    ref: str
+    pid: int | None = None
+    pid_create_time: float | None = None
+
+
+@dataclass(frozen=True)
 class AttemptStart:
     """One attempt to launch and record: `launch` starts its process.
 
-    `launch` returns the process's (pid, create time), or a sentence saying
+    `launch` returns what the executor said (`Started`), or a sentence saying
     why it could not start. `new_run` is the run to insert, on its first
     attempt.
     """
@@ -73,7 +83,7 @@ class AttemptStart:
     params: Mapping[str, Any]
     gpus: Sequence[str]
     lease_tokens: Sequence[str]
-    launch: Callable[[], tuple[int, float | None] | str]
+    launch: Callable[[], Started | str]
     new_run: NewRun | None = None
     resumed_from: str | None = None
     resumed_step: int | None = None
@@ -123,7 +133,7 @@ def begin_attempts(
                     close_run_rows(conn, start.run_id, RunClose("failed", None, launched), now)
                 results.append(launched)
                 continue
-            pid, pid_create_time = launched
+            pid, pid_create_time = launched.pid, launched.pid_create_time
             if start.new_run is not None:
                 insert_run_rows(conn, start.new_run, status="running", now=now, scheduler_id=scheduler_id,
                                 started=True)
@@ -134,9 +144,11 @@ def begin_attempts(
                 )
             conn.execute(
                 "INSERT INTO attempt (run_id, number, status, pid, pid_create_time, host, started_at, gpus, params, "
-                "scheduler_id, resumed_from, resumed_step) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "scheduler_id, resumed_from, resumed_step, executor, executor_ref) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (start.run_id, start.number, pid, pid_create_time, host, now, json.dumps(list(start.gpus)),
-                 canonical_json(start.params), scheduler_id, start.resumed_from, start.resumed_step),
+                 canonical_json(start.params), scheduler_id, start.resumed_from, start.resumed_step,
+                 launched.executor, launched.ref),
             )
             if start.lease_tokens:
                 conn.executemany(
