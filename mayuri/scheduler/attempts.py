@@ -1,9 +1,10 @@
 """One attempt of a run, from launch to its recorded end: env, pinning, process, cause, peaks.
 
 The loop (`mayuri.scheduler.loop`) decides when and what to launch; this
-module starts the processes of one turn's attempts with their GPUs pinned
-(`CUDA_VISIBLE_DEVICES`, PCI bus order) inside the transaction that records
-them (and their runs, on a first attempt), and at the end classifies why
+module has the executor start one turn's attempts with their GPUs pinned
+(`CUDA_VISIBLE_DEVICES`, PCI bus order) between the two transactions that
+record them (`starting`, with their runs on a first attempt; then `running`
+with the executor's reference), and at the end classifies why
 each stopped. Recording the end is the loop's, batched with the other
 attempts that ended at the same time. It never decides retries (`retry.py`)
 and never walks the DAG.
@@ -26,7 +27,14 @@ from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
 from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.resume import Resume
-from mayuri.store.attempt_records import AttemptEnd, AttemptStart, Claimed, Started, begin_attempts
+from mayuri.store.attempt_records import (
+    AttemptEnd,
+    AttemptStart,
+    Claimed,
+    Started,
+    begin_attempts,
+    confirm_attempts,
+)
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
 from mayuri.store.records import NewRun
@@ -124,15 +132,17 @@ def plan_attempt(
 def start_batch(
     store: Store, keeper: LeaseKeeper, planned: Sequence[Planned], *, project_root: Path, devices: dict[str, Gpu],
     grace: float = 10.0, clock: Callable[[], float] = time.monotonic,
+    patient: Callable[[Callable[[], Any]], Any] = lambda write: write(),
 ) -> list[Active | str | Claimed]:
-    """Launch attempts on their leased GPUs and record them, in one transaction.
+    """Record attempts `starting`, have their executors start them, record them `running`.
 
     Returns, per attempt, its Active, or why its process could not start
     (recorded as its run's failure), or Claimed (another run does that work;
     nothing was started or recorded). Raises Fenced (this scheduler was
-    reclaimed: nothing was started) or a StoreError (nothing was recorded,
-    and the processes already started were stopped). The log files stay
-    open: the caller closes them.
+    reclaimed: whatever started was stopped) or a StoreError (the attempts
+    started were stopped). `patient` runs each of the two writes (the loop
+    retries them while the store is locked). The log files stay open: the
+    caller closes them.
     """
     before = oom_kill_count()
     started: dict[int, Handle] = {}
@@ -159,15 +169,25 @@ def start_batch(
                            [lease.token for lease in item.leases], launcher(index, item), item.new_run,
                            item.resume.run_id if item.resume else None, item.resume.step if item.resume else None)
               for index, item in enumerate(planned)]
+    claimed = patient(lambda: begin_attempts(store, keeper.id, keeper.host, starts))
+    if claimed is None:
+        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
     try:
-        recorded = begin_attempts(store, keeper.id, keeper.host, starts)
+        # Outside any transaction: a slow start stalls no other writer of the store.
+        launched = [(start, start.launch()) for start, claim in zip(starts, claimed, strict=True) if claim is None]
+        failures = patient(lambda: confirm_attempts(store, keeper.id, launched))
     except BaseException:
-        # The transaction that would have recorded them was rolled back: no job may run unrecorded.
+        # Not recorded as running: no job may run unrecorded (the `starting` attempts go to recovery).
         for index, handle in started.items():
             planned[index].executor.stop_and_wait(handle, 0.0)
         raise
-    if recorded is None:
-        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
+    if failures is None:
+        # Reclaimed between the two transactions: what started may not run unrecorded.
+        for index, handle in started.items():
+            planned[index].executor.stop_and_wait(handle, 0.0)
+        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(started)} started attempt(s) stopped")
+    recorded = [claim if claim is not None else failures.get(start.run_id)
+                for start, claim in zip(starts, claimed, strict=True)]
     results: list[Active | str | Claimed] = []
     now = clock()
     for index, (item, error) in enumerate(zip(planned, recorded, strict=True)):

@@ -267,11 +267,13 @@ class Scheduler(Planner):
         from mayuri.scheduler.attempts import start_batch
 
         planned = [p for _, p in batch]
+        slots = [slot for slot, _ in batch]
         try:
-            results = self._patiently(lambda: start_batch(
+            results = start_batch(
                 self.store, keeper, planned, project_root=self.settings.root,
                 devices={d.uuid: d for d in self.devices}, clock=self._clock,
-            ), [slot for slot, _ in batch])
+                patient=lambda write: self._patiently(write, slots),
+            )
         finally:
             for item in planned:
                 item.files.close()
