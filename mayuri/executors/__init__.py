@@ -56,3 +56,14 @@ def load(name: str, options: Mapping[str, Any] | None = None) -> Executor:
     module, _, attribute = target.partition(":")
     cls = getattr(importlib.import_module(module), attribute)
     return cls(options)  # type: ignore[no-any-return]
+
+
+_recorded: dict[str, Executor] = {}
+
+
+def of_attempt(name: str | None) -> Executor:
+    """The executor that ran a recorded attempt (None: recorded before executors were, so local), to ask about it."""
+    key = name or DEFAULT
+    if key not in _recorded:
+        _recorded[key] = load(key)
+    return _recorded[key]
