@@ -23,6 +23,7 @@ from mayuri.errors import ExecutorError
 from mayuri.executors.base import Executor, Exit, Handle, LaunchSpec, Usage
 from mayuri.experiment.expand import JobInstance
 from mayuri.gpu import Gpu
+from mayuri.run_contract import CHECKPOINT_DIR_VAR, RESUME_FROM_VAR, checkpoint_dir, log_file
 from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
 from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
@@ -38,8 +39,6 @@ from mayuri.store.attempt_records import (
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
 from mayuri.store.records import NewRun
-
-CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -70,11 +69,6 @@ class Ended:
     code: int
     duration: float
     record: AttemptEnd
-
-
-def checkpoint_dir(run_dir: Path, number: int) -> Path:
-    """Where attempt `number` of a run keeps its checkpoints."""
-    return run_dir / CHECKPOINTS / str(number)
 
 
 def resume_source(run_dir: Path, number: int) -> Path | None:
@@ -121,11 +115,11 @@ def plan_attempt(
     launch = plan_launch(instance, run_id=run_id, run_dir=run_dir, store_root=store_root,
                          project_root=project_root, attempt=number, upstream=upstream, base_env=base_env)
     # Made on first use (mayuri.checkpoint_dir()), not here: most jobs never checkpoint.
-    launch.env["MAYURI_CHECKPOINT_DIR"] = str(checkpoint_dir(run_dir, number))
+    launch.env[CHECKPOINT_DIR_VAR] = str(checkpoint_dir(run_dir, number))
     if number > 1:
         source = resume_source(run_dir, number)
         if source is not None:
-            launch.env["MAYURI_RESUME_FROM"] = str(source)
+            launch.env[RESUME_FROM_VAR] = str(source)
     return launch
 
 
@@ -219,7 +213,7 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         # Exceptions recorded by the job's excepthook come first: they survive
         # a stderr that was redirected, flooded or cut short.
         raised = "\n".join(uncaught_exceptions(active.launch.closure_dir))
-        tail = raised + "\n" + stderr_tail(run_dir / "stderr.log", active.stderr_start)
+        tail = raised + "\n" + stderr_tail(log_file(run_dir, "stderr"), active.stderr_start)
         cause, error = classify(code, tail, oom_kills_before=active.oom_kills_before,
                                 oom_kills_after=oom_kill_count())
         status = "failed"

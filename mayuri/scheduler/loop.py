@@ -32,6 +32,7 @@ from mayuri.collector import long_running
 from mayuri.environment import base_environment
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.experiment.shard_expand import is_reduction
+from mayuri.run_contract import RESUME_FROM_VAR, log_file
 from mayuri.scheduler.claims import claim_key, settled_waits, waiting_note
 from mayuri.scheduler.events import JobEvent
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
@@ -229,12 +230,12 @@ class Scheduler(Planner):
         launch = plan_attempt(slot.current, run_id=slot.run_id, run_dir=slot.run_dir, store_root=self.store.root,
                               project_root=self.settings.root, number=slot.attempt, upstream=upstream,
                               base_env=self._job_env)
-        stderr = slot.run_dir / "stderr.log"
+        stderr = log_file(slot.run_dir, "stderr")
         stderr_start = stderr.stat().st_size if slot.attempt > 1 and stderr.exists() else 0
         resumed = self._resumes.get(slot.run_id)
-        if resumed is not None and "MAYURI_RESUME_FROM" not in launch.env:
+        if resumed is not None and RESUME_FROM_VAR not in launch.env:
             # A first attempt, or a retry whose earlier attempts saved nothing: the predecessor's checkpoint.
-            launch.env["MAYURI_RESUME_FROM"] = str(resumed.folder)
+            launch.env[RESUME_FROM_VAR] = str(resumed.folder)
         else:
             resumed = None
         return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch,

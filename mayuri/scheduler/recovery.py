@@ -2,7 +2,7 @@
 
 A scheduler is alive when, on this host, its (boot id, pid, create time)
 still names a live process, or, on another host, its heartbeat is fresh
-(RELIABILITY.md decision 4). Recovery looks at runs, not at scheduler rows:
+(docs/decisions.md, decision 4). Recovery looks at runs, not at scheduler rows:
 a `running` run whose scheduler is not live (dead, or recorded as finished
 while the run was not) is recovery's to settle, whatever the row says. On
 this host such a run is
@@ -38,6 +38,7 @@ from mayuri.executors.local.process import marked_processes, read_exit_record
 from mayuri.job import read_outputs
 from mayuri.liveness import scheduler_alive
 from mayuri.process_identity import boot_id, host, same_process
+from mayuri.run_contract import log_file
 from mayuri.scheduler.causes import classify, stderr_tail
 from mayuri.store.attempt_records import AttemptEnd, EndRecord, settle_abandoned, settle_ended
 from mayuri.store.db import Store
@@ -126,7 +127,7 @@ def settle_from_record(store: Store, run: UnownedRun, record: dict[str, Any], cl
     if code == 0:
         status, cause, error = "succeeded", None, None
     else:
-        cause, error = classify(code, stderr_tail(run_dir / "stderr.log"), oom_kills_before=None,
+        cause, error = classify(code, stderr_tail(log_file(run_dir, "stderr")), oom_kills_before=None,
                                 oom_kills_after=None)
         status = "failed"
     leftovers = int(record.get("leftovers") or 0)

@@ -2,7 +2,7 @@
 
 Every connection is made here (WAL on a local disk, a busy timeout, foreign
 keys on, and BEGIN IMMEDIATE for every transaction so that no write ever
-upgrades a read lock: RELIABILITY.md decisions 1 and 2). SQLite's failures
+upgrades a read lock: docs/decisions.md, decisions 1 and 2). SQLite's failures
 leave this package as StoreErrors. It must not print, and no other module
 may connect to the database or set pragmas.
 """

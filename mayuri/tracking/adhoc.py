@@ -27,6 +27,7 @@ from mayuri.config import load_settings
 from mayuri.environment import platform_info, python_info
 from mayuri.hashing import hash_structure
 from mayuri.job import PARAMS_FILE, read_outputs
+from mayuri.run_contract import ATTEMPT_VAR, PROJECT_ROOT_VAR, RUN_DIR_VAR, RUN_ID_VAR, STORE_VAR
 from mayuri.store.db import Store
 from mayuri.store.models import database_proxy
 from mayuri.store.perms import make_dirs
@@ -40,7 +41,7 @@ from mayuri.store.records import (
 )
 from mayuri.tracking.artifacts import process_store
 
-_VARIABLES = ("MAYURI_RUN_ID", "MAYURI_RUN_DIR", "MAYURI_STORE", "MAYURI_ATTEMPT", "MAYURI_PROJECT_ROOT")
+_VARIABLES = (RUN_ID_VAR, RUN_DIR_VAR, STORE_VAR, ATTEMPT_VAR, PROJECT_ROOT_VAR)
 
 
 @dataclass
@@ -118,11 +119,11 @@ def start_adhoc(experiment: str, params: dict[str, Any], job: str | None) -> str
     start_attempt(store, run_id, 1, pid=os.getpid(), pid_create_time=psutil.Process().create_time(),
                   params=params)
     os.environ.update({
-        "MAYURI_RUN_ID": run_id,
-        "MAYURI_RUN_DIR": str(run_dir),
-        "MAYURI_STORE": str(store.root),
-        "MAYURI_ATTEMPT": "1",
-        "MAYURI_PROJECT_ROOT": str(settings.root),
+        RUN_ID_VAR: run_id,
+        RUN_DIR_VAR: str(run_dir),
+        STORE_VAR: str(store.root),
+        ATTEMPT_VAR: "1",
+        PROJECT_ROOT_VAR: str(settings.root),
     })
     with _lock:
         _active = _Active(run_id, store.root)
