@@ -28,8 +28,6 @@ from mayuri.environment import platform_info, python_info
 from mayuri.hashing import hash_structure
 from mayuri.job import PARAMS_FILE, read_outputs
 from mayuri.run_contract import ATTEMPT_VAR, PROJECT_ROOT_VAR, RUN_DIR_VAR, RUN_ID_VAR, STORE_VAR
-from mayuri.store.db import Store
-from mayuri.store.models import database_proxy
 from mayuri.store.perms import make_dirs
 from mayuri.store.records import (
     create_run,
@@ -87,12 +85,6 @@ def _exit(status: str | int | None = None) -> NoReturn:
     _previous_exit(status)
 
 
-def _bind(store: Store) -> None:
-    # The record functions use peewee models bound to the store opened last;
-    # a notebook may have opened another store since.
-    database_proxy.initialize(store.db)
-
-
 def start_adhoc(experiment: str, params: dict[str, Any], job: str | None) -> str:
     """Create a running ad-hoc run in the project's store and make this process its job."""
     global _active, _hooked
@@ -103,7 +95,6 @@ def start_adhoc(experiment: str, params: dict[str, Any], job: str | None) -> str
         settings.store.path, allow_network_fs=settings.store.allow_network_fs, create=True,
         busy_timeout=settings.store.busy_timeout,
     )
-    _bind(store)
     run_id = new_run_id()
     run_dir = make_dirs(store.runs / run_id, store.root)
     with open(run_dir / PARAMS_FILE, "w", encoding="utf-8") as handle:
@@ -144,7 +135,6 @@ def finish_adhoc(status: str | None = None) -> None:
         return
     final = status or active.status or "succeeded"
     store = process_store(active.store_root)
-    _bind(store)
     run_dir = store.runs / active.run_id
     cause = None if final == "succeeded" else ("cancelled" if final == "cancelled" else "exception")
     finish_attempt(store, active.run_id, 1, status=final, exit_code=active.exit_code, signal=None, cause=cause)
