@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mayuri import states
 from mayuri.config import load_settings
 from mayuri.experiment import expand
 from mayuri.experiment.parsed_cache import load_experiment
@@ -72,3 +73,9 @@ def fast(tmp_path: Path) -> FastProject:
     init_project(root)
     (root / "mayuri.toml").write_text((root / "mayuri.toml").read_text() + "\n", encoding="utf-8")
     return FastProject(root)
+
+
+@pytest.fixture(autouse=True)
+def strict_states(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state change outside mayuri/states.py's tables fails the test."""
+    monkeypatch.setattr(states, "STRICT", True)
