@@ -16,7 +16,7 @@ EXP = """
 name: dmg
 jobs:
   train:
-    run: python -c "import mayuri; mayuri.output('score', 3)"
+    run: python -c "import mayuri; mayuri.output('score', ${seed})"
     sweep: {seed: [1, 2, 3, 4, 5, 6]}
 """
 

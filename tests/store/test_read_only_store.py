@@ -14,7 +14,7 @@ EXP = """
 name: ro
 jobs:
   train:
-    run: python -c "import mayuri; mayuri.log(step=0, loss=0.5); mayuri.output('score', 3)"
+    run: python -c "import mayuri; mayuri.log(step=0, loss=0.5); mayuri.output('score', ${seed})"
     sweep: {seed: [1, 2]}
 """
 
