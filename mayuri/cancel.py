@@ -13,9 +13,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mayuri.executors import DEFAULT, of_attempt
+from mayuri.executors.base import AttemptRef
 from mayuri.liveness import scheduler_alive
-from mayuri.process_identity import host, same_process
-from mayuri.scheduler.process import kill_recorded
 from mayuri.store.attempt_records import request_cancel, settle_abandoned
 from mayuri.store.db import Store
 from mayuri.store.queries import get_run
@@ -48,9 +48,11 @@ def cancel_runs(store: Store, refs: Sequence[str], *, every: bool = False, wait:
         if run.scheduler_id in live:
             owned.append(run.run_id)
             continue
-        if run.host == host() and same_process(run.pid, run.pid_create_time, run.boot_id):
-            assert run.pid is not None
-            kill_recorded(run.pid, run.run_id, KILL_GRACE)
+        executor = of_attempt(run.executor)
+        attempt = AttemptRef(run.executor or DEFAULT, run.executor_ref, run.run_id, None, run.host, run.boot_id,
+                             run.pid, run.pid_create_time)
+        if executor.alive(attempt):
+            executor.settle_orphan(attempt, KILL_GRACE)
         settle_abandoned(store, run.run_id, "cancelled", "cancelled (mayuri cancel; its scheduler was gone)")
         result.cancelled.append(run.run_id)
     deadline = time.monotonic() + wait

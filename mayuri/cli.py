@@ -113,13 +113,13 @@ def init(folder: Path) -> None:
 
 
 def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...],
-                 dry_run: bool, tests: bool, fresh: bool = False) -> None:
+                 dry_run: bool, tests: bool, fresh: bool = False, executor: str | None = None) -> None:
     from mayuri.run_experiment import RunRequest, run_experiment
     from mayuri.run_view import RunView, print_summary
     from mayuri.scheduler.events import SilentReporter
 
     request = RunRequest(file=file, overrides=overrides, force=force, only=only, dry_run=dry_run, tests=tests,
-                         fresh=fresh)
+                         fresh=fresh, executor=executor)
     began = time.monotonic()
     if dry_run:
         from mayuri.render import plan_tree
@@ -158,8 +158,10 @@ def _run_command(file: Path, overrides: tuple[str, ...], force: bool, only: tupl
 @click.option("--dry-run", is_flag=True, help="Print the plan with each job's cache status; run nothing.")
 @click.option("--fresh", is_flag=True, help="Start from scratch: resume no interrupted run's checkpoint.")
 @click.option("--detach", is_flag=True, help="Run in the background; follow it with `mayuri runs`.")
+@click.option("--executor", metavar="NAME",
+              help="Run the jobs that name no executor there, in place of [executor] default (e.g. local).")
 def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...], dry_run: bool,
-        fresh: bool, detach: bool) -> None:
+        fresh: bool, detach: bool, executor: str | None) -> None:
     """Run an experiment file, reusing every job whose result is already in the store.
 
     OVERRIDES are KEY=VALUE (every job with that param), JOB.KEY=VALUE,
@@ -173,18 +175,19 @@ def run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ..
       mayuri run exp.yaml model=small,large 'seed=range(0,3)'
     """
     if detach and not dry_run:
-        _detach_run(file, overrides, force, only, fresh)
+        _detach_run(file, overrides, force, only, fresh, executor)
         return
-    _run_command(file, overrides, force, only, dry_run, tests=False, fresh=fresh)
+    _run_command(file, overrides, force, only, dry_run, tests=False, fresh=fresh, executor=executor)
 
 
-def _detach_run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...], fresh: bool) -> None:
+def _detach_run(file: Path, overrides: tuple[str, ...], force: bool, only: tuple[str, ...], fresh: bool,
+                executor: str | None) -> None:
     from mayuri.config import load_settings
     from mayuri.scheduler.detach import detach
 
     settings = load_settings()
     args = [str(file), *overrides, *(["--force"] if force else []), *(["--fresh"] if fresh else []),
-            *[f"--only={j}" for j in only]]
+            *[f"--only={j}" for j in only], *([f"--executor={executor}"] if executor else [])]
     started = detach(args, cwd=Path.cwd(), store_root=settings.store.path)
     if started.code is not None:
         err.print(f"the run finished at once (exit {started.code}); its output is in {started.log}")

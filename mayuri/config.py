@@ -42,6 +42,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "experiment": dict,
     },
     "user": {},
+    # `default`, and one table per executor (`[executor.ray]`): its options, read by that executor.
+    "executor": {"default": str},
     # Dashboard key bindings by binding id (`"runs.filter" = "f"`); ids are listed in docs/dashboard.md.
     "keys": {},
 }
@@ -65,6 +67,14 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class ExecutorSettings:
+    """`[executor]`: the executor jobs run on unless they name one, and each executor's own table."""
+
+    default: str = "local"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything `mayuri.toml` says, with defaults filled in and paths resolved."""
 
@@ -80,6 +90,7 @@ class Settings:
     keys: dict[str, str] = field(default_factory=dict)
     # The config groups' folder (`[project] configs`), one subfolder per group.
     configs: Path | None = None
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     @property
     def config_path(self) -> Path:
@@ -135,6 +146,16 @@ def _check_table(text: str, path: Path, table: str, values: Any) -> None:
                 )
         return
     for key, value in values.items():
+        if table == "executor" and key not in allowed:
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"[executor] {key} must be a table of that executor's options ([executor.{key}]) "
+                    f"or `default`, not {type(value).__name__} ({value!r}).",
+                    path=path,
+                    line=_line_of(text, key, table),
+                    hint='For example: [executor] default = "local"',
+                )
+            continue
         if key not in allowed:
             raise ConfigError(
                 f"unknown key '{key}' in [{table}] — {did_you_mean(key, allowed)}",
@@ -229,7 +250,17 @@ def load_settings(root: Path | None = None) -> Settings:
         user_overrides=dict(users.get(current_user(), {})) if users else {},
         keys=dict(data.get("keys", {})),
         configs=root / os.path.expanduser(data.get("project", {}).get("configs", "configs")),
+        executor=_executor_settings(text, path, data.get("executor", {})),
     )
+
+
+def _executor_settings(text: str, path: Path, table: dict[str, Any]) -> ExecutorSettings:
+    """`[executor]`: its default checked as a name (whether one is registered is checked before a run)."""
+    default = table.get("default", "local")
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", default):
+        raise ConfigError(f"[executor] default must name an executor (like \"local\"), not {default!r}.",
+                          path=path, line=_line_of(text, "default", "executor"))
+    return ExecutorSettings(default, {k: dict(v) for k, v in table.items() if isinstance(v, dict)})
 
 
 def _cache_roots(text: str, path: Path, root: Path, roots: list[Any]) -> tuple[Path, ...]:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from mayuri.run_contract import log_file
 from mayuri.store import Store
 from mayuri.store.queries import get_run
 
@@ -21,7 +22,7 @@ def follow_run_logs(
     streams = ["stdout", "stderr"] if with_stderr else ["stdout"]
     if not follow:
         for stream in streams:
-            path = folder / f"{stream}.log"
+            path = log_file(folder, stream)
             if path.exists():
                 with open(path, "rb") as handle:
                     while chunk := handle.read(1 << 16):
@@ -33,7 +34,7 @@ def follow_run_logs(
         # the run ended is still printed on this last pass.
         active = get_run(store, run.id).status in ACTIVE
         for stream in streams:
-            path = folder / f"{stream}.log"
+            path = log_file(folder, stream)
             if not path.exists():
                 continue
             with open(path, "rb") as handle:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mayuri.run_contract import log_file
 from mayuri.store import Store
 from mayuri.store.artifact_queries import ArtifactRow, artifacts_of
 from mayuri.store.coverage_queries import closure_coverage
@@ -46,7 +47,7 @@ class RunDetail:
     @property
     def logs(self) -> dict[str, str]:
         folder = Path(self.run.run_dir)
-        return {"stdout": str(folder / "stdout.log"), "stderr": str(folder / "stderr.log")}
+        return {stream: str(log_file(folder, stream)) for stream in ("stdout", "stderr")}
 
     @property
     def script_params(self) -> dict[str, Any]:

@@ -26,16 +26,24 @@ from mayuri.errors import MayuriError
 if TYPE_CHECKING:
     from mayuri.tracking.writer import MetricBuffer
 
-PARAMS_FILE = "params.json"
-# The keys of params() a job read, one a line (`*`: all of them); see UsedParams.
-PARAMS_USED_FILE = "params_used.txt"
-# The variable through which the scheduler hands a job its params (JSON).
-PARAMS_VAR = "MAYURI_PARAMS"
-OUTPUTS_FILE = "outputs.json"
-# What `mayuri.init(params=...)` gave inside a job: the params as the script sees them.
-SCRIPT_PARAMS_FILE = "script_params.json"
-OUTPUTS_LOCK = ".outputs.lock"
-CHECKPOINTS_DIR = "checkpoints"
+from mayuri.run_contract import (
+    ATTEMPT_VAR,
+    CHECKPOINT_DIR_VAR,
+    CHECKPOINTS_DIR,
+    OUTPUTS_FILE,
+    OUTPUTS_LOCK,
+    PARAMS_FILE,
+    PARAMS_USED_FILE,
+    PARAMS_VAR,
+    RESUME_FROM_VAR,
+    RUN_DIR_VAR,
+    RUN_ID_VAR,
+    SCRIPT_PARAMS_FILE,
+    STORE_VAR,
+)
+
+__all__ = ["CHECKPOINTS_DIR", "OUTPUTS_FILE", "OUTPUTS_LOCK", "PARAMS_FILE", "PARAMS_USED_FILE", "PARAMS_VAR",
+           "SCRIPT_PARAMS_FILE"]
 
 
 class NotInJob(MayuriError):
@@ -56,10 +64,10 @@ def current_run() -> CurrentRun:
     """The run this job is (from MAYURI_RUN_ID, MAYURI_RUN_DIR, MAYURI_STORE, MAYURI_ATTEMPT)."""
     try:
         return CurrentRun(
-            id=os.environ["MAYURI_RUN_ID"],
-            dir=Path(os.environ["MAYURI_RUN_DIR"]),
-            store=Path(os.environ.get("MAYURI_STORE", "")),
-            attempt=int(os.environ.get("MAYURI_ATTEMPT", "1")),
+            id=os.environ[RUN_ID_VAR],
+            dir=Path(os.environ[RUN_DIR_VAR]),
+            store=Path(os.environ.get(STORE_VAR, "")),
+            attempt=int(os.environ.get(ATTEMPT_VAR, "1")),
         )
     except KeyError:
         raise NotInJob(
@@ -77,7 +85,7 @@ def _outside(call: str) -> bool:
     A script written for Mayuri then also runs as a plain `python train.py`;
     with MAYURI_STRICT=1 the call fails instead (NotInJob), for scripts that must be tracked.
     """
-    if "MAYURI_RUN_ID" in os.environ or os.environ.get("MAYURI_STRICT") == "1":
+    if RUN_ID_VAR in os.environ or os.environ.get("MAYURI_STRICT") == "1":
         return False
     if call not in _noticed:
         _noticed.add(call)
@@ -98,7 +106,7 @@ def params(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     here opens no file: a job that opens params.json itself is seen doing it, and then every
     param counts.
     """
-    if "MAYURI_RUN_ID" not in os.environ and os.environ.get("MAYURI_STRICT") != "1":
+    if RUN_ID_VAR not in os.environ and os.environ.get("MAYURI_STRICT") != "1":
         return dict(defaults or {})
     run = current_run()
     text = os.environ.get(PARAMS_VAR)
@@ -394,7 +402,7 @@ def checkpoint_dir(*, keep_last: int | None = None, keep_best: int | None = None
         from mayuri.tracking.checkpoints import Policy
 
         _checkpoint_policy = Policy(keep_last, keep_best, metric, mode)
-    given = os.environ.get("MAYURI_CHECKPOINT_DIR")
+    given = os.environ.get(CHECKPOINT_DIR_VAR)
     folder = Path(given) if given else current_run().dir / CHECKPOINTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -413,7 +421,7 @@ def checkpoint_saved(path: str | os.PathLike[str], **metrics: float) -> list[str
 
 def resume_from() -> Path | None:
     """The checkpoint folder of the previous attempt, when this one is a retry (MAYURI_RESUME_FROM), or None."""
-    value = os.environ.get("MAYURI_RESUME_FROM")
+    value = os.environ.get(RESUME_FROM_VAR)
     return Path(value) if value else None
 
 
@@ -438,7 +446,7 @@ def init(experiment: str, *, params: Mapping[str, Any] | None = None, job: str |
     the project around the current folder, is `running` until the process exits
     (or `finish()`), then `succeeded`, or `failed` after an uncaught exception.
     """
-    if "MAYURI_RUN_ID" in os.environ:
+    if RUN_ID_VAR in os.environ:
         run = current_run()
         if params:
             # Paths and other objects a script's config holds are kept as their text.

@@ -1,4 +1,4 @@
-"""Whether a scheduler recorded in the store is still alive (RELIABILITY.md decision 4).
+"""Whether a scheduler recorded in the store is still alive (docs/decisions.md, decision 4).
 
 On this host: the same boot, pid and process create time. On another host:
 a heartbeat fresher than the lease TTL. Shared by recovery, `mayuri cancel`

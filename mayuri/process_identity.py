@@ -1,6 +1,6 @@
 """Who is alive: the identity of this host and of processes, as leases and recovery compare them.
 
-RELIABILITY.md decision 4: a process recorded in the store is the same live
+docs/decisions.md, decision 4: a process recorded in the store is the same live
 process only if host, boot id, pid and process create time all match; a bare
 pid check is wrong once pids are reused. Nothing here touches the store.
 """

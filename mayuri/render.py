@@ -17,6 +17,7 @@ from rich.console import Group
 from rich.text import Text
 
 from mayuri.experiment.interpolate import as_text
+from mayuri.states import STYLE
 from mayuri.units import format_duration, format_size
 
 if TYPE_CHECKING:
@@ -30,22 +31,8 @@ if TYPE_CHECKING:
     from mayuri.store.queries import RunRow
     from mayuri.store.text_diff_queries import FileDiff
 
-STATUS_STYLE = {
-    "succeeded": "green",
-    "cached": "cyan",
-    "running": "yellow",
-    "queued": "yellow",
-    "ready": "yellow",
-    "will run": "yellow",
-    "waits": "cyan",
-    "waiting": "cyan",
-    "pending": "dim",
-    "failed": "bold red",
-    "skipped": "magenta",
-    "blocked": "magenta",
-    "cancelled": "red",
-    "orphaned": "red",
-}
+# One look for each state, shared with the dashboard.
+STATUS_STYLE = STYLE
 
 
 def status_text(status: str) -> Text:

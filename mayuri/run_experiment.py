@@ -6,13 +6,15 @@ opened, so a bad file leaves the store untouched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mayuri.config import load_settings
-from mayuri.errors import ExperimentError
+from mayuri.config import Settings, load_settings
+from mayuri.errors import ConfigError, ExperimentError
 from mayuri.experiment import expand, parse_override
+from mayuri.experiment.expand import JobInstance
 from mayuri.experiment.parsed_cache import load_experiment
 from mayuri.experiment.shard_expand import shard_instances, shard_part
 from mayuri.scheduler.events import Reporter
@@ -39,6 +41,8 @@ class RunRequest:
     dry_run: bool = False
     tests: bool = False
     fresh: bool = False
+    # `--executor NAME`: in place of `[executor] default` for this run (a job's own `executor:` still wins).
+    executor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     instances = shard_instances(expand(spec, overrides, settings.user_overrides, only=only, kinds=kinds,
                                        configs=settings.configs, max_plan=settings.scheduler.max_plan),
                                 settings.root)
+    _check_executors(settings, request.executor, instances)
     store = open_project_store(settings)
     if store.read_only and not request.dry_run:
         store.close()
@@ -96,7 +101,7 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
             # Loaded only when something must run: a cached run needs none of it.
             from mayuri.scheduler.loop import Scheduler
 
-            outcome = Scheduler(planner, ready, fresh=request.fresh).run()
+            outcome = Scheduler(planner, ready, fresh=request.fresh, default_executor=request.executor).run()
         else:
             outcome = planner.all_cached()
         if not request.tests:
@@ -104,6 +109,23 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
         return RunResult(outcome, judge_tests(store, outcome), shard_values(store, outcome))
     finally:
         store.close()
+
+
+def _check_executors(settings: Settings, chosen: str | None, instances: Sequence[JobInstance]) -> None:
+    """Refuse (exit 2) an executor name that nothing is registered under, before anything is planned."""
+    from mayuri.executors import UNKNOWN_HINT, is_known, unknown
+
+    default = chosen or settings.executor.default
+    if not is_known(default):
+        origin = "--executor" if chosen else "[executor] default"
+        raise ConfigError(f"{origin}: {unknown(default)}", path=None if chosen else settings.config_path,
+                          hint=UNKNOWN_HINT)
+    for inst in instances:
+        name = inst.job.executor
+        if name is not None and name != default and not is_known(name):
+            spot = inst.job.at("executor")
+            raise ExperimentError(f"job '{inst.name}': {unknown(name)}", path=spot.path, line=spot.line,
+                                  column=spot.column, hint=UNKNOWN_HINT)
 
 
 def _source(path: Path, root: Path) -> str:

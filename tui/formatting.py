@@ -12,21 +12,11 @@ from typing import Any
 
 from rich.text import Text
 
+from mayuri.states import STYLE
 from mayuri.store.shard_queries import ShardProgress
 
-STATUS_STYLES = {
-    "succeeded": "green",
-    "cached": "cyan",
-    "running": "bold yellow",
-    "queued": "blue",
-    "failed": "bold red",
-    "timeout": "red",
-    "cancelled": "magenta",
-    "orphaned": "red dim",
-    "lost": "red dim",
-    "skipped": "dim",
-    "collected": "dim italic",
-}
+# One look for each state, shared with the CLI (mayuri/states.py).
+STATUS_STYLES = STYLE
 
 
 PREFERRED_METRICS = ("loss", "val_loss", "eval_loss", "train_loss", "accuracy", "eval_accuracy")

@@ -31,6 +31,10 @@ def _object(properties: dict[str, Any], required: list[str] | None = None, descr
     return schema
 
 
+_EXECUTOR = {"type": "string", "pattern": _NAME,
+             "description": "Where the job runs: an executor's name (local, or one a package registers)."}
+
+
 def _resources() -> dict[str, Any]:
     props: dict[str, Any] = {"gpus": {"type": "number", "minimum": 0}, "cpus": {"type": "number", "minimum": 0},
                              "gpu_memory": _SIZE, "memory": _SIZE}
@@ -104,6 +108,7 @@ def _job(test: bool) -> dict[str, Any]:
                          "that turn printed lines into metrics."),
         "shards": _shards(),
         "reduce": _reduce(),
+        "executor": _EXECUTOR,
     }
     assert set(props) == set(JOB_KEYS)
     if not test:
@@ -128,6 +133,7 @@ def experiment_schema() -> dict[str, Any]:
         "resources": _resources(),
         "retry": _retry(),
         "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "executor": _EXECUTOR,
         "jobs": {"type": "object", "propertyNames": {"pattern": _NAME}, "additionalProperties": _job(False)},
         "tests": {"type": "object", "propertyNames": {"pattern": _NAME}, "additionalProperties": _job(True)},
     }
@@ -153,6 +159,9 @@ def config_schema() -> dict[str, Any]:
                              "description": "Dashboard key bindings by binding id."}
             continue
         tables[table] = _object({key: kind(expected) for key, expected in keys.items()})
+    tables["executor"]["additionalProperties"] = {
+        "type": "object", "description": "[executor.NAME]: the options of that executor (ray, slurm, ...)."}
+    tables["executor"]["description"] = "Where jobs run: `default` (\"local\", or a registered executor's name)."
     tables["cache"]["properties"]["key_env"] = {"type": "array", "items": {"enum": list(KEY_ENV_PARTS)}}
     tables["cache"]["properties"]["roots"] = {"type": "array", "items": {"type": "string", "minLength": 1}}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "mayuri-toml", **_object(tables)}

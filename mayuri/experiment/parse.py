@@ -24,11 +24,12 @@ from mayuri.experiment.yaml_io import load_yaml, position
 from mayuri.suggest import did_you_mean
 from mayuri.units import parse_duration, parse_size
 
-TOP_KEYS = ("name", "description", "extends", "defaults", "params", "resources", "retry", "env", "jobs", "tests")
+TOP_KEYS = ("name", "description", "extends", "defaults", "params", "resources", "retry", "env", "executor", "jobs",
+            "tests")
 JOB_KEYS = (
     "run", "description", "params", "sweep", "depends_on", "resources", "retry", "timeout", "env",
     "cache", "outputs", "expect", "pipeline", "gather", "inputs", "python", "shell", "metrics_from",
-    "shards", "reduce",
+    "shards", "reduce", "executor",
 )
 RESOURCE_KEYS = ("gpus", "gpu_memory", "cpus", "memory")
 RETRY_KEYS = ("oom", "failed", "delay")
@@ -259,7 +260,7 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
             raise reader.fail(exc.message, expect, key, exc.hint) from None
     sweep = reader.mapping(node.get("sweep"), "sweep", node)
     positions = dict(defaults.get("positions", {}))
-    for part in ("run", "env", "shards"):
+    for part in ("run", "env", "shards", "executor"):
         if part in node:
             positions[part] = reader.where(node, part)
     if isinstance(node.get("params"), dict):
@@ -293,7 +294,16 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
         reduce=parse_reduce(node, tuple(outputs), reader.fail) if "reduce" in node else (),
         positions=positions,
         metrics_from=_metrics_from(reader, node) if "metrics_from" in node else (),
+        executor=_executor(reader, node) if "executor" in node else defaults.get("executor"),
     )
+
+
+def _executor(reader: _Reader, node: dict[str, Any]) -> str:
+    """`executor: NAME`: where the job runs (the name is checked against the registry before a run)."""
+    name = to_plain(node["executor"])
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise reader.fail(f"'executor' must name an executor (like local), not {name!r}.", node, "executor")
+    return name
 
 
 def _metrics_from(reader: _Reader, node: dict[str, Any]) -> tuple[str, ...]:
@@ -478,9 +488,12 @@ def _parse(path: Path, text: str | None, chain: tuple[Path, ...]) -> ExperimentS
         "env": {str(k): str(to_plain(v)) for k, v in reader.mapping(data.get("env"), "env", data).items()},
         "resources": _resources(reader, data.get("resources"), data, "resources"),
         "retry": _retry(reader, data.get("retry"), data, "retry"),
+        "executor": _executor(reader, data) if "executor" in data else None,
         "positions": {f"params.{k}": reader.where(data["params"], k) for k in data.get("params") or {}}
         if isinstance(data.get("params"), dict) else {},
     }
+    if "executor" in data:
+        defaults["positions"]["executor"] = reader.where(data, "executor")
     jobs: dict[str, JobSpec] = {}
     for section, kind in (("jobs", "job"), ("tests", "test")):
         block = reader.mapping(data.get(section), section, data)

@@ -82,6 +82,8 @@ class JobSpec:
     positions: dict[str, Where] = field(default_factory=dict)
     # `metrics_from: {stdout: ...}`: regexes whose named groups turn printed lines into metrics.
     metrics_from: tuple[str, ...] = ()
+    # `executor:` (the job's, else the file's): where it runs; None: the run's default executor.
+    executor: str | None = None
 
     def at(self, part: str) -> Where:
         """Where `part` of this job was written (the job itself when unknown)."""

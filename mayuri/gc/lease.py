@@ -1,4 +1,4 @@
-"""The gc lease: at most one gc sweeps a store at a time (RELIABILITY.md decision 8).
+"""The gc lease: at most one gc sweeps a store at a time (docs/decisions.md, decision 8).
 
 The lease is a row in the store. A holder on this host is alive while its
 process (same boot, pid and start time) lives; a holder elsewhere while its

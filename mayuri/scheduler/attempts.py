@@ -1,9 +1,10 @@
 """One attempt of a run, from launch to its recorded end: env, pinning, process, cause, peaks.
 
 The loop (`mayuri.scheduler.loop`) decides when and what to launch; this
-module starts the processes of one turn's attempts with their GPUs pinned
-(`CUDA_VISIBLE_DEVICES`, PCI bus order) inside the transaction that records
-them (and their runs, on a first attempt), and at the end classifies why
+module has the executor start one turn's attempts with their GPUs pinned
+(`CUDA_VISIBLE_DEVICES`, PCI bus order) between the two transactions that
+record them (`starting`, with their runs on a first attempt; then `running`
+with the executor's reference), and at the end classifies why
 each stopped. Recording the end is the loop's, batched with the other
 attempts that ended at the same time. It never decides retries (`retry.py`)
 and never walks the DAG.
@@ -19,20 +20,25 @@ from typing import Any
 
 from mayuri.closure import uncaught_exceptions
 from mayuri.errors import ExecutorError
+from mayuri.executors.base import Executor, Exit, Handle, LaunchSpec, Usage
 from mayuri.experiment.expand import JobInstance
 from mayuri.gpu import Gpu
+from mayuri.run_contract import CHECKPOINT_DIR_VAR, RESUME_FROM_VAR, checkpoint_dir, log_file
 from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
 from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
-from mayuri.scheduler.monitor import Sampler
-from mayuri.scheduler.process import JobProcess, spawn, stop
 from mayuri.scheduler.resume import Resume
-from mayuri.store.attempt_records import AttemptEnd, AttemptStart, Claimed, begin_attempts
+from mayuri.store.attempt_records import (
+    AttemptEnd,
+    AttemptStart,
+    Claimed,
+    Started,
+    begin_attempts,
+    confirm_attempts,
+)
 from mayuri.store.db import Store
 from mayuri.store.lease_records import Lease
 from mayuri.store.records import NewRun
-
-CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -40,11 +46,12 @@ class Active:
     """A running attempt and what the loop must watch about it."""
 
     number: int
-    process: JobProcess
+    executor: Executor
+    handle: Handle
     launch: Launch
     leases: list[Lease]
     gpus: list[str]
-    sampler: Sampler
+    sampler: Usage
     stderr_start: int
     oom_kills_before: int | None
     deadline: float | None
@@ -62,11 +69,6 @@ class Ended:
     code: int
     duration: float
     record: AttemptEnd
-
-
-def checkpoint_dir(run_dir: Path, number: int) -> Path:
-    """Where attempt `number` of a run keeps its checkpoints."""
-    return run_dir / CHECKPOINTS / str(number)
 
 
 def resume_source(run_dir: Path, number: int) -> Path | None:
@@ -95,6 +97,7 @@ class Planned:
     run_id: str
     number: int
     shell: bool
+    executor: Executor
     launch: Launch
     files: LogFiles
     leases: list[Lease]
@@ -112,44 +115,47 @@ def plan_attempt(
     launch = plan_launch(instance, run_id=run_id, run_dir=run_dir, store_root=store_root,
                          project_root=project_root, attempt=number, upstream=upstream, base_env=base_env)
     # Made on first use (mayuri.checkpoint_dir()), not here: most jobs never checkpoint.
-    launch.env["MAYURI_CHECKPOINT_DIR"] = str(checkpoint_dir(run_dir, number))
+    launch.env[CHECKPOINT_DIR_VAR] = str(checkpoint_dir(run_dir, number))
     if number > 1:
         source = resume_source(run_dir, number)
         if source is not None:
-            launch.env["MAYURI_RESUME_FROM"] = str(source)
+            launch.env[RESUME_FROM_VAR] = str(source)
     return launch
 
 
 def start_batch(
     store: Store, keeper: LeaseKeeper, planned: Sequence[Planned], *, project_root: Path, devices: dict[str, Gpu],
-    grace: float = 10.0,
+    grace: float = 10.0, clock: Callable[[], float] = time.monotonic,
+    patient: Callable[[Callable[[], Any]], Any] = lambda write: write(),
 ) -> list[Active | str | Claimed]:
-    """Launch attempts on their leased GPUs and record them, in one transaction.
+    """Record attempts `starting`, have their executors start them, record them `running`.
 
     Returns, per attempt, its Active, or why its process could not start
     (recorded as its run's failure), or Claimed (another run does that work;
     nothing was started or recorded). Raises Fenced (this scheduler was
-    reclaimed: nothing was started) or a StoreError (nothing was recorded,
-    and the processes already started were stopped). The log files stay
-    open: the caller closes them.
+    reclaimed: whatever started was stopped) or a StoreError (the attempts
+    started were stopped). `patient` runs each of the two writes (the loop
+    retries them while the store is locked). The log files stay open: the
+    caller closes them.
     """
     before = oom_kill_count()
-    started: dict[int, JobProcess] = {}
+    started: dict[int, Handle] = {}
 
-    def launcher(index: int, item: Planned) -> Callable[[], tuple[int, float | None] | str]:
+    def launcher(index: int, item: Planned) -> Callable[[], Started | str]:
         env = item.launch.env
         for name, value in gpu_env(item.leases, devices).items():
             if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
                 env[name] = value
+        spec = LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
+                          item.number, grace, tuple(lease.gpu_uuid for lease in item.leases))
 
-        def launch() -> tuple[int, float | None] | str:
+        def launch() -> Started | str:
             try:
-                process = spawn(item.launch.command, cwd=project_root, env=env, run_dir=item.launch.run_dir,
-                                attempt=item.number, grace=grace, shell=item.shell)
+                handle = item.executor.start(spec)
             except ExecutorError as exc:
                 return exc.message
-            started[index] = process
-            return process.pid, process.create_time
+            started[index] = handle
+            return Started(item.executor.name, handle.ref, handle.pid, handle.pid_create_time)
 
         return launch
 
@@ -157,39 +163,49 @@ def start_batch(
                            [lease.token for lease in item.leases], launcher(index, item), item.new_run,
                            item.resume.run_id if item.resume else None, item.resume.step if item.resume else None)
               for index, item in enumerate(planned)]
-    try:
-        recorded = begin_attempts(store, keeper.id, keeper.host, starts)
-    except BaseException:
-        # The transaction that would have recorded them was rolled back: no job may run unrecorded.
-        for process in started.values():
-            stop(process, 0.0)
-        raise
-    if recorded is None:
+    claimed = patient(lambda: begin_attempts(store, keeper.id, keeper.host, starts))
+    if claimed is None:
         raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
+    try:
+        # Outside any transaction: a slow start stalls no other writer of the store.
+        launched = [(start, start.launch()) for start, claim in zip(starts, claimed, strict=True) if claim is None]
+        failures = patient(lambda: confirm_attempts(store, keeper.id, launched))
+    except BaseException:
+        # Not recorded as running: no job may run unrecorded (the `starting` attempts go to recovery).
+        for index, handle in started.items():
+            planned[index].executor.stop_and_wait(handle, 0.0)
+        raise
+    if failures is None:
+        # Reclaimed between the two transactions: what started may not run unrecorded.
+        for index, handle in started.items():
+            planned[index].executor.stop_and_wait(handle, 0.0)
+        raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(started)} started attempt(s) stopped")
+    recorded = [claim if claim is not None else failures.get(start.run_id)
+                for start, claim in zip(starts, claimed, strict=True)]
     results: list[Active | str | Claimed] = []
-    now = time.monotonic()
+    now = clock()
     for index, (item, error) in enumerate(zip(planned, recorded, strict=True)):
         if error is not None:
             results.append(error)
             continue
-        process = started[index]
+        handle = started[index]
         deadline = now + item.timeout if item.timeout else None
-        results.append(Active(item.number, process, item.launch, item.leases, list(starts[index].gpus),
-                              Sampler(process), item.stderr_start, before, deadline))
+        results.append(Active(item.number, item.executor, handle, item.launch, item.leases, list(starts[index].gpus),
+                              item.executor.usage(handle, now), item.stderr_start, before, deadline))
     return results
 
 
-def conclude(run_dir: Path, active: Active, code: int) -> Ended:
-    """How an attempt ended (status, cause, peaks), from its exit code and its files; writes nothing."""
-    process = active.process
-    process.close()
-    duration = time.time() - process.started
+def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
+    """How an attempt ended (status, cause, peaks), from its exit and its files; writes nothing."""
+    active.handle.close()
+    code = ended.code
+    duration = time.time() - active.handle.started
     signal_number = -code if code < 0 else None
     if active.stop_reason == "cancelled":
         status, cause, error = "cancelled", "cancelled", "cancelled"
     elif active.stop_reason == "timeout":
         status, cause, error = "timeout", "timeout", f"timed out after {duration:.1f}s"
-    elif process.status_lost:
+    elif ended.status_lost:
         status, cause, error = "failed", "status_lost", "exit status lost: the jobs' supervisor died before it ended"
     elif code == 0:
         status, cause, error = "succeeded", None, None
@@ -197,13 +213,13 @@ def conclude(run_dir: Path, active: Active, code: int) -> Ended:
         # Exceptions recorded by the job's excepthook come first: they survive
         # a stderr that was redirected, flooded or cut short.
         raised = "\n".join(uncaught_exceptions(active.launch.closure_dir))
-        tail = raised + "\n" + stderr_tail(run_dir / "stderr.log", active.stderr_start)
+        tail = raised + "\n" + stderr_tail(log_file(run_dir, "stderr"), active.stderr_start)
         cause, error = classify(code, tail, oom_kills_before=active.oom_kills_before,
                                 oom_kills_after=oom_kill_count())
         status = "failed"
     end = AttemptEnd(
         status=status, exit_code=code if code >= 0 else None, signal=signal_number, cause=cause, error=error,
-        peak_rss=max(active.sampler.peak_rss, process.max_rss) or None,
-        peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=process.leftovers or None,
+        peak_rss=max(active.sampler.peak_rss, ended.max_rss) or None,
+        peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=ended.leftovers or None,
     )
     return Ended(status, cause, error, code, duration, end)

@@ -1,7 +1,7 @@
 """Why an attempt ended: GPU out of memory, host out of memory, a signal, an exit code.
 
 Classifies from the exit status, the tail of the attempt's stderr and the
-cgroup's OOM-kill counter (RELIABILITY.md "How a GPU out-of-memory shows
+cgroup's OOM-kill counter (docs/decisions.md "How a GPU out-of-memory shows
 up"). Pure reading: deciding what to do about it is `mayuri.scheduler.retry`'s.
 """
 

@@ -26,6 +26,14 @@ from mayuri.closure.launch import tracer_library, with_tracer
 from mayuri.experiment.expand import JobInstance, upstream_name
 from mayuri.experiment.interpolate import Interpolator, as_text
 from mayuri.job import PARAMS_FILE, PARAMS_VAR
+from mayuri.run_contract import (
+    ATTEMPT_VAR,
+    PROJECT_ROOT_VAR,
+    RUN_DIR_VAR,
+    RUN_ID_VAR,
+    STORE_VAR,
+    log_file,
+)
 from mayuri.sharding import FILES_VAR, SHARD_VAR, SHARDS_VAR
 from mayuri.store.perms import make_dirs, share_like_folder
 
@@ -145,11 +153,11 @@ def plan_launch(
         env[PARAMS_VAR] = params_text
     else:
         env.pop(PARAMS_VAR, None)
-    env["MAYURI_RUN_ID"] = run_id
-    env["MAYURI_RUN_DIR"] = run_dir_text
-    env["MAYURI_STORE"] = str(store_root)
-    env["MAYURI_ATTEMPT"] = str(attempt)
-    env["MAYURI_PROJECT_ROOT"] = str(project_root)
+    env[RUN_ID_VAR] = run_id
+    env[RUN_DIR_VAR] = run_dir_text
+    env[STORE_VAR] = str(store_root)
+    env[ATTEMPT_VAR] = str(attempt)
+    env[PROJECT_ROOT_VAR] = str(project_root)
     if shard:
         env[SHARD_VAR], env[SHARDS_VAR] = str(shard["index"]), str(shard["count"])
         if "files" in shard:
@@ -182,9 +190,9 @@ def make_files(launch: Launch, store_root: Path) -> LogFiles:
     finally:
         os.close(fd)
     flags = create | (os.O_APPEND if launch.attempt > 1 else os.O_TRUNC)
-    stdout = os.open(run_dir / "stdout.log", flags, 0o666)
+    stdout = os.open(log_file(run_dir, "stdout"), flags, 0o666)
     try:
-        stderr = os.open(run_dir / "stderr.log", flags, 0o666)
+        stderr = os.open(log_file(run_dir, "stderr"), flags, 0o666)
     except BaseException:
         os.close(stdout)
         raise

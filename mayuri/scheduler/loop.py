@@ -19,7 +19,6 @@ import contextlib
 import functools
 import logging
 import os
-import select
 import shutil
 import signal
 import threading
@@ -33,14 +32,12 @@ from mayuri.collector import long_running
 from mayuri.environment import base_environment
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.experiment.shard_expand import is_reduction
-from mayuri.gpu import inventory, process_gpu_memory
+from mayuri.run_contract import RESUME_FROM_VAR, log_file
 from mayuri.scheduler.claims import claim_key, settled_waits, waiting_note
 from mayuri.scheduler.events import JobEvent
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.patience import patiently
-from mayuri.scheduler.placement import usable
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner, Slot
-from mayuri.scheduler.process import kill, reap, stop, terminate
 from mayuri.scheduler.resume import Resume, find_resume
 from mayuri.store.attempt_records import Claimed, EndRecord, record_ends
 from mayuri.store.db import StoreLocked
@@ -56,6 +53,7 @@ from mayuri.store.records import (
 from mayuri.store.scheduler_queries import cancel_requests, claim_holders
 
 if TYPE_CHECKING:
+    from mayuri.executors.base import Executor, Exit
     from mayuri.scheduler import attempts
 
 __all__ = ["SETTLED_OK", "Outcome", "Scheduler", "Slot"]
@@ -74,10 +72,18 @@ DEVICE_REFRESH = 2.0
 class Scheduler(Planner):
     """Runs one expanded experiment against one store: launches, watches, retries, stops."""
 
-    def __init__(self, planner: Planner, ready: Sequence[Slot], *, fresh: bool = False) -> None:
+    def __init__(self, planner: Planner, ready: Sequence[Slot], *, fresh: bool = False,
+                 executor: Executor | None = None, default_executor: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         # Goes on from where the planner stopped: the slots the cache settled,
         # their hits, and `ready`, the instances it found must run.
         vars(self).update(vars(planner))
+        # `executor`: one executor for every job (tests); else each job's `executor:`, else
+        # `default_executor` (`mayuri run --executor`), else `[executor] default`, loaded on first use.
+        self._executors: dict[str, Executor] = {}
+        self._only_executor = executor
+        self._default_executor = default_executor or self.settings.executor.default
+        self._clock = clock
         self._handed_over = list(ready)
         self._environment: dict[str, Any] | None = None
         self._experiment_id: int | None = None
@@ -98,6 +104,20 @@ class Scheduler(Planner):
         self._next_claim_check = 0.0
 
     # -- launching ----------------------------------------------------------
+
+    def _executor_for(self, slot: Slot) -> Executor:
+        """The executor that runs a slot's job, made on first use."""
+        if self._only_executor is not None:
+            return self._only_executor
+        name = slot.instance.job.executor or self._default_executor
+        executor = self._executors.get(name)
+        if executor is None:
+            from mayuri.executors import load
+
+            executor = self._executors[name] = load(name, self.settings.executor.options.get(name))
+            if hasattr(executor, "poll_interval"):
+                executor.poll_interval = self.settings.scheduler.poll_interval
+        return executor
 
     def _base_environment(self) -> dict[str, Any]:
         if self._environment is None:
@@ -151,7 +171,7 @@ class Scheduler(Planner):
             return None
         if now >= self._devices_at + DEVICE_REFRESH and not all(d.fake for d in self.devices):
             self._devices_at = now
-            self.devices = usable(inventory(), self.settings.scheduler.gpus)
+            self.devices = self._executor_for(slot).capacity(self.settings.scheduler.gpus)
         try:
             taken = keeper.take(slot.request, self.devices, slot.avoid)
             if taken is None and slot.avoid:
@@ -210,16 +230,17 @@ class Scheduler(Planner):
         launch = plan_attempt(slot.current, run_id=slot.run_id, run_dir=slot.run_dir, store_root=self.store.root,
                               project_root=self.settings.root, number=slot.attempt, upstream=upstream,
                               base_env=self._job_env)
-        stderr = slot.run_dir / "stderr.log"
+        stderr = log_file(slot.run_dir, "stderr")
         stderr_start = stderr.stat().st_size if slot.attempt > 1 and stderr.exists() else 0
         resumed = self._resumes.get(slot.run_id)
-        if resumed is not None and "MAYURI_RESUME_FROM" not in launch.env:
+        if resumed is not None and RESUME_FROM_VAR not in launch.env:
             # A first attempt, or a retry whose earlier attempts saved nothing: the predecessor's checkpoint.
-            launch.env["MAYURI_RESUME_FROM"] = str(resumed.folder)
+            launch.env[RESUME_FROM_VAR] = str(resumed.folder)
         else:
             resumed = None
-        return True, Planned(slot.run_id, slot.attempt, inst.job.shell, launch, make_files(launch, self.store.root),
-                             leases, inst.job.timeout, new_run, stderr_start, resumed)
+        return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch,
+                             make_files(launch, self.store.root), leases, inst.job.timeout, new_run, stderr_start,
+                             resumed)
 
     def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
         """Start as many queued attempts as there is room for (in queue order), in one transaction."""
@@ -247,11 +268,13 @@ class Scheduler(Planner):
         from mayuri.scheduler.attempts import start_batch
 
         planned = [p for _, p in batch]
+        slots = [slot for slot, _ in batch]
         try:
-            results = self._patiently(lambda: start_batch(
+            results = start_batch(
                 self.store, keeper, planned, project_root=self.settings.root,
-                devices={d.uuid: d for d in self.devices},
-            ), [slot for slot, _ in batch])
+                devices={d.uuid: d for d in self.devices}, clock=self._clock,
+                patient=lambda write: self._patiently(write, slots),
+            )
         finally:
             for item in planned:
                 item.files.close()
@@ -320,17 +343,17 @@ class Scheduler(Planner):
             raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; the end of {len(records)} attempt(s) "
                          "was not recorded")
 
-    def _finish(self, done: list[tuple[Slot, int]], keeper: LeaseKeeper) -> None:
+    def _finish(self, done: list[tuple[Slot, Exit]], keeper: LeaseKeeper) -> None:
         """Record the attempts that ended in this turn, then retry or close each one's run."""
         from mayuri.scheduler import attempts
 
         ended: list[tuple[Slot, attempts.Active, attempts.Ended]] = []
-        for slot, code in done:
+        for slot, exit_ in done:
             active = slot.active
             assert active is not None and slot.run_dir is not None
             self._running.discard(slot.instance.key)
             slot.sys_step = active.sampler.step
-            ended.append((slot, active, attempts.conclude(slot.run_dir, active, code)))
+            ended.append((slot, active, attempts.conclude(slot.run_dir, active, exit_)))
         # GPUs are given back before any closure is hashed: other jobs may be waiting for them.
         early = [(s, a, e) for s, a, e in ended if a.leases]
         if early:
@@ -372,7 +395,7 @@ class Scheduler(Planner):
             assert slot.current is not None
             if choice.changes:
                 slot.current = with_params(slot.current, choice.changes)
-            slot.not_before = time.monotonic() + choice.delay
+            slot.not_before = self._clock() + choice.delay
             slot.avoid = choice.avoid_gpus
             slot.active = None
             self._queue.insert(0, slot)
@@ -391,7 +414,7 @@ class Scheduler(Planner):
         # Hashing the closure may write (stat cache, code blobs): it waits out a locked store too.
         done = self._patiently(lambda: close_run(
             self.store, self.settings.root, current, run_dir, active.launch.closure_dir,
-            active.process.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
+            active.handle.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
             self.settings.cache_roots, status=status, code=ended.code, error=error,
             # Hashing a run's result files costs a read of them all: only for runs a downstream job receives.
             results=slot.instance.key in self._consumed,
@@ -421,7 +444,7 @@ class Scheduler(Planner):
             return
         active.stop_reason = reason
         active.kill_at = now + self.settings.scheduler.kill_grace
-        terminate(active.process)
+        active.executor.stop(active.handle)
 
     def _watch(self, keeper: LeaseKeeper, now: float) -> None:
         """Timeouts, kill deadlines, cancel requests, samples and the heartbeat."""
@@ -432,17 +455,21 @@ class Scheduler(Planner):
             if active.deadline is not None and now >= active.deadline and active.stop_reason is None:
                 self._stop_slot(slot, "timeout", now)
             if active.kill_at is not None and now >= active.kill_at:
-                kill(active.process)
+                active.executor.stop(active.handle, force=True)
                 active.kill_at = now + 1.0
         if now >= self._next_cancel_check:
             self._next_cancel_check = now + CANCEL_CHECK_INTERVAL
             self._check_cancels(keeper, now)
-        due = [s for s in running if s.active is not None and s.active.sampler.due(now)]
-        if due:
-            gpu_memory = process_gpu_memory() if any(s.active and s.active.gpus for s in due) else {}
-            for slot in due:
-                assert slot.active is not None and slot.run_id is not None
-                points = slot.active.sampler.sample(gpu_memory, now)
+        due: dict[int, list[Slot]] = {}
+        for slot in running:
+            if slot.active is not None and slot.active.sampler.due(now):
+                due.setdefault(id(slot.active.executor), []).append(slot)
+        for group in due.values():
+            executor = group[0].active.executor if group[0].active else None
+            assert executor is not None
+            samples = executor.sample([(s.active.handle, s.active.sampler) for s in group if s.active], now)
+            for slot, points in zip(group, samples, strict=True):
+                assert slot.run_id is not None
                 if points:
                     try:
                         append_points(self.store, slot.run_id, points)
@@ -489,7 +516,7 @@ class Scheduler(Planner):
             for key in self._running:
                 active = self.slots[key].active
                 assert active is not None
-                kill(active.process)
+                active.executor.stop(active.handle, force=True)
 
     def _wait(self, now: float) -> None:
         timeout = MAX_WAIT
@@ -499,16 +526,17 @@ class Scheduler(Planner):
             for moment in (active.deadline, active.kill_at, active.sampler.next_at):
                 if moment is not None:
                     timeout = min(timeout, max(0.0, moment - now))
-        fds: list[int] = []
-        for key in self._running:
-            active = self.slots[key].active
-            if active is not None and active.process.shepherd is not None and not active.process.shepherd.gone:
-                fds = [active.process.shepherd.fileno()]
-                break
-        if fds:
-            select.select(fds, [], [], timeout)
+        actives = [a for a in (self.slots[key].active for key in self._running) if a is not None]
+        executors = {id(a.executor): a.executor for a in actives}
+        if len(executors) == 1:
+            executor = next(iter(executors.values()))
+            executor.wait([a.handle for a in actives], timeout)
+        elif self._only_executor is not None:
+            # Nothing runs: the executor's clock may be the one that must move on.
+            self._only_executor.wait([], timeout)
         else:
-            time.sleep(min(timeout, self.settings.scheduler.poll_interval) if self._running else timeout)
+            # Jobs on several executors (or none): none can wake us for all; poll them.
+            time.sleep(min(timeout, self.settings.scheduler.poll_interval) if actives else timeout)
 
     # -- the loop -------------------------------------------------------------
 
@@ -579,7 +607,7 @@ class Scheduler(Planner):
     def _loop(self, keeper: LeaseKeeper) -> None:
         limit = self.settings.scheduler.max_parallel
         while True:
-            now = time.monotonic()
+            now = self._clock()
             if self._signals:
                 self._begin_stopping(now)
             else:
@@ -592,18 +620,18 @@ class Scheduler(Planner):
             for key in list(self._running):
                 slot = self.slots[key]
                 assert slot.active is not None
-                code = reap(slot.active.process)
-                if code is not None:
-                    done.append((slot, code))
+                ended = slot.active.executor.poll(slot.active.handle)
+                if ended is not None:
+                    done.append((slot, ended))
             if done:
                 self._finish(done, keeper)
             if not self._running:
                 if self._stopping or not self._queue and not self._waiting and not self._can_progress():
                     return
-            self._watch(keeper, time.monotonic())
+            self._watch(keeper, self._clock())
             if not done:
                 # A job that ended may have freed a slot or a GPU: launch before waiting again.
-                self._wait(time.monotonic())
+                self._wait(self._clock())
 
     def _can_progress(self) -> bool:
         if any(self._upstream_state(s) != (False, None) for s in self._pending if s.state == "pending"):
@@ -619,7 +647,7 @@ class Scheduler(Planner):
         for key in list(self._running):
             active = self.slots[key].active
             if active is not None:
-                stop(active.process, min(self.settings.scheduler.kill_grace, 2.0))
+                active.executor.stop_and_wait(active.handle, min(self.settings.scheduler.kill_grace, 2.0))
         self._running.clear()
         if failure is None or not unsettled:
             return

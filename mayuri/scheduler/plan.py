@@ -24,6 +24,8 @@ from mayuri.gpu import Gpu, inventory
 from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.placement import Request, check_feasible, request_for, usable
 from mayuri.scheduler.reduction import blocked_as, shards_state
+from mayuri.states import PLAN_TRANSITIONS
+from mayuri.states import check as check_transition
 from mayuri.store.db import Store
 from mayuri.store.hit_log import log_hits
 from mayuri.store.queries import outputs_of, used_param_sets
@@ -134,6 +136,7 @@ class Planner:
     def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
         if state != "running":
             self._changed = True
+        check_transition(PLAN_TRANSITIONS, slot.state, state)
         slot.state = state
         slot.reason = reason or slot.reason
         gpus = tuple(slot.active.gpus) if slot.active else ()

@@ -2,7 +2,7 @@
 
 A scheduler is alive when, on this host, its (boot id, pid, create time)
 still names a live process, or, on another host, its heartbeat is fresh
-(RELIABILITY.md decision 4). Recovery looks at runs, not at scheduler rows:
+(docs/decisions.md, decision 4). Recovery looks at runs, not at scheduler rows:
 a `running` run whose scheduler is not live (dead, or recorded as finished
 while the run was not) is recovery's to settle, whatever the row says. On
 this host such a run is
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -32,11 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mayuri.errors import MayuriError
+from mayuri.executors import DEFAULT, of_attempt
+from mayuri.executors.base import AttemptRef
+from mayuri.executors.local.process import marked_processes, read_exit_record
 from mayuri.job import read_outputs
 from mayuri.liveness import scheduler_alive
 from mayuri.process_identity import boot_id, host, same_process
+from mayuri.run_contract import log_file
 from mayuri.scheduler.causes import classify, stderr_tail
-from mayuri.scheduler.process import marked_processes, read_exit_record
 from mayuri.store.attempt_records import AttemptEnd, EndRecord, settle_abandoned, settle_ended
 from mayuri.store.db import Store
 from mayuri.store.lease_records import drop_stray_leases, reclaim
@@ -79,10 +82,20 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def job_alive(run: UnownedRun) -> bool:
-    """Whether the job of a run's latest attempt still runs (on this host, this boot)."""
+def attempt_ref(run: UnownedRun) -> AttemptRef:
+    """A run's latest attempt as its executor is asked about it."""
     boot = run.scheduler.boot_id if run.scheduler is not None else boot_id()
-    return same_process(run.pid, run.pid_create_time, boot)
+    where = run.scheduler.host if run.scheduler is not None else None
+    return AttemptRef(run.executor or DEFAULT, run.executor_ref, run.run_id, Path(run.run_dir), where, boot,
+                      run.pid, run.pid_create_time)
+
+
+def job_alive(run: UnownedRun) -> bool:
+    """Whether the job of a run's latest attempt still runs, as its executor says."""
+    try:
+        return of_attempt(run.executor).alive(attempt_ref(run))
+    except MayuriError:
+        return False  # its executor is not installed here: nothing can be asked, nothing adopted
 
 
 def ended_record(run: UnownedRun, wait: float = RECORD_WAIT) -> dict[str, Any] | None:
@@ -114,7 +127,7 @@ def settle_from_record(store: Store, run: UnownedRun, record: dict[str, Any], cl
     if code == 0:
         status, cause, error = "succeeded", None, None
     else:
-        cause, error = classify(code, stderr_tail(run_dir / "stderr.log"), oom_kills_before=None,
+        cause, error = classify(code, stderr_tail(log_file(run_dir, "stderr")), oom_kills_before=None,
                                 oom_kills_after=None)
         status = "failed"
     leftovers = int(record.get("leftovers") or 0)
@@ -140,12 +153,10 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _stop_marked(run_id: str, result: Recovery) -> None:
+def _stop_marked(run: UnownedRun, result: Recovery) -> None:
     # A job that is gone may have left processes (its shepherd died with it): none may hold a GPU on.
-    for pid in marked_processes(run_id):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-            result.killed.append(pid)
+    with contextlib.suppress(MayuriError):
+        result.killed.extend(of_attempt(run.executor).settle_orphan(attempt_ref(run), 0.0))
 
 
 def _owner_live(run: UnownedRun, skip: str | None) -> bool:
@@ -167,7 +178,7 @@ def recover(store: Store, *, skip: str | None = None, closer: Closer | None = No
             if settle_abandoned(store, run.run_id, "orphaned", note):
                 result.orphaned.append(run.run_id)
             continue
-        if run.pid is not None and job_alive(run):
+        if (run.pid is not None or run.executor_ref is not None) and job_alive(run):
             result.adoptable.append(run)
             keep.add(run.scheduler.id)
             continue
@@ -176,7 +187,7 @@ def recover(store: Store, *, skip: str | None = None, closer: Closer | None = No
             if settle_from_record(store, run, record, closer):
                 result.settled.append(run.run_id)
             continue
-        _stop_marked(run.run_id, result)
+        _stop_marked(run, result)
         note = f"orphaned: its scheduler (pid {run.scheduler.pid}) died and its job ended with no record"
         if settle_abandoned(store, run.run_id, "orphaned", note):
             result.orphaned.append(run.run_id)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mayuri.experiment.shard_expand import is_reduction, shard_part
 from mayuri.reduce import lookup, reduce_shards
+from mayuri.run_contract import log_file
 from mayuri.store.db import Store
 from mayuri.store.records import RunClose
 
@@ -106,7 +107,7 @@ def _last_words(shard: Slot) -> str:
     if shard.state != "failed" or shard.run_dir is None:
         return ""
     try:
-        with open(shard.run_dir / "stderr.log", "rb") as handle:
+        with open(log_file(shard.run_dir, "stderr"), "rb") as handle:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(0, handle.tell() - 2048))
             tail = handle.read().decode("utf-8", "replace")

@@ -3,9 +3,10 @@
 Every write is one `store.write()` transaction and is fenced by the
 scheduler's id: once another process has reclaimed a scheduler (it looked
 dead), that scheduler's late writes change nothing and report so, so a job
-is never recorded twice. The launches of one scheduler turn are one
-transaction (each run when new, its lineage, the attempt, its leases) held
-across the start of the processes; the ends of the attempts that finished
+is never recorded twice. The launches of one scheduler turn are two short
+transactions (each run when new, its lineage, the attempt `starting`, its
+leases; then the attempts `running` with their executors' references), the
+executor starting the jobs between them, outside any transaction; the ends of the attempts that finished
 together are one transaction too, with their runs' closes. Nothing here starts or watches a process itself.
 """
 
@@ -60,10 +61,20 @@ def _alive(conn: sqlite3.Connection, scheduler_id: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Started:
+    """What an executor said about an attempt it started: its name, its id for it, the local process if any."""
+
+    executor: str
+    ref: str
+    pid: int | None = None
+    pid_create_time: float | None = None
+
+
+@dataclass(frozen=True)
 class AttemptStart:
     """One attempt to launch and record: `launch` starts its process.
 
-    `launch` returns the process's (pid, create time), or a sentence saying
+    `launch` returns what the executor said (`Started`), or a sentence saying
     why it could not start. `new_run` is the run to insert, on its first
     attempt.
     """
@@ -73,7 +84,7 @@ class AttemptStart:
     params: Mapping[str, Any]
     gpus: Sequence[str]
     lease_tokens: Sequence[str]
-    launch: Callable[[], tuple[int, float | None] | str]
+    launch: Callable[[], Started | str]
     new_run: NewRun | None = None
     resumed_from: str | None = None
     resumed_step: int | None = None
@@ -88,25 +99,31 @@ class Claimed:
 
 def begin_attempts(
     store: Store, scheduler_id: str, host: str, starts: Sequence[AttemptStart]
-) -> list[str | Claimed | None] | None:
-    """Launch attempts and record them, in one transaction; None when fenced (then nothing is launched).
+) -> list[Claimed | None] | None:
+    """Record attempts as `starting`, in one short transaction, before anything is launched.
 
-    Inside one write transaction, for each start in turn: call `launch`,
-    then insert the run and its lineage when it is new, record the attempt as
-    running and bind its leases to the process. Holding the write lock while
-    the processes start means that a job writing to the store from its first
-    instant waits until its run exists, and that no job is recorded without
-    running. An attempt that could not start is recorded as its run's
-    failure, with why. A new run whose work another run already claims
-    (`run_claim`, checked under the same write lock) is not launched: Claimed.
-    Returns, per start, None (running), that reason or Claimed. If `launch`
-    raises, nothing is recorded (the caller stops what it started).
+    Launches are recorded in two short transactions, the launches between
+    them (`confirm_attempts` is the second).
+
+    First, in one write transaction: each new run whose work another run
+    already claims (`run_claim`) is left out (Claimed); every other run is
+    inserted (or marked running again) with its lineage, and its attempt
+    written `starting`, its leases bound to it. No write lock is held while
+    the executor starts the jobs: a slow start, or a remote executor's
+    network call, stalls no other writer, and a job that writes to the store
+    from its first instant finds its run already there. Then, in a second
+    transaction, each started attempt becomes `running` with its executor's
+    reference; one that could not start is removed and its run closed as
+    failed, with why. A `starting` attempt whose scheduler died between the
+    two is settled by recovery (it never got a reference: nothing of it can
+    run). Returns, per start, None (to launch) or Claimed; None when fenced.
     """
-    results: list[str | Claimed | None] = []
+    results: list[Claimed | None] = []
     with store.write():
         conn = store.db.connection()
         if not _alive(conn, scheduler_id):
             return None
+        now = time.time()
         for start in starts:
             claim = start.new_run.claim if start.new_run is not None else None
             if claim is not None:
@@ -114,16 +131,7 @@ def begin_attempts(
                 if holder is not None:
                     results.append(Claimed(holder[0]))
                     continue
-            launched = start.launch()
-            now = time.time()
-            if isinstance(launched, str):
-                if start.new_run is not None:
-                    insert_run_rows(conn, start.new_run, status="failed", now=now, error=launched)
-                else:
-                    close_run_rows(conn, start.run_id, RunClose("failed", None, launched), now)
-                results.append(launched)
-                continue
-            pid, pid_create_time = launched
+            results.append(None)
             if start.new_run is not None:
                 insert_run_rows(conn, start.new_run, status="running", now=now, scheduler_id=scheduler_id,
                                 started=True)
@@ -133,18 +141,48 @@ def begin_attempts(
                     "WHERE id = ?", (scheduler_id, now, start.run_id),
                 )
             conn.execute(
-                "INSERT INTO attempt (run_id, number, status, pid, pid_create_time, host, started_at, gpus, params, "
-                "scheduler_id, resumed_from, resumed_step) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (start.run_id, start.number, pid, pid_create_time, host, now, json.dumps(list(start.gpus)),
-                 canonical_json(start.params), scheduler_id, start.resumed_from, start.resumed_step),
+                "INSERT INTO attempt (run_id, number, status, host, started_at, gpus, params, scheduler_id, "
+                "resumed_from, resumed_step) VALUES (?, ?, 'starting', ?, ?, ?, ?, ?, ?, ?)",
+                (start.run_id, start.number, host, now, json.dumps(list(start.gpus)), canonical_json(start.params),
+                 scheduler_id, start.resumed_from, start.resumed_step),
+            )
+            if start.lease_tokens:
+                conn.executemany("UPDATE gpu_lease SET run_id = ?, attempt = ? WHERE token = ?",
+                                 [(start.run_id, start.number, token) for token in start.lease_tokens])
+    return results
+
+
+def confirm_attempts(store: Store, scheduler_id: str,
+                     launched: Sequence[tuple[AttemptStart, Started | str]]) -> dict[str, str] | None:
+    """The second step of `begin_attempts`: started attempts become `running`, the others are undone.
+
+    Returns why each attempt that could not start did not (by run id; its
+    run is closed as failed), or None when fenced (nothing recorded: the
+    caller stops what it started).
+    """
+    with store.write():
+        conn = store.db.connection()
+        if not _alive(conn, scheduler_id):
+            return None
+        now = time.time()
+        failures = {}
+        for start, result in launched:
+            if isinstance(result, str):
+                failures[start.run_id] = result
+                conn.execute("DELETE FROM attempt WHERE run_id = ? AND number = ?", (start.run_id, start.number))
+                close_run_rows(conn, start.run_id, RunClose("failed", None, result), now)
+                continue
+            conn.execute(
+                "UPDATE attempt SET status = 'running', pid = ?, pid_create_time = ?, executor = ?, executor_ref = ? "
+                "WHERE run_id = ? AND number = ?",
+                (result.pid, result.pid_create_time, result.executor, result.ref, start.run_id, start.number),
             )
             if start.lease_tokens:
                 conn.executemany(
-                    "UPDATE gpu_lease SET run_id = ?, attempt = ?, pid = ?, pid_create_time = ? WHERE token = ?",
-                    [(start.run_id, start.number, pid, pid_create_time, token) for token in start.lease_tokens],
+                    "UPDATE gpu_lease SET pid = ?, pid_create_time = ? WHERE token = ?",
+                    [(result.pid, result.pid_create_time, token) for token in start.lease_tokens],
                 )
-            results.append(None)
-    return results
+    return failures
 
 
 def _end_rows(conn: sqlite3.Connection, record: EndRecord, now: float) -> None:
@@ -211,7 +249,8 @@ def settle_abandoned(store: Store, run_id: str, status: str, note: str) -> bool:
         if cursor.rowcount == 0:
             return False
         store.db.execute_sql(
-            "UPDATE attempt SET status = ?, cause = ?, error = ?, ended_at = ? WHERE run_id = ? AND status = 'running'",
+            "UPDATE attempt SET status = ?, cause = ?, error = ?, ended_at = ? WHERE run_id = ? "
+            "AND status IN ('running', 'starting')",
             ("cancelled" if status == "cancelled" else "lost", status, note, now, run_id),
         )
         store.db.execute_sql("DELETE FROM gpu_lease WHERE run_id = ?", (run_id,))

@@ -2,7 +2,7 @@
 
 A blob is written to a temporary name in the same folder, fsynced, renamed
 into place and the folder fsynced, before its row is registered: a registered
-blob is always whole (RELIABILITY.md decision 8).
+blob is always whole (docs/decisions.md, decision 8).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every connection is made here (WAL on a local disk, a busy timeout, foreign
 keys on, and BEGIN IMMEDIATE for every transaction so that no write ever
-upgrades a read lock: RELIABILITY.md decisions 1 and 2). SQLite's failures
+upgrades a read lock: docs/decisions.md, decisions 1 and 2). SQLite's failures
 leave this package as StoreErrors. It must not print, and no other module
 may connect to the database or set pragmas.
 """
@@ -26,7 +26,6 @@ import peewee
 from mayuri.config import Settings
 from mayuri.errors import StoreError
 from mayuri.store.fsinfo import is_network_fs
-from mayuri.store.models import MODELS, database_proxy
 from mayuri.store.perms import group_shared, make_dirs, share_like_folder
 
 DB_NAME = "mayuri.db"
@@ -455,7 +454,6 @@ def _open_read_only(root: Path, db_path: Path, busy_timeout: float) -> Store:
         log.warning("notice: the store is read-only for you (%s); reading only, nothing will be recorded.%s", root,
                     " Its -wal file holds changes SQLite cannot read from a read-only folder: the latest records "
                     "may be missing (copy the store somewhere writable to see them)." if unseen else "")
-        database_proxy.initialize(db)
         return Store(root=root, db=db, read_only=True)
     assert last is not None
     raise last
@@ -523,7 +521,6 @@ def open_store(
     except BaseException:
         db.close()
         raise
-    database_proxy.initialize(db)
     if group_shared(root):
         for suffix in ("", "-wal", "-shm"):
             file = Path(str(db_path) + suffix)
@@ -532,7 +529,7 @@ def open_store(
     return Store(root=root, db=db)
 
 
-__all__ = ["MODELS", "DatabaseLost", "Store", "StoreLocked", "StoreReadOnly", "open_store", "schema_version", "store_errors"]
+__all__ = ["DatabaseLost", "Store", "StoreLocked", "StoreReadOnly", "open_store", "schema_version", "store_errors"]
 
 
 def open_project_store(settings: Settings) -> Store:

@@ -26,7 +26,6 @@ from typing import Any
 from mayuri.config import current_user
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
-from mayuri.store.models import Experiment
 from mayuri.store.run_manifest import write_manifests
 
 
@@ -48,14 +47,15 @@ def new_run_id() -> str:
 
 def ensure_experiment(store: Store, name: str) -> int:
     """The id of experiment `name`, created on first use."""
-    row = Experiment.get_or_none(Experiment.name == name)
+    query = "SELECT id FROM experiment WHERE name = ?"
+    row = store.db.execute_sql(query, (name,)).fetchone()
     if row is not None:
-        return int(row.id)
+        return int(row[0])
     with store.write():
         store.db.execute_sql(
             "INSERT OR IGNORE INTO experiment (name, created_at) VALUES (?, ?)", (name, time.time())
         )
-        return int(Experiment.get(Experiment.name == name).id)
+        return int(store.db.execute_sql(query, (name,)).fetchone()[0])
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.errors import StoreError
+from mayuri.run_contract import MANIFEST_FILE
 from mayuri.store.db import Store
 from mayuri.store.perms import write_text_atomically
 
-MANIFEST_FILE = "run.json"
 MANIFEST_VERSION = 1
 
 log = logging.getLogger(__name__)

@@ -41,6 +41,9 @@ class RunProcess:
     pid: int | None
     pid_create_time: float | None
     boot_id: str | None
+    # The attempt's executor (None: recorded before executors were, so local) and its id there.
+    executor: str | None = None
+    executor_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def unfinished_runs(store: Store, run_ids: Iterable[str] | None = None) -> list[
         args = ids
     rows = store.db.execute_sql(
         "SELECT run.id, run.status, run.host, run.scheduler_id, run.scheduler_pid, a.pid, a.pid_create_time, "
-        "scheduler.boot_id FROM run "
+        "scheduler.boot_id, a.executor, a.executor_ref FROM run "
         "LEFT JOIN attempt a ON a.run_id = run.id AND a.number = "
         "(SELECT MAX(number) FROM attempt WHERE run_id = run.id) "
         f"LEFT JOIN scheduler ON scheduler.id = run.scheduler_id WHERE {where}", args
@@ -153,6 +156,9 @@ class UnownedRun:
     pid: int | None
     pid_create_time: float | None
     started_at: float | None
+    # The attempt's executor (None: recorded before executors were, so local) and its id there.
+    executor: str | None = None
+    executor_ref: str | None = None
 
 
 def unfinished_with_schedulers(store: Store) -> list[UnownedRun]:
@@ -160,7 +166,7 @@ def unfinished_with_schedulers(store: Store) -> list[UnownedRun]:
     rows = store.db.execute_sql(
         "SELECT run.id, run.status, run.host, experiment.name, run.job, run.config_hash, run.upstream, "
         "run.run_dir, a.number, a.pid, a.pid_create_time, a.started_at, s.id, s.host, s.boot_id, s.pid, s.pid_create_time, "
-        "s.user, s.experiment, s.status, s.started_at, s.heartbeat_at FROM run "
+        "s.user, s.experiment, s.status, s.started_at, s.heartbeat_at, a.executor, a.executor_ref FROM run "
         "JOIN experiment ON experiment.id = run.experiment_id "
         "LEFT JOIN attempt a ON a.run_id = run.id AND a.number = "
         "(SELECT MAX(number) FROM attempt WHERE run_id = run.id) "
@@ -168,10 +174,10 @@ def unfinished_with_schedulers(store: Store) -> list[UnownedRun]:
     ).fetchall()
     found = []
     for row in rows:
-        scheduler = SchedulerRow(*row[12:]) if row[12] is not None else None
+        scheduler = SchedulerRow(*row[12:22]) if row[12] is not None else None
         run_id, status, run_host, experiment, job, config_hash, upstream, run_dir = row[:8]
         found.append(UnownedRun(run_id, status, run_host, experiment, job, config_hash, upstream, run_dir, scheduler,
-                                row[8], row[9], row[10], row[11]))
+                                row[8], row[9], row[10], row[11], row[22], row[23]))
     return found
 
 

@@ -27,8 +27,7 @@ from mayuri.config import load_settings
 from mayuri.environment import platform_info, python_info
 from mayuri.hashing import hash_structure
 from mayuri.job import PARAMS_FILE, read_outputs
-from mayuri.store.db import Store
-from mayuri.store.models import database_proxy
+from mayuri.run_contract import ATTEMPT_VAR, PROJECT_ROOT_VAR, RUN_DIR_VAR, RUN_ID_VAR, STORE_VAR
 from mayuri.store.perms import make_dirs
 from mayuri.store.records import (
     create_run,
@@ -40,7 +39,7 @@ from mayuri.store.records import (
 )
 from mayuri.tracking.artifacts import process_store
 
-_VARIABLES = ("MAYURI_RUN_ID", "MAYURI_RUN_DIR", "MAYURI_STORE", "MAYURI_ATTEMPT", "MAYURI_PROJECT_ROOT")
+_VARIABLES = (RUN_ID_VAR, RUN_DIR_VAR, STORE_VAR, ATTEMPT_VAR, PROJECT_ROOT_VAR)
 
 
 @dataclass
@@ -86,12 +85,6 @@ def _exit(status: str | int | None = None) -> NoReturn:
     _previous_exit(status)
 
 
-def _bind(store: Store) -> None:
-    # The record functions use peewee models bound to the store opened last;
-    # a notebook may have opened another store since.
-    database_proxy.initialize(store.db)
-
-
 def start_adhoc(experiment: str, params: dict[str, Any], job: str | None) -> str:
     """Create a running ad-hoc run in the project's store and make this process its job."""
     global _active, _hooked
@@ -102,7 +95,6 @@ def start_adhoc(experiment: str, params: dict[str, Any], job: str | None) -> str
         settings.store.path, allow_network_fs=settings.store.allow_network_fs, create=True,
         busy_timeout=settings.store.busy_timeout,
     )
-    _bind(store)
     run_id = new_run_id()
     run_dir = make_dirs(store.runs / run_id, store.root)
     with open(run_dir / PARAMS_FILE, "w", encoding="utf-8") as handle:
@@ -118,11 +110,11 @@ def start_adhoc(experiment: str, params: dict[str, Any], job: str | None) -> str
     start_attempt(store, run_id, 1, pid=os.getpid(), pid_create_time=psutil.Process().create_time(),
                   params=params)
     os.environ.update({
-        "MAYURI_RUN_ID": run_id,
-        "MAYURI_RUN_DIR": str(run_dir),
-        "MAYURI_STORE": str(store.root),
-        "MAYURI_ATTEMPT": "1",
-        "MAYURI_PROJECT_ROOT": str(settings.root),
+        RUN_ID_VAR: run_id,
+        RUN_DIR_VAR: str(run_dir),
+        STORE_VAR: str(store.root),
+        ATTEMPT_VAR: "1",
+        PROJECT_ROOT_VAR: str(settings.root),
     })
     with _lock:
         _active = _Active(run_id, store.root)
@@ -143,7 +135,6 @@ def finish_adhoc(status: str | None = None) -> None:
         return
     final = status or active.status or "succeeded"
     store = process_store(active.store_root)
-    _bind(store)
     run_dir = store.runs / active.run_id
     cause = None if final == "succeeded" else ("cancelled" if final == "cancelled" else "exception")
     finish_attempt(store, active.run_id, 1, status=final, exit_code=active.exit_code, signal=None, cause=cause)

@@ -17,6 +17,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Log, Static
 
+from mayuri.run_contract import log_file
 from mayuri.tui.store_reading import ReadsStore
 
 TAIL_BYTES = 64 * 1024
@@ -94,7 +95,7 @@ class LogPanel(ReadsStore, Vertical):
     @work(thread=True, exclusive=True, group="log", exit_on_error=False)
     def read_more(self, stream: str, offset: int | None) -> None:
         assert self.run_dir is not None
-        text, new_offset = read_from(self.run_dir / f"{stream}.log", offset)
+        text, new_offset = read_from(log_file(self.run_dir, stream), offset)
         self.post_message(self.Chunk(stream, text, new_offset, offset is None))
 
     @on(Chunk)

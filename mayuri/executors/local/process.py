@@ -10,7 +10,7 @@ to `exit-N.json` in the run folder for whoever adopts the run if the
 scheduler dies first. Stopping is SIGTERM to the group, a grace period, then
 SIGKILL to the group, to every descendant seen, and to any process that
 still carries the run's id in its environment (a double fork with setsid
-escapes both the group and the parent chain): RELIABILITY.md decision 5.
+escapes both the group and the parent chain): docs/decisions.md, decision 5.
 Nothing here touches the store.
 """
 
@@ -32,18 +32,14 @@ from typing import Any
 
 from mayuri.errors import ExecutorError
 from mayuri.process_identity import create_time, ticks_to_time
+from mayuri.run_contract import RUN_ID_VAR, exit_record, log_file
 
-RUN_ID_ENV = "MAYURI_RUN_ID"
+RUN_ID_ENV = RUN_ID_VAR
 # The exit code recorded when the job's end could not be learned (its supervisor died first).
 STATUS_LOST = 255
 SHEPHERD = Path(__file__).with_name("shepherd.py")
 # How long a launch waits for the shepherd's answer before calling it dead.
 START_TIMEOUT = 60.0
-
-
-def exit_record(run_dir: Path, attempt: int) -> Path:
-    """Where the shepherd writes how attempt `attempt` of a run ended."""
-    return run_dir / f"exit-{attempt}.json"
 
 
 def read_exit_record(run_dir: Path, attempt: int) -> dict[str, Any] | None:
@@ -207,7 +203,7 @@ def spawn(
     keeper = shepherd()
     answer = keeper.start({
         "argv": list(argv), "cwd": str(cwd), "env": dict(env), "run_id": env.get(RUN_ID_ENV, ""),
-        "stdout": str(run_dir / "stdout.log"), "stderr": str(run_dir / "stderr.log"), "append": True,
+        "stdout": str(log_file(run_dir, "stdout")), "stderr": str(log_file(run_dir, "stderr")), "append": True,
         "record": str(exit_record(run_dir, attempt)), "grace": grace,
     })
     if "pid" not in answer:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from mayuri.scheduler.process import JobProcess
+from mayuri.executors.base import Usage
+from mayuri.executors.local.process import JobProcess
 
 SAMPLE_INTERVAL_ENV = "MAYURI_SAMPLE_INTERVAL"
 DEFAULT_SAMPLE_INTERVAL = 3.0
@@ -33,7 +34,7 @@ def sample_interval() -> float:
 
 
 @dataclass
-class Sampler:
+class Sampler(Usage):
     """The sampling state of one attempt's process tree."""
 
     job: JobProcess

@@ -1,0 +1,69 @@
+"""Executors by name: `local` built in, others from the `mayuri.executors` entry-point group.
+
+A backend may live in another package: it declares
+`[project.entry-points."mayuri.executors"] NAME = "package.module:Class"`,
+the class being an `mayuri.executors.base.Executor`. Which one runs a job:
+the job's `executor:` key, else `mayuri run --executor NAME`, else
+`[executor] default` in mayuri.toml, else `local`. Entry points are only
+read for a name that is not built in, so that a local run pays nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mayuri.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mayuri.executors.base import Executor
+
+GROUP = "mayuri.executors"
+DEFAULT = "local"
+BUILTIN = {"local": "mayuri.executors.local:LocalExecutor"}
+
+
+def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points  # here: a local run never reads the entry points
+
+    return {ep.name: ep.value for ep in entry_points(group=GROUP)}
+
+
+def known() -> list[str]:
+    """Every executor name this installation knows, built in first."""
+    return [*BUILTIN, *sorted(set(_plugins()) - set(BUILTIN))]
+
+
+def is_known(name: str) -> bool:
+    """Whether an executor is registered under `name`."""
+    return name in BUILTIN or name in _plugins()
+
+
+def unknown(name: str) -> str:
+    """The sentence that refuses an unknown executor name, listing the known ones."""
+    return f"unknown executor '{name}'; known: {', '.join(known())}."
+
+
+UNKNOWN_HINT = f"Install the package that provides it (entry-point group '{GROUP}'), or name a known one."
+
+
+def load(name: str, options: Mapping[str, Any] | None = None) -> Executor:
+    """A new executor of that name, configured with its `[executor.NAME]` table."""
+    target = BUILTIN.get(name) or _plugins().get(name)
+    if target is None:
+        raise ConfigError(unknown(name), hint=UNKNOWN_HINT)
+    module, _, attribute = target.partition(":")
+    cls = getattr(importlib.import_module(module), attribute)
+    return cls(options)  # type: ignore[no-any-return]
+
+
+_recorded: dict[str, Executor] = {}
+
+
+def of_attempt(name: str | None) -> Executor:
+    """The executor that ran a recorded attempt (None: recorded before executors were, so local), to ask about it."""
+    key = name or DEFAULT
+    if key not in _recorded:
+        _recorded[key] = load(key)
+    return _recorded[key]

@@ -1,0 +1,153 @@
+"""The executor seam: what the scheduler asks of whatever runs its jobs.
+
+The scheduler (`mayuri.scheduler.loop`) decides what runs, when, and what an
+ending means; an `Executor` only starts one attempt's command somewhere,
+learns when it ended and with which exit code, stops it (gracefully or by
+force), samples its resource use, tells whether an attempt it started
+earlier is still alive, settles the leftovers of an orphaned one, and says
+what capacity (GPUs) it offers for placement. It never touches the store:
+recording is the scheduler's, and the store never imports an executor.
+
+Every executor keeps the same run contract (`mayuri.run_contract`): the run
+folder, its files and the `MAYURI_*` variables arrive in the `LaunchSpec`
+already made, and the job sees them unchanged whatever runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+# (metric key, step, value, logged_at): what a usage sample yields, stored as ordinary metrics.
+Point = tuple[str, int, float, float]
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """One attempt to start: its command, where, with what environment, and where its output goes."""
+
+    command: Sequence[str] | str
+    shell: bool
+    cwd: Path
+    env: Mapping[str, str]
+    run_id: str
+    run_dir: Path
+    attempt: int
+    # How long the job's leftover processes get after SIGTERM before SIGKILL, once it ended.
+    grace: float = 10.0
+    # The GPUs (by UUID) the scheduler placed it on.
+    gpus: Sequence[str] = ()
+
+
+@dataclass
+class Handle:
+    """A started attempt as its executor tracks it; an executor's own handles subclass it.
+
+    `ref` is the executor's id for the attempt, recorded with the attempt so
+    that recovery, `cancel` and `doctor` can ask about it later.
+    """
+
+    ref: str
+    started: float = field(default_factory=time.time)
+    # The GPUs (by UUID) it was placed on.
+    gpus: tuple[str, ...] = ()
+    # The job's process on this host, when it runs here: recorded beside the reference, so that
+    # stores read by an older Mayuri (which judges attempts by pid) stay right.
+    pid: int | None = None
+    pid_create_time: float | None = None
+
+    def close(self) -> None:
+        """Release what watching the attempt held (nothing, unless an executor says otherwise)."""
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How an attempt's process ended, as its executor learned it."""
+
+    # Negative: killed by that signal.
+    code: int
+    max_rss: int = 0
+    # Processes of the job still running after its main process ended, stopped by the executor.
+    leftovers: int = 0
+    # The end happened but its exit status could not be learned (the executor's supervisor died).
+    status_lost: bool = False
+
+
+@dataclass(frozen=True)
+class AttemptRef:
+    """A recorded attempt as the store knows it: which executor ran it, its id there, and where."""
+
+    executor: str
+    ref: str | None
+    run_id: str
+    run_dir: Path | None = None
+    host: str | None = None
+    boot_id: str | None = None
+    pid: int | None = None
+    pid_create_time: float | None = None
+
+
+class Usage:
+    """The usage sampling of one attempt: its peaks so far, the step of its next sample."""
+
+    step: int = 0
+    peak_rss: int = 0
+    peak_gpu: int = 0
+    next_at: float = 0.0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+
+class Executor(ABC):
+    """Where jobs run. One instance per scheduler (or per command asking about recorded attempts)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        # The executor's table of mayuri.toml (`[executor.NAME]`), as written.
+        self.options = dict(options or {})
+
+    @abstractmethod
+    def start(self, spec: LaunchSpec) -> Handle:
+        """Start an attempt; raises ExecutorError (with a sentence for the user) when it cannot."""
+
+    @abstractmethod
+    def poll(self, handle: Handle) -> Exit | None:
+        """How the attempt ended, once it has (its leftover processes stopped), else None."""
+
+    @abstractmethod
+    def wait(self, handles: Sequence[Handle], timeout: float) -> None:
+        """Block until one of `handles` may have ended, or `timeout` seconds passed."""
+
+    @abstractmethod
+    def stop(self, handle: Handle, *, force: bool = False) -> None:
+        """Ask the attempt's whole process tree to stop (force: kill it now); returns at once."""
+
+    @abstractmethod
+    def stop_and_wait(self, handle: Handle, grace: float) -> Exit:
+        """Stop the attempt (gracefully, then by force after `grace` seconds) and return how it ended."""
+
+    @abstractmethod
+    def usage(self, handle: Handle, now: float) -> Usage:
+        """A new usage sampler for a started attempt (its first sample due soon after `now`)."""
+
+    @abstractmethod
+    def sample(self, due: Sequence[tuple[Handle, Usage]], now: float) -> list[list[Point]]:
+        """Sample each due attempt once; the metric points of each, in order."""
+
+    @abstractmethod
+    def alive(self, attempt: AttemptRef) -> bool:
+        """Whether a recorded attempt (perhaps started by another, dead, scheduler) still runs."""
+
+    @abstractmethod
+    def settle_orphan(self, attempt: AttemptRef, grace: float) -> list[int]:
+        """Stop whatever is left of a recorded attempt no scheduler watches; what was killed (for the report)."""
+
+    @abstractmethod
+    def capacity(self, wanted: str | list[int]) -> list[Any]:
+        """The devices (`mayuri.gpu.Gpu`) it offers for placement, limited to `wanted` ([scheduler] gpus)."""

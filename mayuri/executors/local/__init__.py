@@ -1,0 +1,129 @@
+"""The `local` executor: jobs as processes of this machine, supervised by the shepherd.
+
+What runs today, behind the executor seam: each attempt is started by the
+scheduler's shepherd (`shepherd.py`, a supervisor process that outlives the
+scheduler and writes `exit-N.json`), stopped as a whole process tree
+(`process.py`), sampled with psutil and NVML (`usage.py`), and placed on this
+machine's GPUs (`mayuri.gpu`; the leases between schedulers on one host stay
+the scheduler's, in the store). An attempt's reference is `PID@START`, the
+pid and its start time: with the host and boot id recorded beside it, pid
+reuse can never make another process look like the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mayuri.executors.base import AttemptRef, Executor, Exit, Handle, LaunchSpec, Point, Usage
+from mayuri.executors.local.process import (
+    JobProcess,
+    kill,
+    kill_recorded,
+    marked_processes,
+    reap,
+    spawn,
+    stop,
+    terminate,
+)
+from mayuri.executors.local.usage import Sampler
+from mayuri.process_identity import host, same_process
+
+
+def local_ref(pid: int, create_time: float | None) -> str:
+    """The reference recorded for a local attempt."""
+    return f"{pid}@{create_time!r}" if create_time is not None else str(pid)
+
+
+@dataclass(kw_only=True)
+class LocalHandle(Handle):
+    """A local attempt: its process, watched through the shepherd."""
+
+    process: JobProcess
+
+
+def _exit(process: JobProcess, code: int) -> Exit:
+    return Exit(code, max_rss=process.max_rss, leftovers=process.leftovers, status_lost=process.status_lost)
+
+
+class LocalExecutor(Executor):
+    """Processes on this host (see the module's docstring)."""
+
+    name = "local"
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        # How long a wait with no pipe to watch sleeps at most ([scheduler] poll_interval, set by the scheduler).
+        self.poll_interval = 0.05
+
+    def start(self, spec: LaunchSpec) -> Handle:
+        process = spawn(spec.command, cwd=spec.cwd, env=spec.env, run_dir=spec.run_dir, attempt=spec.attempt,
+                        grace=spec.grace, shell=spec.shell)
+        return LocalHandle(local_ref(process.pid, process.create_time), process.started, tuple(spec.gpus),
+                           process.pid, process.create_time, process=process)
+
+    def poll(self, handle: Handle) -> Exit | None:
+        assert isinstance(handle, LocalHandle)
+        code = reap(handle.process)
+        return None if code is None else _exit(handle.process, code)
+
+    def wait(self, handles: Sequence[Handle], timeout: float) -> None:
+        for handle in handles:
+            assert isinstance(handle, LocalHandle)
+            shepherd = handle.process.shepherd
+            if shepherd is not None and not shepherd.gone:
+                # One pipe carries every job's end: readable as soon as any of them ended.
+                select.select([shepherd.fileno()], [], [], timeout)
+                return
+        time.sleep(min(timeout, self.poll_interval) if handles else timeout)
+
+    def stop(self, handle: Handle, *, force: bool = False) -> None:
+        assert isinstance(handle, LocalHandle)
+        (kill if force else terminate)(handle.process)
+
+    def stop_and_wait(self, handle: Handle, grace: float) -> Exit:
+        assert isinstance(handle, LocalHandle)
+        return _exit(handle.process, stop(handle.process, grace))
+
+    def usage(self, handle: Handle, now: float) -> Usage:
+        assert isinstance(handle, LocalHandle)
+        return Sampler(handle.process)
+
+    def sample(self, due: Sequence[tuple[Handle, Usage]], now: float) -> list[list[Point]]:
+        from mayuri.gpu import process_gpu_memory
+
+        gpu_memory = process_gpu_memory() if any(handle.gpus for handle, _ in due) else {}
+        points = []
+        for _, usage in due:
+            assert isinstance(usage, Sampler)
+            points.append(usage.sample(gpu_memory, now))
+        return points
+
+    def alive(self, attempt: AttemptRef) -> bool:
+        if attempt.host is not None and attempt.host != host():
+            return False
+        return same_process(attempt.pid, attempt.pid_create_time, attempt.boot_id)
+
+    def settle_orphan(self, attempt: AttemptRef, grace: float) -> list[int]:
+        if attempt.pid is not None and self.alive(attempt):
+            kill_recorded(attempt.pid, attempt.run_id, grace)
+            return [attempt.pid]
+        # The job is gone; what it left behind (its shepherd died with it) may not hold a GPU on.
+        killed = []
+        for pid in marked_processes(attempt.run_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        return killed
+
+    def capacity(self, wanted: str | list[int]) -> list[Any]:
+        from mayuri.gpu import inventory
+        from mayuri.scheduler.placement import usable
+
+        return usable(inventory(), wanted)
