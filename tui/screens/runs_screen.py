@@ -85,8 +85,8 @@ class RunsScreen(ReadsStore, RunActions, Screen[None]):
         """Generation of the last query whose first page is on screen (the tests wait on it)."""
         self.counted = False
         """Whether the table's total is the exact count (else only the first page is known)."""
-        self._keep_cursor: int | None = None
-        """Where the cursor goes when the next query arrives (a shard group unfolded in place)."""
+        self._keep_group: str | None = None
+        """The shard group the cursor goes back to when the next query arrives (unfolded or folded)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -155,8 +155,13 @@ class RunsScreen(ReadsStore, RunActions, Screen[None]):
             # Until the count arrives the table knows only its first page.
             table.reset(message.total if message.total is not None else len(message.pages[0]),
                         message.generation)
-            if self._keep_cursor is not None:
-                table.cursor, self._keep_cursor = min(self._keep_cursor, max(0, table.total - 1)), None
+            if self._keep_group is not None:
+                # The group's first line, wherever the new order puts it (by index it could be another
+                # run's line once the group's shards are listed, or folded, above it).
+                first = [i for i, row in enumerate(message.pages.get(0, [])) if row.group == self._keep_group]
+                if first:
+                    table.cursor = first[0]
+                self._keep_group = None
             self.counted = message.total is not None
         elif message.total is not None:
             table.set_total(message.total)
@@ -183,11 +188,11 @@ class RunsScreen(ReadsStore, RunActions, Screen[None]):
 
     @on(RunTable.ShardsToggled)
     def _shards_toggled(self, message: RunTable.ShardsToggled) -> None:
-        # The group's line stays under the cursor: it is the group's first line either way.
+        # The group's line stays under the cursor (see `_loaded`).
         table = self.query_one(RunTable)
         expanded = self.run_query.expanded ^ {message.group}
         table.expanded = expanded
-        self._keep_cursor = table.cursor
+        self._keep_group = message.group
         self.run_query = replace(self.run_query, expanded=expanded)
 
     @on(RunTable.PageWanted)
