@@ -69,6 +69,7 @@ def check(
     force: bool = False,
     used_sets: Sequence[list[str] | None] | None = None,
     current: UpstreamRuns | None = None,
+    explain: bool = True,
 ) -> CacheDecision:
     """Decide whether `instance` (whose upstreams gave these results) can be reused.
 
@@ -76,6 +77,9 @@ def check(
     (but params) used (`used_param_sets`); asked here when not given.
     `current`, the upstream runs now: an earlier run that counted only the
     upstream files it read matches on their output keys, then on those files.
+    `explain=False` leaves a miss unexplained ("new"): finding the nearest
+    earlier run reads up to 50 runs, a cost a launch-time re-check (which
+    keeps the reason given at plan time) need not pay.
     """
     if force:
         return CacheDecision(None, "forced (--force)")
@@ -119,6 +123,8 @@ def check(
         return CacheDecision(None, f"cached run older than cache max age ({format_duration(float(job.cache))})")
     if first_mismatch is not None:
         return CacheDecision(None, summarize(first_mismatch[1]))
+    if not explain:
+        return CacheDecision(None, "new")
     return CacheDecision(None, _why_new(store, experiment, instance, upstream, current))
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mayuri.errors import ExecutorError
+
 # (metric key, step, value, logged_at): what a usage sample yields, stored as ordinary metrics.
 Point = tuple[str, int, float, float]
 
@@ -115,6 +117,20 @@ class Executor(ABC):
     @abstractmethod
     def start(self, spec: LaunchSpec) -> Handle:
         """Start an attempt; raises ExecutorError (with a sentence for the user) when it cannot."""
+
+    def start_many(self, specs: Sequence[LaunchSpec]) -> list[Handle | ExecutorError]:
+        """Start several attempts (one scheduler turn's); per spec, its handle or why it could not start.
+
+        One by one unless an executor can overlap the starts (the local one
+        sends every request to its shepherd before waiting for the answers).
+        """
+        started: list[Handle | ExecutorError] = []
+        for spec in specs:
+            try:
+                started.append(self.start(spec))
+            except ExecutorError as exc:
+                started.append(exc)
+        return started
 
     @abstractmethod
     def poll(self, handle: Handle) -> Exit | None:

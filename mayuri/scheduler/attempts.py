@@ -25,7 +25,7 @@ from mayuri.experiment.expand import JobInstance
 from mayuri.gpu import Gpu
 from mayuri.run_contract import CHECKPOINT_DIR_VAR, RESUME_FROM_VAR, checkpoint_dir, log_file
 from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
-from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
+from mayuri.scheduler.launch import Launch, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.resume import Resume
 from mayuri.store.attempt_records import (
@@ -92,14 +92,13 @@ def gpu_env(leases: list[Lease], devices: dict[str, Gpu]) -> dict[str, str]:
 
 @dataclass
 class Planned:
-    """An attempt about to start: its run, its launch, its GPUs and its open log files."""
+    """An attempt about to start (its run folder made): its run, its launch, its GPUs."""
 
     run_id: str
     number: int
     shell: bool
     executor: Executor
     launch: Launch
-    files: LogFiles
     leases: list[Lease]
     timeout: float | None
     new_run: NewRun | None = None
@@ -123,6 +122,28 @@ def plan_attempt(
     return launch
 
 
+def _spec(item: Planned, devices: dict[str, Gpu], project_root: Path, grace: float) -> LaunchSpec:
+    env = item.launch.env
+    for name, value in gpu_env(item.leases, devices).items():
+        if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
+            env[name] = value
+    return LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
+                      item.number, grace, tuple(lease.gpu_uuid for lease in item.leases))
+
+
+def _start_all(planned: Sequence[Planned], specs: Sequence[LaunchSpec]) -> list[Handle | ExecutorError]:
+    """Start each spec on its attempt's executor, each executor's share at once; results in the given order."""
+    outcomes: list[Handle | ExecutorError | None] = [None] * len(specs)
+    by_executor: dict[int, list[int]] = {}
+    for index, item in enumerate(planned):
+        by_executor.setdefault(id(item.executor), []).append(index)
+    for indexes in by_executor.values():
+        executor = planned[indexes[0]].executor
+        for index, outcome in zip(indexes, executor.start_many([specs[i] for i in indexes]), strict=True):
+            outcomes[index] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
 def start_batch(
     store: Store, keeper: LeaseKeeper, planned: Sequence[Planned], *, project_root: Path, devices: dict[str, Gpu],
     grace: float = 10.0, clock: Callable[[], float] = time.monotonic,
@@ -135,40 +156,30 @@ def start_batch(
     nothing was started or recorded). Raises Fenced (this scheduler was
     reclaimed: whatever started was stopped) or a StoreError (the attempts
     started were stopped). `patient` runs each of the two writes (the loop
-    retries them while the store is locked). The log files stay open: the
-    caller closes them.
+    retries them while the store is locked).
     """
     before = oom_kill_count()
     started: dict[int, Handle] = {}
-
-    def launcher(index: int, item: Planned) -> Callable[[], Started | str]:
-        env = item.launch.env
-        for name, value in gpu_env(item.leases, devices).items():
-            if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
-                env[name] = value
-        spec = LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
-                          item.number, grace, tuple(lease.gpu_uuid for lease in item.leases))
-
-        def launch() -> Started | str:
-            try:
-                handle = item.executor.start(spec)
-            except ExecutorError as exc:
-                return exc.message
-            started[index] = handle
-            return Started(item.executor.name, handle.ref, handle.pid, handle.pid_create_time)
-
-        return launch
-
     starts = [AttemptStart(item.run_id, item.number, item.launch.params, [lease.gpu_uuid for lease in item.leases],
-                           [lease.token for lease in item.leases], launcher(index, item), item.new_run,
+                           [lease.token for lease in item.leases], item.new_run,
                            item.resume.run_id if item.resume else None, item.resume.step if item.resume else None)
-              for index, item in enumerate(planned)]
+              for item in planned]
     claimed = patient(lambda: begin_attempts(store, keeper.id, keeper.host, starts))
     if claimed is None:
         raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
     try:
         # Outside any transaction: a slow start stalls no other writer of the store.
-        launched = [(start, start.launch()) for start, claim in zip(starts, claimed, strict=True) if claim is None]
+        todo = [index for index, claim in enumerate(claimed) if claim is None]
+        outcomes = _start_all([planned[index] for index in todo], [_spec(planned[index], devices, project_root, grace)
+                                                                  for index in todo])
+        launched: list[tuple[AttemptStart, Started | str]] = []
+        for index, outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, ExecutorError):
+                launched.append((starts[index], outcome.message))
+                continue
+            started[index] = outcome
+            launched.append((starts[index], Started(planned[index].executor.name, outcome.ref, outcome.pid,
+                                                    outcome.pid_create_time)))
         failures = patient(lambda: confirm_attempts(store, keeper.id, launched))
     except BaseException:
         # Not recorded as running: no job may run unrecorded (the `starting` attempts go to recovery).

@@ -1,9 +1,10 @@
-"""Preparing one attempt of a run: its params, environment and command, then its folder and log files.
+"""Preparing one attempt of a run: its params, environment and command, then its folder.
 
 Two steps: `plan_launch` works out the params, command and environment
-without touching the disk; `make_files` makes the run folder, writes
-params.json and opens the two log files (four file creations: on some disks
-the largest part of a trivial job's launch). The closure folder
+without touching the disk; `make_files` makes the run folder and writes
+params.json (file creations are, on some disks, the largest part of a
+trivial job's launch: the executor opens the two log files, once, as it
+starts the job). The closure folder
 is not made here: the closure hook makes it when a tracked process first
 reports into it, so a job that runs no Python costs none. It starts no
 process and writes nothing to the store.
@@ -32,7 +33,6 @@ from mayuri.run_contract import (
     RUN_DIR_VAR,
     RUN_ID_VAR,
     STORE_VAR,
-    log_file,
 )
 from mayuri.sharding import FILES_VAR, SHARD_VAR, SHARDS_VAR
 from mayuri.store.perms import make_dirs, share_like_folder
@@ -48,18 +48,6 @@ class Launch:
     run_dir: Path
     closure_dir: Path
     attempt: int
-
-
-@dataclass
-class LogFiles:
-    """The open stdout and stderr files of an attempt, until its process has them."""
-
-    stdout: int
-    stderr: int
-
-    def close(self) -> None:
-        for fd in (self.stdout, self.stderr):
-            os.close(fd)
 
 
 def upstream_values(instance: JobInstance, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -179,24 +167,14 @@ def plan_launch(
     return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=closure_dir, attempt=attempt)
 
 
-def make_files(launch: Launch, store_root: Path) -> LogFiles:
-    """Make the run folder, write params.json, open the log files (appended to after the first attempt)."""
-    run_dir = launch.run_dir
-    make_run_folder(run_dir, store_root)
-    create = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-    fd = os.open(run_dir / PARAMS_FILE, create | os.O_TRUNC, 0o666)
+def make_files(launch: Launch, store_root: Path) -> None:
+    """Make the run folder and write params.json; the executor opens the log files as it starts the job."""
+    make_run_folder(launch.run_dir, store_root)
+    fd = os.open(launch.run_dir / PARAMS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_TRUNC, 0o666)
     try:
         os.write(fd, json.dumps(launch.params, indent=2, sort_keys=True).encode("utf-8"))
     finally:
         os.close(fd)
-    flags = create | (os.O_APPEND if launch.attempt > 1 else os.O_TRUNC)
-    stdout = os.open(log_file(run_dir, "stdout"), flags, 0o666)
-    try:
-        stderr = os.open(log_file(run_dir, "stderr"), flags, 0o666)
-    except BaseException:
-        os.close(stdout)
-        raise
-    return LogFiles(stdout, stderr)
 
 
 def _fill(text: str, builtins: Mapping[str, Any], quote: bool) -> str:

@@ -195,7 +195,8 @@ class Scheduler(Planner):
         if slot.run_id is None and slot.checked != self._succeeded:
             # A run that succeeded since this instance was decided may have done its work: ask again.
             slot.checked = self._succeeded
-            decision = self._decide(slot)
+            # A miss keeps the reason it was given at plan time: it need not be explained again.
+            decision = self._decide(slot, explain=False)
             if decision.hit:
                 self._settle_cached(slot, decision)
                 return True, None
@@ -238,8 +239,8 @@ class Scheduler(Planner):
             launch.env[RESUME_FROM_VAR] = str(resumed.folder)
         else:
             resumed = None
-        return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch,
-                             make_files(launch, self.store.root), leases, inst.job.timeout, new_run, stderr_start,
+        make_files(launch, self.store.root)
+        return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch, leases, inst.job.timeout, new_run, stderr_start,
                              resumed)
 
     def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
@@ -269,15 +270,11 @@ class Scheduler(Planner):
 
         planned = [p for _, p in batch]
         slots = [slot for slot, _ in batch]
-        try:
-            results = start_batch(
-                self.store, keeper, planned, project_root=self.settings.root,
-                devices={d.uuid: d for d in self.devices}, clock=self._clock,
-                patient=lambda write: self._patiently(write, slots),
-            )
-        finally:
-            for item in planned:
-                item.files.close()
+        results = start_batch(
+            self.store, keeper, planned, project_root=self.settings.root,
+            devices={d.uuid: d for d in self.devices}, clock=self._clock,
+            patient=lambda write: self._patiently(write, slots),
+        )
         for (slot, item), result in zip(batch, results, strict=True):
             if isinstance(result, Claimed):
                 self._wait_for_claim(slot, item, result.run_id, keeper)

@@ -157,7 +157,7 @@ class Planner:
                 return False, None
         return True, None
 
-    def _decide(self, slot: Slot) -> CacheDecision:
+    def _decide(self, slot: Slot, explain: bool = True) -> CacheDecision:
         inst = slot.instance
         slot.upstream_fps = {
             name: [self.slots[k].results or "" for k in keys] for name, keys in inst.upstream.items()
@@ -169,7 +169,7 @@ class Planner:
         })
         decision = check(
             self.store, self.settings.root, self.experiment, inst, slot.upstream_fps,
-            self.settings.key_env, self.force, self.known_used(inst.base_hash), current,
+            self.settings.key_env, self.force, self.known_used(inst.base_hash), current, explain,
         )
         if decision.hit:
             reran = sorted({self.slots[k].instance.name for k in inst.upstream_keys

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,19 +72,13 @@ class Started:
 
 @dataclass(frozen=True)
 class AttemptStart:
-    """One attempt to launch and record: `launch` starts its process.
-
-    `launch` returns what the executor said (`Started`), or a sentence saying
-    why it could not start. `new_run` is the run to insert, on its first
-    attempt.
-    """
+    """One attempt to record as it is launched; `new_run` is the run to insert, on its first attempt."""
 
     run_id: str
     number: int
     params: Mapping[str, Any]
     gpus: Sequence[str]
     lease_tokens: Sequence[str]
-    launch: Callable[[], Started | str]
     new_run: NewRun | None = None
     resumed_from: str | None = None
     resumed_step: int | None = None

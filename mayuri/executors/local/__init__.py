@@ -21,14 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mayuri.errors import ExecutorError
 from mayuri.executors.base import AttemptRef, Executor, Exit, Handle, LaunchSpec, Point, Usage
 from mayuri.executors.local.process import (
     JobProcess,
+    Launch,
     kill,
     kill_recorded,
     marked_processes,
     reap,
-    spawn,
+    spawn_many,
     stop,
     terminate,
 )
@@ -63,10 +65,18 @@ class LocalExecutor(Executor):
         self.poll_interval = 0.05
 
     def start(self, spec: LaunchSpec) -> Handle:
-        process = spawn(spec.command, cwd=spec.cwd, env=spec.env, run_dir=spec.run_dir, attempt=spec.attempt,
-                        grace=spec.grace, shell=spec.shell)
-        return LocalHandle(local_ref(process.pid, process.create_time), process.started, tuple(spec.gpus),
-                           process.pid, process.create_time, process=process)
+        started = self.start_many([spec])[0]
+        if isinstance(started, ExecutorError):
+            raise started
+        return started
+
+    def start_many(self, specs: Sequence[LaunchSpec]) -> list[Handle | ExecutorError]:
+        processes = spawn_many([Launch(spec.command, spec.cwd, spec.env, spec.run_dir, spec.attempt, spec.grace,
+                                       spec.shell) for spec in specs])
+        return [process if isinstance(process, ExecutorError) else
+                LocalHandle(local_ref(process.pid, process.create_time), process.started, tuple(spec.gpus),
+                            process.pid, process.create_time, process=process)
+                for spec, process in zip(specs, processes, strict=True)]
 
     def poll(self, handle: Handle) -> Exit | None:
         assert isinstance(handle, LocalHandle)

@@ -96,8 +96,8 @@ class Shepherd:
         """Readable when the shepherd has something to say (a job ended)."""
         return self._out
 
-    def start(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Ask for a job to be started; its answer (pid, or errno and error)."""
+    def send(self, request: dict[str, Any]) -> int:
+        """Ask for a job to be started, without waiting; the request's id, to wait for its `answer`."""
         self._next_id += 1
         request["id"] = self._next_id
         data = memoryview((json.dumps(request) + "\n").encode())
@@ -106,14 +106,18 @@ class Shepherd:
                 data = data[os.write(self._in, data):]
         except OSError:
             self.gone = True
+        return self._next_id
+
+    def answer(self, request_id: int) -> dict[str, Any]:
+        """The shepherd's answer to a request sent (pid, or errno and error)."""
         deadline = time.monotonic() + START_TIMEOUT
-        while self._next_id not in self._answers:
+        while request_id not in self._answers:
             if self.gone or time.monotonic() > deadline:
                 raise ExecutorError("cannot start the job: the jobs' supervisor process is gone.",
                                     hint="See `mayuri doctor`; then run again.")
             select.select([self._out], [], [], 1.0)
             self.pump()
-        return self._answers.pop(self._next_id)
+        return self._answers.pop(request_id)
 
     def watch(self, job: JobProcess) -> None:
         self._jobs[job.pid] = job
@@ -187,41 +191,60 @@ def _zombie(pid: int) -> bool:
     return data[data.rindex(b")") + 2:][:1] in (b"Z", b"X")
 
 
-def spawn(
-    command: Sequence[str] | str,
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    run_dir: Path,
-    attempt: int,
-    grace: float,
-    shell: bool = False,
-) -> JobProcess:
-    """Start a job in a new session, its output appended to stdout.log and stderr.log of its run folder."""
-    argv: Sequence[str] | str = ["/bin/sh", "-c", command] if shell and isinstance(command, str) else command
-    assert not isinstance(argv, str)
+@dataclass(frozen=True)
+class Launch:
+    """What to start for one attempt: its command and where its output and end go."""
+
+    command: Sequence[str] | str
+    cwd: Path
+    env: Mapping[str, str]
+    run_dir: Path
+    attempt: int
+    grace: float
+    shell: bool = False
+
+
+def spawn_many(launches: Sequence[Launch]) -> list[JobProcess | ExecutorError]:
+    """Start jobs, each in a new session, output appended to stdout.log and stderr.log of its run folder.
+
+    Every request goes to the shepherd before any answer is awaited, so that
+    the forks of one scheduler turn overlap the scheduler's own work instead
+    of costing a round trip each. Per launch: its process, or why it could not start.
+    """
     keeper = shepherd()
-    answer = keeper.start({
-        "argv": list(argv), "cwd": str(cwd), "env": dict(env), "run_id": env.get(RUN_ID_ENV, ""),
-        "stdout": str(log_file(run_dir, "stdout")), "stderr": str(log_file(run_dir, "stderr")), "append": True,
-        "record": str(exit_record(run_dir, attempt)), "grace": grace,
-    })
-    if "pid" not in answer:
-        number = int(answer.get("errno") or 0)
-        program = argv[0]
-        if number == errno.ENOENT:
-            raise ExecutorError(f"cannot start '{program}': no such program.",
-                                hint="Check the `run:` command (is it installed, and on PATH?).")
-        if number == errno.EACCES:
-            raise ExecutorError(f"cannot start '{program}': permission denied.",
-                                hint="Make it executable (chmod +x) or run it through its interpreter.")
-        raise ExecutorError(f"cannot start '{program}': {answer.get('error')}.")
-    pid = int(answer["pid"])
-    ticks = answer.get("start_ticks")
-    job = JobProcess(pid=pid, create_time=ticks_to_time(ticks) if ticks is not None else create_time(pid),
-                     started=time.time(), run_id=env.get(RUN_ID_ENV, ""), shepherd=keeper)
-    keeper.watch(job)
-    return job
+    sent = []
+    for launch in launches:
+        argv = ["/bin/sh", "-c", launch.command] if launch.shell and isinstance(launch.command, str) \
+            else list(launch.command)
+        sent.append((argv, keeper.send({
+            "argv": argv, "cwd": str(launch.cwd), "env": dict(launch.env), "run_id": launch.env.get(RUN_ID_ENV, ""),
+            "stdout": str(log_file(launch.run_dir, "stdout")), "stderr": str(log_file(launch.run_dir, "stderr")),
+            "append": launch.attempt > 1, "record": str(exit_record(launch.run_dir, launch.attempt)), "grace": launch.grace,
+        })))
+    jobs: list[JobProcess | ExecutorError] = []
+    for (argv, request_id), launch in zip(sent, launches, strict=True):
+        answer = keeper.answer(request_id)
+        if "pid" not in answer:
+            jobs.append(_start_error(argv[0], answer))
+            continue
+        pid = int(answer["pid"])
+        ticks = answer.get("start_ticks")
+        job = JobProcess(pid=pid, create_time=ticks_to_time(ticks) if ticks is not None else create_time(pid),
+                         started=time.time(), run_id=launch.env.get(RUN_ID_ENV, ""), shepherd=keeper)
+        keeper.watch(job)
+        jobs.append(job)
+    return jobs
+
+
+def _start_error(program: str, answer: dict[str, Any]) -> ExecutorError:
+    number = int(answer.get("errno") or 0)
+    if number == errno.ENOENT:
+        return ExecutorError(f"cannot start '{program}': no such program.",
+                             hint="Check the `run:` command (is it installed, and on PATH?).")
+    if number == errno.EACCES:
+        return ExecutorError(f"cannot start '{program}': permission denied.",
+                             hint="Make it executable (chmod +x) or run it through its interpreter.")
+    return ExecutorError(f"cannot start '{program}': {answer.get('error')}.")
 
 
 def reap(job: JobProcess) -> int | None:
