@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from mayuri import states
 from mayuri.config import load_settings
 from mayuri.experiment import expand
 from mayuri.experiment.parsed_cache import load_experiment
@@ -74,8 +73,3 @@ def fast(tmp_path: Path) -> FastProject:
     (root / "mayuri.toml").write_text((root / "mayuri.toml").read_text() + "\n", encoding="utf-8")
     return FastProject(root)
 
-
-@pytest.fixture(autouse=True)
-def strict_states(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A state change outside mayuri/states.py's tables fails the test."""
-    monkeypatch.setattr(states, "STRICT", True)
