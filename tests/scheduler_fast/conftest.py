@@ -41,9 +41,10 @@ class FastProject:
     root: Path
 
     def run(self, yaml: str, executor: FakeExecutor | None = None,
-            before: Callable[[Any], None] | None = None) -> tuple[Outcome, FakeExecutor]:
-        """Plan and run an experiment in this process; returns the outcome and the executor used."""
-        path = self.root / "exp.yaml"
+            before: Callable[[Any], None] | None = None, file: str = "exp.yaml",
+            events: Events | None = None) -> tuple[Outcome, FakeExecutor]:
+        """Plan and run an experiment in this process (in `file`); returns the outcome and the executor used."""
+        path = self.root / file
         path.write_text(textwrap.dedent(yaml), encoding="utf-8")
         settings = load_settings(self.root)
         spec = load_experiment(path, settings.store.path)
@@ -51,7 +52,7 @@ class FastProject:
         store = open_project_store(settings)
         executor = executor or FakeExecutor()
         try:
-            planner = Planner(store, settings, spec.name, instances, Events())
+            planner = Planner(store, settings, spec.name, instances, events or Events())
             ready = planner.answer_from_cache()
             scheduler = Scheduler(planner, ready, executor=executor, clock=executor.clock)
             if before is not None:
