@@ -294,7 +294,7 @@ class Planner:
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""
-        if not any((s.instance.job.resources.get("gpus") or 0) > 0 for s in self.slots.values()):
+        if not any(s.instance.job.resources.gpus > 0 for s in self.slots.values()):
             return
         self.devices = usable(inventory(), self.settings.scheduler.gpus)
         for slot in self.slots.values():
