@@ -89,6 +89,8 @@ class AttemptRef:
     boot_id: str | None = None
     pid: int | None = None
     pid_create_time: float | None = None
+    # Which attempt of the run it is (None: not known).
+    number: int | None = None
 
 
 class Usage:
@@ -148,6 +150,16 @@ class Executor(ABC):
     def settle_orphan(self, attempt: AttemptRef, grace: float) -> list[int]:
         """Stop whatever is left of a recorded attempt no scheduler watches; what was killed (for the report)."""
 
+    def wait_ended(self, attempt: AttemptRef, timeout: float) -> None:
+        """Block until a recorded attempt may have ended (ask `alive` again), or `timeout` seconds passed."""
+        time.sleep(timeout)
+
+    def ended(self, attempt: AttemptRef, wait: float) -> dict[str, Any] | None:
+        """How a recorded attempt that no longer runs ended, as its executor wrote it down (`exit_code`,
+        `ended_at`, `max_rss`, `leftovers`), waiting up to `wait` seconds for the record; None: no record."""
+        return None
+
     @abstractmethod
     def capacity(self, wanted: str | list[int]) -> list[Any]:
         """The devices (`mayuri.gpu.Gpu`) it offers for placement, limited to `wanted` ([scheduler] gpus)."""
+

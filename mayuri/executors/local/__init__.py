@@ -27,6 +27,7 @@ from mayuri.executors.local.process import (
     kill,
     kill_recorded,
     marked_processes,
+    read_exit_record,
     reap,
     spawn,
     stop,
@@ -34,6 +35,9 @@ from mayuri.executors.local.process import (
 )
 from mayuri.executors.local.usage import Sampler
 from mayuri.process_identity import host, same_process
+
+# How often a wait for a recorded attempt's end looks again, when its process cannot be watched.
+POLL = 0.2
 
 
 def local_ref(pid: int, create_time: float | None) -> str:
@@ -121,6 +125,35 @@ class LocalExecutor(Executor):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
         return killed
+
+    def wait_ended(self, attempt: AttemptRef, timeout: float) -> None:
+        # Woken by the process's end through a pidfd (no polling), else a short sleep.
+        try:
+            fd: int | None = os.pidfd_open(attempt.pid) if attempt.pid is not None else None
+        except OSError:
+            fd = None
+        if fd is None:
+            time.sleep(min(timeout, POLL))
+            return
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+
+    def ended(self, attempt: AttemptRef, wait: float) -> dict[str, Any] | None:
+        # The shepherd writes `exit-N.json` once the job's leftover processes are stopped.
+        if attempt.run_dir is None or attempt.number is None:
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            record = read_exit_record(attempt.run_dir, attempt.number)
+            if record is not None or time.monotonic() >= deadline:
+                return record
+            if not marked_processes(attempt.run_id):
+                # Nothing of the job is left to stop: one short look more, for a record being renamed into place.
+                time.sleep(0.05)
+                return read_exit_record(attempt.run_dir, attempt.number)
+            time.sleep(0.05)
 
     def capacity(self, wanted: str | list[int]) -> list[Any]:
         from mayuri.gpu import inventory
