@@ -184,10 +184,7 @@ class Scheduler:
             self._devices_at = now
             self.devices = self._executor_for(slot).capacity(self.settings.scheduler.gpus)
         try:
-            taken = keeper.take(slot.request, self.devices, slot.avoid)
-            if taken is None and slot.avoid:
-                # Nowhere else to move to right now: any GPU will do rather than none.
-                taken = keeper.take(slot.request, self.devices)
+            taken = self._executor_for(slot).place(slot.request, self.devices, slot.avoid, keeper.take)
         except StoreLocked:
             self._gpu_retry_at = now + GPU_RETRY_INTERVAL
             self.reporter.event(JobEvent(slot.instance.key, slot.state, "store locked: waiting to take a GPU",

@@ -4,8 +4,10 @@ What runs today, behind the executor seam: each attempt is started by the
 scheduler's shepherd (`shepherd.py`, a supervisor process that outlives the
 scheduler and writes `exit-N.json`), stopped as a whole process tree
 (`process.py`), sampled with psutil and NVML (`usage.py`), and placed on this
-machine's GPUs (`mayuri.gpu`; the leases between schedulers on one host stay
-the scheduler's, in the store). An attempt's reference is `PID@START`, the
+machine's GPUs (`mayuri.gpu`) by lease (`Executor.place`: the best fit against
+the leases every scheduler of the host holds; the scheduler writes the lease
+rows, fenced by its id, and asks recovery, `cancel` and `doctor` of the
+attempts through this executor). An attempt's reference is `PID@START`, the
 pid and its start time: with the host and boot id recorded beside it, pid
 reuse can never make another process look like the job.
 """
