@@ -1,10 +1,12 @@
-"""Two schedulers on one store, in one process: claims and GPU leases keep them from doing work twice.
+"""Two schedulers on one store, in one process: claims, GPU leases and fencing keep work from being done
+or recorded twice.
 
 Each `Scheduler` runs in its own thread with its own store connection and
 `FakeExecutor`, as two `mayuri run` would. The first one's job is held
 running (its executor reports no end until the test lets it), so the second
-one meets it in flight: at the claim of the same work, or at the lease of
-the only GPU.
+one meets it in flight: at the claim of the same work, at the lease of the
+only GPU, or, when the first one looks dead, by reclaiming it (the first
+one's late writes are then refused).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from mayuri import executors
 from mayuri.executors.base import Exit, Handle, LaunchSpec
+from mayuri.scheduler.leases import Fenced
 from tests.scheduler_fast.conftest import Events, FastProject
 from tests.scheduler_fast.fake_executor import FakeExecutor
 
@@ -125,3 +129,32 @@ def test_the_only_gpu_is_leased_to_one_scheduler_at_a_time(fast: FastProject, mo
     assert _states(a) == {"one": "succeeded"} and _states(b) == {"two": "succeeded"}
     assert [list(s.gpus) for s in first.started] == [list(s.gpus) for s in second.started]
     assert fast.rows("SELECT COUNT(*) FROM gpu_lease") == [(0,)]
+
+
+def test_a_scheduler_judged_dead_by_the_other_is_fenced(fast: FastProject, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = Held(), Held()
+    second.release.set()
+    # Recovery asks the attempt's executor (`fake`) about it: not alive, no record of its end.
+    monkeypatch.setitem(executors._recorded, "fake", first)
+    thread_a, a = _in_thread(fast, """
+        jobs:
+          one: {run: "one"}
+    """, first, "one.yaml")
+    assert first.running.wait(TIMEOUT)
+    _until(lambda: fast.rows("SELECT status FROM attempt") == [("running",)], "the first job to be recorded running")
+    # The first scheduler now looks dead (its process identity no longer matches), as after a crash.
+    fast.rows("UPDATE scheduler SET pid_create_time = 1.0")
+    outcome, _ = fast.run("""
+        jobs:
+          two: {run: "two"}
+    """, second, file="two.yaml")
+    assert {s.instance.key: s.state for s in outcome.slots} == {"two": "succeeded"}
+    # The second one's recovery reclaimed the first one and orphaned its run.
+    assert fast.rows("SELECT r.job, r.status, a.status FROM run r JOIN attempt a ON a.run_id = r.id "
+                     "ORDER BY r.created_at") == [("one", "orphaned", "lost"), ("two", "succeeded", "succeeded")]
+    first.release.set()
+    thread_a.join(TIMEOUT)
+    assert isinstance(a.get("error"), Fenced)
+    # Its late end changed nothing: no run is recorded twice.
+    assert fast.rows("SELECT r.job, r.status FROM run r ORDER BY r.created_at") == [
+        ("one", "orphaned"), ("two", "succeeded")]
