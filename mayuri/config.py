@@ -17,6 +17,7 @@ from typing import Any
 
 from mayuri.errors import ConfigError
 from mayuri.suggest import did_you_mean
+from mayuri.units import parse_duration, parse_size
 
 CONFIG_NAME = "mayuri.toml"
 KEY_ENV_PARTS = ("python", "platform", "packages", "git", "gpu")
@@ -74,6 +75,70 @@ class ExecutorSettings:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+GC_RULE_KEYS = ("older_than", "keep_last", "failed")
+
+
+@dataclass(frozen=True)
+class GcRules:
+    """The run rules of `[gc]` or of one `[gc.experiment.NAME]`, parsed; None where not written."""
+
+    older_than: float | None = None
+    keep_last: int | None = None
+    failed: bool | None = None
+
+
+@dataclass(frozen=True)
+class GcSettings:
+    """`[gc]`, parsed once when mayuri.toml is read (`mayuri gc`'s flags override it: `mayuri.gc.policy`)."""
+
+    rules: GcRules = GcRules()
+    max_size: int | None = None
+    grace: float | None = None
+    experiments: dict[str, GcRules] = field(default_factory=dict)
+
+
+def gc_value(source: str, key: str, raw: Any, path: Path | None = None, line: int | None = None) -> Any:
+    """One `[gc]` value (or `mayuri gc` flag) parsed: durations in seconds, sizes in bytes; ConfigError if bad."""
+    try:
+        if key in ("older_than", "grace"):
+            return parse_duration(raw)
+        if key == "max_size":
+            return parse_size(raw)
+        if key == "keep_last":
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+                raise ValueError(f"must be a whole number >= 0, not {raw!r}")
+            return raw
+        if key == "failed":
+            if not isinstance(raw, bool):
+                raise ValueError(f"must be true or false, not {raw!r}")
+            return raw
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}.", path=path, line=line) from None
+    raise ConfigError(f"{source}: unknown key — {did_you_mean(key, GC_RULE_KEYS)}", path=path, line=line)
+
+
+def _gc_settings(text: str, path: Path, table: dict[str, Any]) -> GcSettings:
+    def parsed(source: str, key: str, raw: Any, section: str) -> Any:
+        return gc_value(source, key, raw, path, _line_of(text, key, section))
+
+    def rules(values: dict[str, Any], source: str, section: str) -> GcRules:
+        return GcRules(**{key: parsed(f"{source} {key}", key, raw, section)
+                          for key, raw in values.items() if key in GC_RULE_KEYS or section != "gc"})
+
+    experiments = {}
+    for name, values in table.get("experiment", {}).items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"[gc.experiment.{name}] must be a table.", path=path,
+                              line=_line_of(text, f"gc.experiment.{name}"))
+        experiments[name] = rules(values, f"[gc.experiment.{name}]", f"gc.experiment.{name}")
+    return GcSettings(
+        rules=rules(table, "[gc]", "gc"),
+        max_size=parsed("[gc] max_size", "max_size", table["max_size"], "gc") if "max_size" in table else None,
+        grace=parsed("[gc] grace", "grace", table["grace"], "gc") if "grace" in table else None,
+        experiments=experiments,
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything `mayuri.toml` says, with defaults filled in and paths resolved."""
@@ -85,7 +150,7 @@ class Settings:
     key_env: tuple[str, ...] = ()
     # Folders outside the project whose files count in closures like project files.
     cache_roots: tuple[Path, ...] = ()
-    gc: dict[str, Any] = field(default_factory=dict)
+    gc: GcSettings = GcSettings()
     user_overrides: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     # The config groups' folder (`[project] configs`), one subfolder per group.
@@ -245,7 +310,7 @@ def load_settings(root: Path | None = None) -> Settings:
         ),
         key_env=key_env,
         cache_roots=cache_roots,
-        gc=dict(data.get("gc", {})),
+        gc=_gc_settings(text, path, data.get("gc", {})),
         # Looked up only when there are overrides: the login name can cost a password-database read.
         user_overrides=dict(users.get(current_user(), {})) if users else {},
         keys=dict(data.get("keys", {})),

@@ -25,6 +25,14 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.delenv("MAYURI_DEBUG", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def strict_states(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process, a state change outside mayuri/states.py's tables raises (the store writers check it)."""
+    from mayuri import states
+
+    monkeypatch.setattr(states, "STRICT", True)
+
+
 @dataclass
 class Project:
     """A temporary Mayuri project and a way to run the real CLI in it."""

@@ -17,10 +17,19 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from mayuri.gpu import Gpu
+    from mayuri.scheduler.placement import Request
+    from mayuri.store.lease_records import Claim, Lease
+
+    # Takes, in one store transaction fenced by the scheduler's id, the leases a choice picks
+    # given the host's current leases (None: it picked nothing). The scheduler's: an executor never writes.
+    Take = Callable[[Callable[[list[Lease]], list[Claim] | None]], list[Lease] | None]
 
 from mayuri.errors import ExecutorError
 
@@ -91,6 +100,8 @@ class AttemptRef:
     boot_id: str | None = None
     pid: int | None = None
     pid_create_time: float | None = None
+    # Which attempt of the run it is (None: not known).
+    number: int | None = None
 
 
 class Usage:
@@ -164,6 +175,34 @@ class Executor(ABC):
     def settle_orphan(self, attempt: AttemptRef, grace: float) -> list[int]:
         """Stop whatever is left of a recorded attempt no scheduler watches; what was killed (for the report)."""
 
+    def wait_ended(self, attempt: AttemptRef, timeout: float) -> None:
+        """Block until a recorded attempt may have ended (ask `alive` again), or `timeout` seconds passed."""
+        time.sleep(timeout)
+
+    def ended(self, attempt: AttemptRef, wait: float) -> dict[str, Any] | None:
+        """How a recorded attempt that no longer runs ended, as its executor wrote it down (`exit_code`,
+        `ended_at`, `max_rss`, `leftovers`), waiting up to `wait` seconds for the record; None: no record."""
+        return None
+
+    def place(self, request: Request, devices: Sequence[Gpu], avoid: frozenset[str], take: Take) -> list[Lease] | None:
+        """GPUs for an attempt that asks for some: leases on `devices` (its `capacity`) taken through `take`,
+        or None when none fit now.
+
+        By default, and for `local`, the host's GPUs by lease: the best fit
+        (`mayuri.scheduler.placement.choose`) against the leases every
+        scheduler of the host holds, away from the GPUs in `avoid` (a retry
+        that moves) if any other fits. An executor whose cluster places GPUs
+        itself returns [] (no lease on this host).
+        """
+        from mayuri.scheduler.placement import choose
+
+        taken = take(lambda held: choose(request, devices, held, avoid))
+        if taken is None and avoid:
+            # Nowhere else to move to right now: any GPU will do rather than none.
+            taken = take(lambda held: choose(request, devices, held))
+        return taken
+
     @abstractmethod
     def capacity(self, wanted: str | list[int]) -> list[Any]:
         """The devices (`mayuri.gpu.Gpu`) it offers for placement, limited to `wanted` ([scheduler] gpus)."""
+

@@ -19,7 +19,18 @@ from mayuri.experiment.expectations import parse_expectation
 from mayuri.experiment.limits import MAX_PIPELINE_DEPTH
 from mayuri.experiment.plain import to_plain, type_name
 from mayuri.experiment.shard_keys import parse_reduce, parse_shards
-from mayuri.experiment.spec import Dependency, ExperimentSpec, JobSpec, Where
+from mayuri.experiment.spec import (
+    DEFAULT_OOM_MAX,
+    DEFAULT_OOM_WAIT,
+    OOM_STRATEGIES,
+    Dependency,
+    ExperimentSpec,
+    JobSpec,
+    OomRetry,
+    Resources,
+    RetryPolicy,
+    Where,
+)
 from mayuri.experiment.yaml_io import load_yaml, position
 from mayuri.suggest import did_you_mean
 from mayuri.units import parse_duration, parse_size
@@ -172,31 +183,59 @@ def _resources(reader: _Reader, node: Any, parent: Any, key: str) -> dict[str, A
 
 
 def _retry(reader: _Reader, node: Any, parent: Any, key: str) -> dict[str, Any]:
+    """The keys of a `retry:` mapping that are given, parsed (`oom` as an `OomRetry`)."""
     node = reader.mapping(node, key, parent)
     reader.keys(node, RETRY_KEYS, "retry")
-    out = to_plain(node)
+    out: dict[str, Any] = {}
     if "failed" in node:
         failed = to_plain(node["failed"])
         if isinstance(failed, bool) or not isinstance(failed, int) or failed < 0:
             raise reader.fail("retry.failed must be a number of retries (0 or more).", node, "failed")
+        out["failed"] = failed
     if "delay" in node:
         try:
             out["delay"] = parse_duration(to_plain(node["delay"]))
         except ValueError as exc:
             raise reader.fail(f"retry.delay: {exc}.", node, "delay") from None
     if "oom" in node:
-        oom = node["oom"]
-        if isinstance(to_plain(oom), int) and not isinstance(to_plain(oom), bool):
-            out["oom"] = {"max": to_plain(oom)}
-        else:
-            oom = reader.mapping(oom, "oom", node)
-            reader.keys(oom, OOM_KEYS, "retry.oom")
-            scale = oom.get("scale", {})
-            if not isinstance(scale, dict) or not all(
-                isinstance(to_plain(v), int | float) and 0 < to_plain(v) < 1 for v in scale.values()
-            ):
-                raise reader.fail("retry.oom.scale must map params to factors between 0 and 1.", oom, "scale")
+        out["oom"] = _oom(reader, node)
     return out
+
+
+def _oom(reader: _Reader, node: Any) -> OomRetry:
+    """`retry.oom`: a number of retries, or a mapping of how to retry."""
+    plain = to_plain(node["oom"])
+    if isinstance(plain, int) and not isinstance(plain, bool):
+        if plain < 0:
+            raise reader.fail("retry.oom must be a number of retries (0 or more) or a mapping.", node, "oom")
+        return OomRetry(max=plain)
+    oom = reader.mapping(node["oom"], "oom", node)
+    reader.keys(oom, OOM_KEYS, "retry.oom")
+    scale = to_plain(oom.get("scale", {}))
+    if not isinstance(scale, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 1 for v in scale.values()
+    ):
+        raise reader.fail("retry.oom.scale must map params to factors between 0 and 1.", oom, "scale")
+    count = to_plain(oom.get("max", DEFAULT_OOM_MAX))
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise reader.fail("retry.oom.max must be a number of retries (0 or more).", oom, "max")
+    strategy = to_plain(oom.get("strategy") or ("scale" if scale else "wait"))
+    if strategy not in OOM_STRATEGIES:
+        raise reader.fail(f"retry.oom.strategy must be one of {', '.join(OOM_STRATEGIES)}, not {strategy!r}.",
+                          oom, "strategy")
+    floor = to_plain(oom.get("floor"))
+    number = (int, float)
+    if floor is not None and not (isinstance(floor, number) and not isinstance(floor, bool)) and not (
+            isinstance(floor, dict) and all(isinstance(v, number) and not isinstance(v, bool) for v in floor.values())):
+        raise reader.fail("retry.oom.floor must be a number, or map params to numbers.", oom, "floor")
+    try:
+        wait = parse_duration(to_plain(oom.get("wait", DEFAULT_OOM_WAIT)))
+    except ValueError as exc:
+        raise reader.fail(f"retry.oom.wait: {exc}.", oom, "wait") from None
+    return OomRetry(max=count, strategy=strategy, scale={str(k): float(v) for k, v in scale.items()},
+                    floor=({str(k): float(v) for k, v in floor.items()} if isinstance(floor, dict)
+                           else None if floor is None else float(floor)),
+                    wait=wait)
 
 
 def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults: dict[str, Any]) -> JobSpec:
@@ -266,10 +305,10 @@ def _job(reader: _Reader, name: str, node: Any, parent: Any, kind: str, defaults
     if isinstance(node.get("params"), dict):
         for key in node["params"]:
             positions[f"params.{key}"] = reader.where(node["params"], key)
-    resources = dict(defaults.get("resources", {}))
-    resources.update(_resources(reader, node.get("resources"), node, "resources"))
-    retry = dict(defaults.get("retry", {}))
-    retry.update(_retry(reader, node.get("retry"), node, "retry"))
+    # The file's `resources:` and `retry:`, then the job's, key by key; typed once, here.
+    resources = Resources(**{**defaults.get("resources", {}),
+                             **_resources(reader, node.get("resources"), node, "resources")})
+    retry = RetryPolicy(**{**defaults.get("retry", {}), **_retry(reader, node.get("retry"), node, "retry")})
     return JobSpec(
         name=name,
         kind=kind,

@@ -29,11 +29,22 @@ from typing import Any
 
 import mayuri
 from mayuri.experiment import sources
-from mayuri.experiment.spec import Dependency, ExperimentSpec, JobSpec, Reduction, ShardSpec, Where
+from mayuri.experiment.spec import (
+    Dependency,
+    ExperimentSpec,
+    JobSpec,
+    OomRetry,
+    Reduction,
+    Resources,
+    RetryPolicy,
+    ShardSpec,
+    Where,
+)
 from mayuri.store.perms import make_dirs, share_like_folder
 
 FOLDER = "parsed"
-_CLASSES = {cls.__name__: cls for cls in (Where, Dependency, JobSpec, ExperimentSpec, ShardSpec, Reduction)}
+_CLASSES = {cls.__name__: cls for cls in (Where, Dependency, JobSpec, ExperimentSpec, ShardSpec, Reduction, Resources,
+                                          RetryPolicy, OomRetry)}
 _PATH_TYPE = type(Path())
 _PLAIN = (str, int, float, bool, type(None))
 _HERE = Path(__file__).parent

@@ -33,6 +33,43 @@ class ShardSpec:
     files: str | None = None
 
 
+@dataclass(frozen=True)
+class Resources:
+    """`resources:` of a job (the file's, then the job's, key by key), parsed: sizes in bytes."""
+
+    gpus: float = 0
+    gpu_memory: int | None = None
+    cpus: float | None = None
+    memory: int | None = None
+
+
+OOM_STRATEGIES = ("scale", "move", "wait")
+DEFAULT_OOM_MAX = 3
+DEFAULT_OOM_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class OomRetry:
+    """`retry.oom`: how often a GPU out-of-memory is retried, and how (`strategy`)."""
+
+    max: int = DEFAULT_OOM_MAX
+    # `scale` (multiply `scale`'s params, never below `floor`), `move` (another GPU), `wait` (`wait` seconds).
+    strategy: str = "wait"
+    scale: dict[str, float] = field(default_factory=dict)
+    # One floor for every scaled param, one per param, or None (integers stop at 1, floats at 0).
+    floor: float | dict[str, float] | None = None
+    wait: float = DEFAULT_OOM_WAIT
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`retry:` of a job (the file's, then the job's, key by key), parsed: durations in seconds."""
+
+    failed: int = 0
+    delay: float = 0.0
+    oom: OomRetry | None = None
+
+
 REDUCE_KINDS = ("mean", "sum", "min", "max", "count", "concat", "weighted_mean")
 
 
@@ -69,8 +106,8 @@ class JobSpec:
     sweep: dict[str, Any] = field(default_factory=dict)
     depends_on: tuple[Dependency, ...] = ()
     gather: bool = False
-    resources: dict[str, Any] = field(default_factory=dict)
-    retry: dict[str, Any] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
     expect: dict[str, str] = field(default_factory=dict)
     shards: ShardSpec | None = None

@@ -35,7 +35,7 @@ class GcOutcome:
 
 def gc_policy(settings: Settings, flags: Mapping[str, Any]) -> Policy:
     """The policy of `[gc]` in the project's mayuri.toml, overridden by the command's flags."""
-    return build_policy(settings.gc, flags, settings.config_path)
+    return build_policy(settings.gc, flags)
 
 
 def collect_garbage(

@@ -19,20 +19,19 @@ so no closure is hashed). Ctrl-C stops the wait and leaves them running.
 from __future__ import annotations
 
 import json
-import os
-import select
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mayuri.config import Settings
 from mayuri.environment import base_environment
+from mayuri.executors import of_attempt
 from mayuri.experiment.expand import JobInstance
 from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.finish import close_run
 from mayuri.scheduler.recovery import (
     Recovery,
+    attempt_ref,
     ended_record,
     job_alive,
     plain_close,
@@ -68,19 +67,8 @@ class _Closer:
 
 
 def _wait_until_gone(run: UnownedRun) -> None:
-    try:
-        fd: int | None = os.pidfd_open(run.pid) if run.pid is not None else None
-    except OSError:
-        fd = None
-    try:
-        while job_alive(run):
-            if fd is not None:
-                select.select([fd], [], [], POLL)
-            else:
-                time.sleep(POLL)
-    finally:
-        if fd is not None:
-            os.close(fd)
+    while job_alive(run):
+        of_attempt(run.executor).wait_ended(attempt_ref(run), POLL)
 
 
 def adopt(store: Store, settings: Settings, experiment: str, instances: Sequence[JobInstance],

@@ -2,8 +2,9 @@
 
 A scheduler registers only when it is about to launch something: one whose
 jobs were all cached never writes a registration (its only write is its
-cache hits). Placement decides which GPUs fit; this module takes them in one
-store transaction (so two schedulers never both take the last free memory),
+cache hits). The executor decides which GPUs fit (`Executor.place`); this
+module takes them in one store transaction, fenced by the scheduler's id (so
+two schedulers never both take the last free memory),
 keeps the heartbeat going, and notices when another process has reclaimed
 this scheduler (fencing: it must then stop its jobs and write nothing more).
 """
@@ -13,15 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from mayuri.config import current_user
 from mayuri.errors import ExecutorError, ExitCode
-from mayuri.gpu import Gpu
-from mayuri.scheduler.placement import Request, choose
 from mayuri.store.db import Store, StoreLocked
 from mayuri.store.hit_log import fold_hits
 from mayuri.store.lease_records import (
+    Claim,
     Lease,
     acquire,
     end_scheduler,
@@ -113,12 +113,13 @@ class LeaseKeeper:
                          "its jobs were stopped and their results are not recorded here.")
         self.last_beat = time.time()
 
-    def take(self, request: Request, devices: Sequence[Gpu], avoid: frozenset[str] = frozenset()) -> list[Lease] | None:
-        """Leases for `request` on the best-fitting devices, or None when it does not fit now."""
-        return acquire(
-            self.store, scheduler_id=self.id, host=self.host, boot_id=self.boot_id,
-            choose=lambda held: choose(request, devices, held, avoid),
-        )
+    def take(self, choose: Callable[[list[Lease]], list[Claim] | None]) -> list[Lease] | None:
+        """The leases `choose` picks given the host's current leases (None: none fit now), in one transaction.
+
+        What to pick is the executor's (`Executor.place`); writing the leases,
+        fenced by this scheduler's id, is the scheduler's.
+        """
+        return acquire(self.store, scheduler_id=self.id, host=self.host, boot_id=self.boot_id, choose=choose)
 
     def give_back(self, leases: Sequence[Lease]) -> None:
         release(self.store, [lease.token for lease in leases])

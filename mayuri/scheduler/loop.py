@@ -69,15 +69,26 @@ MAX_WAIT = 0.25
 DEVICE_REFRESH = 2.0
 
 
-class Scheduler(Planner):
-    """Runs one expanded experiment against one store: launches, watches, retries, stops."""
+class Scheduler:
+    """Runs one expanded experiment against one store: launches, watches, retries, stops.
+
+    It holds the `Planner` that decided the plan so far (the slots, their
+    states, the cache decisions still to come) and goes on from where it
+    stopped; what runs where is asked of an `Executor`, and time of `clock`.
+    """
 
     def __init__(self, planner: Planner, ready: Sequence[Slot], *, fresh: bool = False,
                  executor: Executor | None = None, default_executor: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        # Goes on from where the planner stopped: the slots the cache settled,
-        # their hits, and `ready`, the instances it found must run.
-        vars(self).update(vars(planner))
+        # `ready`: the instances the planner found must run.
+        self.planner = planner
+        self.slots = planner.slots
+        self.store = planner.store
+        self.settings = planner.settings
+        self.experiment = planner.experiment
+        self.reporter = planner.reporter
+        # The GPUs jobs are placed on: the planner's inventory, refreshed from the executor as jobs allocate.
+        self.devices = planner.devices
         # `executor`: one executor for every job (tests); else each job's `executor:`, else
         # `default_executor` (`mayuri run --executor`), else `[executor] default`, loaded on first use.
         self._executors: dict[str, Executor] = {}
@@ -157,13 +168,13 @@ class Scheduler(Planner):
         slot.run_id = new_run_id()
         slot.run_dir = self._runs_dir / slot.run_id
         slot.current = inst
-        used_sets = self.known_used(inst.base_hash)
+        used_sets = self.planner.known_used(inst.base_hash)
         return NewRun(
             run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name, kind=inst.job.kind,
             config_hash=inst.config_hash, params=inst.params, config=inst.config, upstream=slot.upstream_fps,
-            reason=slot.reason, run_dir=str(slot.run_dir), parents=parents, origin=self.origin,
+            reason=slot.reason, run_dir=str(slot.run_dir), parents=parents, origin=self.planner.origin,
             base_hash=inst.base_hash, labels=inst.dims,
-            claim=None if self.force else claim_key(inst, slot.upstream_fps, used_sets),
+            claim=None if self.planner.force else claim_key(inst, slot.upstream_fps, used_sets),
         )
 
     def _take_gpus(self, slot: Slot, keeper: LeaseKeeper, now: float) -> list[Any] | None:
@@ -173,10 +184,7 @@ class Scheduler(Planner):
             self._devices_at = now
             self.devices = self._executor_for(slot).capacity(self.settings.scheduler.gpus)
         try:
-            taken = keeper.take(slot.request, self.devices, slot.avoid)
-            if taken is None and slot.avoid:
-                # Nowhere else to move to right now: any GPU will do rather than none.
-                taken = keeper.take(slot.request, self.devices)
+            taken = self._executor_for(slot).place(slot.request, self.devices, slot.avoid, keeper.take)
         except StoreLocked:
             self._gpu_retry_at = now + GPU_RETRY_INTERVAL
             self.reporter.event(JobEvent(slot.instance.key, slot.state, "store locked: waiting to take a GPU",
@@ -185,20 +193,20 @@ class Scheduler(Planner):
         if taken is None:
             self._gpu_retry_at = now + GPU_RETRY_INTERVAL
             if slot.reason != "waiting for a GPU":
-                self._emit(slot, "ready", "waiting for a GPU")
+                self.planner.emit(slot, "ready", "waiting for a GPU")
         return taken
 
     def _next_attempt(self, slot: Slot, keeper: LeaseKeeper, now: float) -> tuple[bool, attempts.Planned | None]:
         """(whether the slot leaves the queue, its next attempt, with its files made, if that can start now)."""
         if slot.not_before > now:
             return False, None
-        if slot.run_id is None and slot.checked != self._succeeded:
+        if slot.run_id is None and slot.checked != self.planner.succeeded:
             # A run that succeeded since this instance was decided may have done its work: ask again.
-            slot.checked = self._succeeded
+            slot.checked = self.planner.succeeded
             # A miss keeps the reason it was given at plan time: it need not be explained again.
-            decision = self._decide(slot, explain=False)
+            decision = self.planner.decide(slot, explain=False)
             if decision.hit:
-                self._settle_cached(slot, decision)
+                self.planner.settle_cached(slot, decision)
                 return True, None
         leases: list[Any] = []
         if slot.request.gpus:
@@ -215,7 +223,7 @@ class Scheduler(Planner):
             upstream = upstream_values(inst, {k: self.slots[k].outputs for k in inst.upstream_keys})
         except KeyError as exc:
             self._patiently(lambda: keeper.give_back(leases), [slot])
-            self._emit(slot, "skipped", str(exc.args[0]))
+            self.planner.emit(slot, "skipped", str(exc.args[0]))
             return True, None
         new_run = None
         if slot.run_id is None:
@@ -240,8 +248,8 @@ class Scheduler(Planner):
         else:
             resumed = None
         make_files(launch, self.store.root)
-        return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch, leases, inst.job.timeout, new_run, stderr_start,
-                             resumed)
+        return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch, leases,
+                             inst.job.timeout, new_run, stderr_start, resumed)
 
     def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
         """Start as many queued attempts as there is room for (in queue order), in one transaction."""
@@ -282,12 +290,12 @@ class Scheduler(Planner):
             if isinstance(result, str):
                 if item.leases:
                     self._patiently(functools.partial(keeper.give_back, item.leases), [slot])
-                self._emit(slot, "failed", result)
+                self.planner.emit(slot, "failed", result)
                 continue
             slot.active = result
             result.sampler.step = slot.sys_step
             self._running.add(slot.instance.key)
-            self._emit(slot, "running", f"{slot.reason}; {item.resume.note}" if item.resume else slot.reason)
+            self.planner.emit(slot, "running", f"{slot.reason}; {item.resume.note}" if item.resume else slot.reason)
 
     def _reduce(self, slot: Slot) -> None:
         """Compute a sharded job's reduction from its settled shards and record it as a run of the job."""
@@ -302,7 +310,7 @@ class Scheduler(Planner):
         slot.fingerprint = close.fingerprint or f"unreusable:{slot.run_id}"
         slot.results = slot.fingerprint
         slot.outputs = dict(close.outputs or {})
-        self._emit(slot, close.status, close.error or slot.reason, duration=0.0)
+        self.planner.emit(slot, close.status, close.error or slot.reason, duration=0.0)
 
     def _wait_for_claim(self, slot: Slot, item: attempts.Planned, holder: str, keeper: LeaseKeeper) -> None:
         """Park a slot whose work another run claims; it is decided again once that run settles."""
@@ -316,7 +324,7 @@ class Scheduler(Planner):
         note = waiting_note(None if own else claim_holders(self.store, [holder]).get(holder), own)
         self._waiting.setdefault(holder, []).append(slot)
         self._next_claim_check = 0.0
-        self._emit(slot, "waiting", note)
+        self.planner.emit(slot, "waiting", note)
 
     def _check_claims(self, keeper: LeaseKeeper, now: float) -> None:
         """Send back to the cache check the slots whose awaited run has settled (or whose scheduler died)."""
@@ -324,14 +332,7 @@ class Scheduler(Planner):
             return
         self._next_claim_check = now + CANCEL_CHECK_INTERVAL
         done = self._patiently(lambda: settled_waits(self.store, list(self._waiting), keeper.id), [])
-        for run_id in done:
-            for slot in self._waiting.pop(run_id, []):
-                slot.state = "pending"
-                self._pending.append(slot)
-        if done:
-            # The awaited runs recorded which params they used: ask again.
-            self._used_sets = None
-            self._changed = True
+        self.planner.reconsider([slot for run_id in done for slot in self._waiting.pop(run_id, [])])
 
     # -- finishing ------------------------------------------------------------
 
@@ -396,7 +397,7 @@ class Scheduler(Planner):
             slot.avoid = choice.avoid_gpus
             slot.active = None
             self._queue.insert(0, slot)
-            self._emit(slot, "ready", choice.reason)
+            self.planner.emit(slot, "ready", choice.reason)
 
         return requeue, None
 
@@ -414,20 +415,20 @@ class Scheduler(Planner):
             active.handle.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
             self.settings.cache_roots, status=status, code=ended.code, error=error,
             # Hashing a run's result files costs a read of them all: only for runs a downstream job receives.
-            results=slot.instance.key in self._consumed,
+            results=slot.instance.key in self.planner.consumed,
         ), [slot])
         close = done.close
         reusable = close.status == "succeeded" and done.fingerprint is not None
 
         def closed() -> None:
-            self._succeeded += reusable
+            self.planner.succeeded += reusable
             slot.fingerprint = done.fingerprint or f"unreusable:{slot.run_id}"
             # Without a result key, the run's fingerprint stands for its results (no early cutoff, never wrong).
             slot.results = close.result_key or slot.fingerprint
-            if reusable and close.params_used not in self.known_used(current.base_hash):
-                self.known_used(current.base_hash).append(close.params_used)
+            if reusable and close.params_used not in self.planner.known_used(current.base_hash):
+                self.planner.known_used(current.base_hash).append(close.params_used)
             slot.outputs = done.outputs
-            self._emit(slot, close.status, (close.error or "") if close.status != "succeeded" else slot.reason,
+            self.planner.emit(slot, close.status, (close.error or "") if close.status != "succeeded" else slot.reason,
                        duration=ended.duration)
             slot.active = None
 
@@ -495,7 +496,7 @@ class Scheduler(Planner):
         run_id = slot.run_id
         if run_id:
             self._patiently(lambda: mark_run(self.store, run_id, "cancelled", note), [slot])
-        self._emit(slot, "cancelled", note)
+        self.planner.emit(slot, "cancelled", note)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
@@ -571,7 +572,7 @@ class Scheduler(Planner):
         on (`LeaseKeeper.secure`). A scheduler that launches nothing registers
         nothing and counts its hits at its end.
         """
-        fresh = self.cache_hits - self.hits_counted
+        fresh = self.planner.cache_hits - self.planner.hits_counted
         if not ready or (keeper.registered and not fresh):
             return ready
         if keeper.registered:
@@ -582,12 +583,12 @@ class Scheduler(Planner):
             # Nothing is in flight yet: a locked store fails the run now, as it always did.
             recover(self.store)
             lost = keeper.secure(fresh)
-        self.hits_counted |= fresh
-        return self._drop_lost_hits(lost, ready) if lost else ready
+        self.planner.hits_counted |= fresh
+        return self.planner.drop_lost_hits(lost, ready) if lost else ready
 
     def _close_books(self, keeper: LeaseKeeper, fenced: bool, locked: bool) -> None:
         """Count the cache hits not counted yet and end the scheduler's registration (its leases go with it)."""
-        fresh = self.cache_hits - self.hits_counted
+        fresh = self.planner.cache_hits - self.planner.hits_counted
         # Appended to the hit log: an all-cached run then writes nothing to the database.
         writes: list[Callable[[], None]] = [lambda: log_hits(self.store, fresh, time.time())]
         if not fenced:
@@ -608,8 +609,8 @@ class Scheduler(Planner):
             if self._signals:
                 self._begin_stopping(now)
             else:
-                if self._changed:
-                    self._queue.extend(self._secured(keeper, self._advance_pending()))
+                if self.planner.changed:
+                    self._queue.extend(self._secured(keeper, self.planner.advance_pending()))
                 self._check_claims(keeper, now)
                 if len(self._running) < limit:
                     self._launch_ready(keeper, now)
@@ -623,18 +624,12 @@ class Scheduler(Planner):
             if done:
                 self._finish(done, keeper)
             if not self._running:
-                if self._stopping or not self._queue and not self._waiting and not self._can_progress():
+                if self._stopping or not self._queue and not self._waiting and not self.planner.decidable():
                     return
             self._watch(keeper, self._clock())
             if not done:
                 # A job that ended may have freed a slot or a GPU: launch before waiting again.
                 self._wait(self._clock())
-
-    def _can_progress(self) -> bool:
-        if any(self._upstream_state(s) != (False, None) for s in self._pending if s.state == "pending"):
-            self._changed = True
-            return True
-        return False
 
     def _kill_leftovers(self, failure: BaseException | None) -> None:
         # Whatever happened (a bug, a fenced scheduler), no job outlives its scheduler, and no run of

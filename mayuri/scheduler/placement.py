@@ -50,14 +50,14 @@ class Request:
 def request_for(instance: JobInstance, history: Callable[[], PeakHistory | None]) -> Request:
     """The GPU request of an instance: declared, estimated from its earlier runs, or exclusive."""
     resources = instance.job.resources
-    gpus = resources.get("gpus", 0) or 0
+    gpus = resources.gpus
     if gpus <= 0:
         return Request()
     if gpus < 1:
         return Request(gpus=1, fraction=float(gpus), source="declared fraction")
     count = math.ceil(gpus)
-    if resources.get("gpu_memory"):
-        return Request(gpus=count, memory=int(resources["gpu_memory"]), source="declared")
+    if resources.gpu_memory:
+        return Request(gpus=count, memory=resources.gpu_memory, source="declared")
     past = history()
     if past is not None and past.gpu_memory:
         estimate = int(past.gpu_memory * MARGIN_FACTOR) + MARGIN_BYTES

@@ -1,8 +1,8 @@
 """Planning a DAG of job instances: cache decisions, GPU requests, and the `--dry-run` plan.
 
-The base of the scheduler: it keeps each instance's state and decides, once an
-instance's upstreams are settled, whether a cached run answers it or it must
-run. It also works out what each instance asks of the GPUs and refuses, before
+The scheduler's planner (a `Scheduler` holds one): it keeps each instance's
+state and decides, once an instance's upstreams are settled, whether a cached
+run answers it or it must run. It also works out what each instance asks of the GPUs and refuses, before
 anything runs or is written, a request that this machine can never satisfy.
 It launches nothing (that is `loop.py`).
 """
@@ -110,15 +110,15 @@ class Planner:
         self._outputs_read = {key for inst in instances if not is_reduction(inst) for key in inst.upstream_keys}
         self._outputs_read.update(inst.key for inst in instances if inst.job.kind == "test")
         # Whose results a downstream instance of this plan receives (their content key is worth hashing).
-        self._consumed = {key for inst in instances for key in inst.upstream_keys}
+        self.consumed = {key for inst in instances for key in inst.upstream_keys}
         self.reporter = reporter
         self.force = force
         self.dry_run = dry_run
         self.devices: list[Gpu] = []
-        # Only these can change state in `_advance_pending`; the rest is never looked at again.
-        self._pending = list(self.slots.values())
+        # Only these can change state in `advance_pending`; the rest is never looked at again.
+        self.pending = list(self.slots.values())
         # Set when a slot settles: only then can a pending slot have become decidable.
-        self._changed = True
+        self.changed = True
         self.cache_hits: set[str] = set()
         # Those of the hits already counted in the store (before a launch; the rest are at the end).
         self.hits_counted: set[str] = set()
@@ -131,11 +131,11 @@ class Planner:
         # A dry run's planned launches by claim key (the first instance that would do each piece of work).
         self._claims: dict[str, Slot] = {}
         # Runs of this plan that succeeded so far: one may have done the work of an instance still queued.
-        self._succeeded = 0
+        self.succeeded = 0
 
-    def _emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
+    def emit(self, slot: Slot, state: str, reason: str = "", **extra: Any) -> None:
         if state != "running":
-            self._changed = True
+            self.changed = True
         check_transition(PLAN_TRANSITIONS, slot.state, state)
         slot.state = state
         slot.reason = reason or slot.reason
@@ -143,7 +143,7 @@ class Planner:
         self.reporter.event(JobEvent(slot.instance.key, state, slot.reason, slot.run_id,
                                      attempt=slot.attempt, gpus=gpus, **extra))
 
-    def _upstream_state(self, slot: Slot) -> tuple[bool, str | None]:
+    def upstream_state(self, slot: Slot) -> tuple[bool, str | None]:
         """(all upstreams settled ok, the reason it can never run) for one slot."""
         if is_reduction(slot.instance):
             return shards_state([self.slots[k] for k in slot.instance.upstream_keys], self.dry_run)
@@ -157,7 +157,7 @@ class Planner:
                 return False, None
         return True, None
 
-    def _decide(self, slot: Slot, explain: bool = True) -> CacheDecision:
+    def decide(self, slot: Slot, explain: bool = True) -> CacheDecision:
         inst = slot.instance
         slot.upstream_fps = {
             name: [self.slots[k].results or "" for k in keys] for name, keys in inst.upstream.items()
@@ -190,7 +190,7 @@ class Planner:
             self._used_sets = used_param_sets(self.store, {s.instance.base_hash for s in self.slots.values()})
         return self._used_sets.setdefault(base_hash, [])
 
-    def _settle_cached(self, slot: Slot, decision: CacheDecision) -> None:
+    def settle_cached(self, slot: Slot, decision: CacheDecision) -> None:
         assert decision.cached is not None
         slot.run_id = decision.cached.id
         slot.fingerprint = decision.cached.fingerprint
@@ -199,19 +199,19 @@ class Planner:
         if slot.instance.key in self._outputs_read:
             slot.outputs = outputs_of(self.store, decision.cached.id)
         self.cache_hits.add(decision.cached.id)
-        self._emit(slot, "cached", decision.reason)
+        self.emit(slot, "cached", decision.reason)
 
-    def _drop_lost_hits(self, lost: set[str], ready: list[Slot]) -> list[Slot]:
+    def drop_lost_hits(self, lost: set[str], ready: list[Slot]) -> list[Slot]:
         """Fail the slots whose cached run a gc collected after it was chosen; returns what may still launch."""
         for slot in self.slots.values():
             if slot.state == "cached" and slot.run_id in lost:
-                self._emit(slot, "failed", f"its cached run {slot.run_id[:8]} was collected by `mayuri gc` "
+                self.emit(slot, "failed", f"its cached run {slot.run_id[:8]} was collected by `mayuri gc` "
                                            "meanwhile; run the file again to redo it")
         launchable = []
         for slot in ready:
-            _, blocked = self._upstream_state(slot)
+            _, blocked = self.upstream_state(slot)
             if blocked:
-                self._emit(slot, "skipped", blocked)
+                self.emit(slot, "skipped", blocked)
             else:
                 launchable.append(slot)
         return launchable
@@ -219,16 +219,16 @@ class Planner:
     def _with_gpu(self, slot: Slot, reason: str) -> str:
         return f"{reason} · GPU: {slot.request.describe()}" if slot.request.gpus else reason
 
-    def _advance_pending(self) -> list[Slot]:
+    def advance_pending(self) -> list[Slot]:
         """Decide every pending slot whose upstreams are settled; returns the ones to launch."""
-        self._changed = False
+        self.changed = False
         ready = []
-        for slot in self._pending:
+        for slot in self.pending:
             if slot.state != "pending":
                 continue
-            ok, blocked = self._upstream_state(slot)
+            ok, blocked = self.upstream_state(slot)
             if blocked:
-                self._emit(slot, "blocked" if self.dry_run else self._blocked_state(slot), blocked)
+                self.emit(slot, "blocked" if self.dry_run else self._blocked_state(slot), blocked)
                 continue
             if not ok:
                 if self.dry_run and any(self.slots[k].state in DRY_LAUNCH for k in slot.instance.upstream_keys):
@@ -236,18 +236,36 @@ class Planner:
                                     if self.slots[k].state in DRY_LAUNCH})
                     self._dry_launch(slot, "upstream " + ", ".join(names) + " will run")
                 continue
-            decision = self._decide(slot)
+            decision = self.decide(slot)
             if decision.hit:
-                self._settle_cached(slot, decision)
+                self.settle_cached(slot, decision)
             elif self.dry_run:
                 self._dry_launch(slot, decision.reason)
             else:
                 slot.state = "ready"
                 slot.reason = decision.reason
-                slot.checked = self._succeeded
+                slot.checked = self.succeeded
                 ready.append(slot)
-        self._pending = [slot for slot in self._pending if slot.state == "pending"]
+        self.pending = [slot for slot in self.pending if slot.state == "pending"]
         return ready
+
+    def decidable(self) -> bool:
+        """Whether some pending slot can be decided now (or can never run); marks the plan changed if so."""
+        if any(self.upstream_state(s) != (False, None) for s in self.pending if s.state == "pending"):
+            self.changed = True
+            return True
+        return False
+
+    def reconsider(self, slots: Sequence[Slot]) -> None:
+        """Send waiting slots back to the cache check (the run they waited for has settled)."""
+        for slot in slots:
+            check_transition(PLAN_TRANSITIONS, slot.state, "pending")
+            slot.state = "pending"
+            self.pending.append(slot)
+        if slots:
+            # The awaited runs recorded which params they used: ask again.
+            self._used_sets = None
+            self.changed = True
 
     def _blocked_state(self, slot: Slot) -> str:
         """Skipped, for an instance whose upstream failed; a sharded job whose shard failed has failed."""
@@ -267,16 +285,16 @@ class Planner:
         slot.claim = claim_key(inst, upstream, self.known_used(inst.base_hash))
         first = self._claims.setdefault(slot.claim, slot)
         if first is slot:
-            self._emit(slot, "will run", self._with_gpu(slot, reason))
+            self.emit(slot, "will run", self._with_gpu(slot, reason))
             return
         differ = sorted(k for k in inst.dims.keys() | first.instance.dims.keys()
                         if inst.dims.get(k) != first.instance.dims.get(k))
-        self._emit(slot, "waits", f"same work as {first.instance.key} unless it uses "
+        self.emit(slot, "waits", f"same work as {first.instance.key} unless it uses "
                                   f"{', '.join(differ) or 'a param that differs'}: waits for it, then reused")
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""
-        if not any((s.instance.job.resources.get("gpus") or 0) > 0 for s in self.slots.values()):
+        if not any(s.instance.job.resources.gpus > 0 for s in self.slots.values()):
             return
         self.devices = usable(inventory(), self.settings.scheduler.gpus)
         for slot in self.slots.values():
@@ -294,18 +312,18 @@ class Planner:
         """
         self._check_resources()
         ready: list[Slot] = []
-        while self._changed:
-            ready += self._advance_pending()
+        while self.changed:
+            ready += self.advance_pending()
         return ready
 
     @property
     def undecided(self) -> bool:
         """Whether some instance still waits for a decision (on an upstream that must run first)."""
-        return bool(self._pending)
+        return bool(self.pending)
 
     def all_cached(self) -> Outcome:
         """The outcome of a plan the cache answered whole; its hits go to the store's hit log."""
-        assert not self._pending, "instances are still pending"
+        assert not self.pending, "instances are still pending"
         log_hits(self.store, self.cache_hits - self.hits_counted, time.time())
         self.hits_counted |= self.cache_hits
         return Outcome(list(self.slots.values()))
@@ -315,7 +333,7 @@ class Planner:
         self._check_resources()
         while True:
             before = [s.state for s in self.slots.values()]
-            self._advance_pending()
+            self.advance_pending()
             if [s.state for s in self.slots.values()] == before:
                 break
         return Outcome(list(self.slots.values()))

@@ -34,10 +34,9 @@ from typing import Any
 from mayuri.errors import MayuriError
 from mayuri.executors import DEFAULT, of_attempt
 from mayuri.executors.base import AttemptRef
-from mayuri.executors.local.process import marked_processes, read_exit_record
 from mayuri.job import read_outputs
 from mayuri.liveness import scheduler_alive
-from mayuri.process_identity import boot_id, host, same_process
+from mayuri.process_identity import boot_id, host
 from mayuri.run_contract import log_file
 from mayuri.scheduler.causes import classify, stderr_tail
 from mayuri.store.attempt_records import AttemptEnd, EndRecord, settle_abandoned, settle_ended
@@ -45,6 +44,7 @@ from mayuri.store.db import Store
 from mayuri.store.lease_records import drop_stray_leases, reclaim
 from mayuri.store.records import RunClose
 from mayuri.store.scheduler_queries import (
+    RunProcess,
     UnownedRun,
     running_schedulers,
     unfinished_runs,
@@ -87,7 +87,17 @@ def attempt_ref(run: UnownedRun) -> AttemptRef:
     boot = run.scheduler.boot_id if run.scheduler is not None else boot_id()
     where = run.scheduler.host if run.scheduler is not None else None
     return AttemptRef(run.executor or DEFAULT, run.executor_ref, run.run_id, Path(run.run_dir), where, boot,
-                      run.pid, run.pid_create_time)
+                      run.pid, run.pid_create_time, run.attempt)
+
+
+def _attempt_alive(process: RunProcess) -> bool:
+    """Whether the latest attempt of a run with no scheduler still runs, as its executor says."""
+    attempt = AttemptRef(process.executor or DEFAULT, process.executor_ref, process.run_id, None, process.host,
+                         boot_id(), process.pid, process.pid_create_time)
+    try:
+        return of_attempt(process.executor).alive(attempt)
+    except MayuriError:
+        return True  # its executor is not installed here: nothing can be asked, so nothing is settled
 
 
 def job_alive(run: UnownedRun) -> bool:
@@ -99,19 +109,13 @@ def job_alive(run: UnownedRun) -> bool:
 
 
 def ended_record(run: UnownedRun, wait: float = RECORD_WAIT) -> dict[str, Any] | None:
-    """The shepherd's record of how a run's ended job ended, waiting a moment while its leftovers are stopped."""
+    """Its executor's record of how a run's ended job ended, waiting a moment while its leftovers are stopped."""
     if run.attempt is None:
         return None
-    deadline = time.monotonic() + wait
-    while True:
-        record = read_exit_record(Path(run.run_dir), run.attempt)
-        if record is not None or time.monotonic() >= deadline:
-            return record
-        if not marked_processes(run.run_id):
-            # Nothing of the job is left to stop: one short look more, for a record being renamed into place.
-            time.sleep(0.05)
-            return read_exit_record(Path(run.run_dir), run.attempt)
-        time.sleep(0.05)
+    try:
+        return of_attempt(run.executor).ended(attempt_ref(run), wait)
+    except MayuriError:
+        return None  # its executor is not installed here: no record can be read
 
 
 def plain_close(run: UnownedRun, status: str, code: int, error: str | None, outputs: dict[str, Any]) -> RunClose:
@@ -199,12 +203,12 @@ def recover(store: Store, *, skip: str | None = None, closer: Closer | None = No
                                                            "died"))
         result.schedulers.append(row.id)
     # Runs without a scheduler record (ad-hoc `mayuri.init` runs, or a scheduler that died before
-    # its first attempt was recorded): judged by their attempt's process, else by the creator's pid.
+    # its first attempt was recorded): judged by their attempt's executor, else by the creator's pid.
     for process in unfinished_runs(store):
         if process.scheduler_id is not None or process.host != socket.gethostname():
             continue
-        if process.pid is not None:
-            gone = not same_process(process.pid, process.pid_create_time, boot_id())
+        if process.pid is not None or process.executor_ref is not None:
+            gone = not _attempt_alive(process)
         else:
             gone = not _pid_alive(process.scheduler_pid)
         if gone:

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mayuri.experiment.overrides import has_dotted
-from mayuri.units import parse_duration
+from mayuri.experiment.spec import OomRetry, RetryPolicy
 
-DEFAULT_OOM_MAX = 3
-DEFAULT_WAIT = 10.0
 NEVER_RETRIED = ("timeout", "cancelled", "scheduler_lost")
 
 
@@ -41,63 +39,59 @@ def _get(params: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
-def _floor(oom: Mapping[str, Any], key: str, value: int | float) -> float:
+def _floor(oom: OomRetry, key: str, value: int | float) -> float:
     # Without a floor, integers stop at 1 and floats have none.
     default = 1.0 if isinstance(value, int) else 0.0
-    floor = oom.get("floor", default)
-    if isinstance(floor, Mapping):
-        return float(floor.get(key, default))
-    return float(floor)
+    if isinstance(oom.floor, dict):
+        return oom.floor.get(key, default)
+    return default if oom.floor is None else oom.floor
 
 
-def scaled(params: Mapping[str, Any], oom: Mapping[str, Any]) -> dict[str, Any]:
+def scaled(params: Mapping[str, Any], oom: OomRetry) -> dict[str, Any]:
     """The params `retry.oom.scale` gives next (only those that can still shrink)."""
     changes: dict[str, Any] = {}
-    for key, factor in (oom.get("scale") or {}).items():
+    for key, factor in oom.scale.items():
         if not has_dotted(dict(params), key):
             continue
         value = _get(params, key)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         floor = _floor(oom, key, value)
-        new: float = max(floor, value * float(factor))
+        new: float = max(floor, value * factor)
         if isinstance(value, int):
-            new = max(int(math.ceil(floor)), int(value * float(factor)))
+            new = max(int(math.ceil(floor)), int(value * factor))
         if new < value:
             changes[key] = new
     return changes
 
 
 def decide(
-    retry: Mapping[str, Any], cause: str, history: Sequence[str], params: Mapping[str, Any],
+    retry: RetryPolicy, cause: str, history: Sequence[str], params: Mapping[str, Any],
     gpus: Sequence[str],
 ) -> Decision:
     """The decision after an attempt ended with `cause`; `history` holds the causes of all attempts so far."""
     if cause in NEVER_RETRIED:
         return Decision(False, f"{cause}: not retried")
     if cause == "gpu_oom":
-        oom = retry.get("oom")
-        if not oom:
+        oom = retry.oom
+        if oom is None:
             return Decision(False, "out of GPU memory; no retry.oom")
-        limit = int(oom.get("max", DEFAULT_OOM_MAX))
+        limit = oom.max
         used = sum(1 for c in history if c == "gpu_oom") - 1
         if used >= limit:
             return Decision(False, f"out of GPU memory {used + 1} times (retry.oom.max = {limit})")
-        strategy = oom.get("strategy") or ("scale" if oom.get("scale") else "wait")
-        if strategy == "scale":
+        if oom.strategy == "scale":
             changes = scaled(params, oom)
             if not changes:
                 return Decision(False, "out of GPU memory with every scaled param at its floor")
             text = ", ".join(f"{k} {_get(params, k)} -> {v}" for k, v in changes.items())
             return Decision(True, f"out of GPU memory: retry with {text}", changes=changes)
-        if strategy == "move":
+        if oom.strategy == "move":
             return Decision(True, "out of GPU memory: retry on another GPU", avoid_gpus=frozenset(gpus))
-        wait = parse_duration(oom.get("wait", DEFAULT_WAIT))
-        return Decision(True, f"out of GPU memory: retry in {wait:g}s", delay=wait)
-    limit = int(retry.get("failed", 0) or 0)
+        return Decision(True, f"out of GPU memory: retry in {oom.wait:g}s", delay=oom.wait)
+    limit = retry.failed
     used = sum(1 for c in history if c not in ("gpu_oom",)) - 1
     if used >= limit:
         return Decision(False, "failed" + (f" {used + 1} times (retry.failed = {limit})" if limit else ""))
-    delay = float(retry.get("delay", 0.0) or 0.0)
-    after = f" in {delay:g}s" if delay else ""
-    return Decision(True, f"{cause}: retry {used + 1} of {limit}{after}", delay=delay)
+    after = f" in {retry.delay:g}s" if retry.delay else ""
+    return Decision(True, f"{cause}: retry {used + 1} of {limit}{after}", delay=retry.delay)

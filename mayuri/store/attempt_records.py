@@ -23,6 +23,7 @@ from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
 from mayuri.store.records import NewRun, RunClose, close_run_rows, insert_run_rows
 from mayuri.store.run_manifest import write_manifests
+from mayuri.store.state_checks import check_attempt, check_runs
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ def begin_attempts(
                 insert_run_rows(conn, start.new_run, status="running", now=now, scheduler_id=scheduler_id,
                                 started=True)
             else:
+                check_runs(conn, [start.run_id], "running")
                 conn.execute(
                     "UPDATE run SET status = 'running', scheduler_id = ?, started_at = COALESCE(started_at, ?) "
                     "WHERE id = ?", (scheduler_id, now, start.run_id),
@@ -166,6 +168,7 @@ def confirm_attempts(store: Store, scheduler_id: str,
                 conn.execute("DELETE FROM attempt WHERE run_id = ? AND number = ?", (start.run_id, start.number))
                 close_run_rows(conn, start.run_id, RunClose("failed", None, result), now)
                 continue
+            check_attempt(conn, start.run_id, start.number, "running")
             conn.execute(
                 "UPDATE attempt SET status = 'running', pid = ?, pid_create_time = ?, executor = ?, executor_ref = ? "
                 "WHERE run_id = ? AND number = ?",
@@ -182,6 +185,7 @@ def confirm_attempts(store: Store, scheduler_id: str,
 def _end_rows(conn: sqlite3.Connection, record: EndRecord, now: float) -> None:
     end = record.end
     if end is not None:
+        check_attempt(conn, record.run_id, record.number, end.status)
         conn.execute(
             "UPDATE attempt SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cause = ?, error = ?, "
             "peak_rss = ?, peak_gpu_memory = ?, leftovers = ? WHERE run_id = ? AND number = ?",

@@ -27,6 +27,7 @@ from mayuri.config import current_user
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
 from mayuri.store.run_manifest import write_manifests
+from mayuri.store.state_checks import check_attempt, check_new_run, check_runs
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def insert_run_rows(
     started: bool = False, error: str | None = None,
 ) -> None:
     """Insert a run and its lineage; the caller holds the write transaction."""
+    check_new_run(run.run_id, status)
     user, host = _recorder()
     conn.execute(
         "INSERT INTO run (id, experiment_id, job, kind, status, config_hash, params, config, upstream, reason, "
@@ -169,6 +171,7 @@ def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: 
             "INSERT OR REPLACE INTO output (run_id, name, value) VALUES (?, ?, ?)",
             [(run_id, name, canonical_json(value)) for name, value in close.outputs.items()],
         )
+    check_runs(conn, [run_id], close.status)
     conn.execute(
         "UPDATE run SET status = ?, exit_code = ?, error = ?, fingerprint = ?, environment = ?, "
         "ended_at = ?, last_used_at = ?, params_used = ?, used_key = COALESCE(?, used_key), "
@@ -220,6 +223,7 @@ def start_attempt(
     now = time.time()
     with store.write():
         conn = store.db.connection()
+        check_runs(conn, [run_id], "running")
         conn.execute(
             "INSERT INTO attempt (run_id, number, status, pid, pid_create_time, host, started_at, gpus, params) "
             "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
@@ -243,6 +247,7 @@ def finish_attempt(
 ) -> None:
     """Close an attempt with how its process ended."""
     with store.write():
+        check_attempt(store.db.connection(), run_id, number, status)
         store.db.connection().execute(
             "UPDATE attempt SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cause = ? "
             "WHERE run_id = ? AND number = ?",
@@ -295,6 +300,7 @@ def record_hits(store: Store, run_ids: Iterable[str]) -> None:
 def mark_run(store: Store, run_id: str, status: str, error: str | None = None) -> None:
     """Set a run's final status without a process result (skipped, cancelled before start)."""
     with store.write():
+        check_runs(store.db.connection(), [run_id], status)
         store.db.connection().execute(
             "UPDATE run SET status = ?, error = ?, ended_at = ? WHERE id = ?", (status, error, time.time(), run_id)
         )

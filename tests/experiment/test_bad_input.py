@@ -84,3 +84,22 @@ def test_pipelines_nested_too_deep_are_refused(project: Project) -> None:
         project.write(f"p{level}.yaml", f"name: p{level}\njobs:\n{inner}")
     message = _refused(project, "p0.yaml", expect="pipeline files nest more than 32 deep")
     assert "malformed YAML" not in message and "p31.yaml:3" in message, message
+
+
+@pytest.mark.parametrize("oom, expect", [
+    ("{wait: soon}", "retry.oom.wait:"),
+    ("{strategy: shrink}", "retry.oom.strategy must be one of scale, move, wait, not 'shrink'"),
+    ("{max: many}", "retry.oom.max must be a number of retries"),
+    ("{scale: {batch: 0.5}, floor: low}", "retry.oom.floor must be a number"),
+], ids=["wait", "strategy", "max", "floor"])
+def test_a_bad_oom_retry_is_refused_before_anything_runs(project: Project, oom: str, expect: str) -> None:
+    # Parsed once with the file: a bad value never waits for the first out-of-memory to surface.
+    project.write("exp.yaml", f"""
+        jobs:
+          train:
+            run: python -c "pass"
+            retry:
+              oom: {oom}
+    """)
+    message = _refused(project, "exp.yaml", expect=expect)
+    assert "exp.yaml:6" in message, message

@@ -119,6 +119,19 @@ def test_bad_policy_values_are_usage_errors(project: Any) -> None:
     assert done.returncode == 2 and "[gc.experiment.x] older: unknown key" in done.stderr
 
 
+def test_a_bad_gc_value_is_refused_with_its_line(project: Any) -> None:
+    # `[gc]` is parsed once, with the rest of mayuri.toml: the error names where the value is.
+    config = project.root / "mayuri.toml"
+    lines = config.read_text().splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("grace ="))
+    lines[at] = 'grace = "soon"'
+    config.write_text("\n".join(lines) + "\n")
+    done = project.mayuri("gc", "--dry-run")
+    message = " ".join(done.stderr.split())
+    assert done.returncode == 2 and "[gc] grace: not a duration" in message, message
+    assert f"mayuri.toml:{at + 1}" in message and "Traceback" not in message
+
+
 def test_pinned_runs_are_kept_whatever_the_policy(project: Any, filler: Filler) -> None:
     run = filler.run(age_days=400)
     assert project.mayuri("pin", run[:8]).returncode == 0

@@ -7,6 +7,7 @@ import signal
 import pytest
 from fakejob import SIGNATURES
 
+from mayuri.experiment.spec import OomRetry, RetryPolicy
 from mayuri.scheduler.causes import classify
 from mayuri.scheduler.retry import decide, scaled
 
@@ -35,7 +36,7 @@ def test_host_memory_and_signals() -> None:
 
 
 def test_oom_retries_only_oom_and_at_most_max() -> None:
-    retry = {"oom": {"max": 2, "strategy": "wait", "wait": 0}}
+    retry = RetryPolicy(oom=OomRetry(max=2, strategy="wait", wait=0))
     assert decide(retry, "gpu_oom", ["gpu_oom"], {}, []).retry
     assert decide(retry, "gpu_oom", ["gpu_oom"] * 2, {}, []).retry
     assert not decide(retry, "gpu_oom", ["gpu_oom"] * 3, {}, []).retry
@@ -44,7 +45,7 @@ def test_oom_retries_only_oom_and_at_most_max() -> None:
 
 
 def test_failed_retries_count_separately() -> None:
-    retry = {"failed": 1, "oom": {"max": 1, "strategy": "wait", "wait": 0}}
+    retry = RetryPolicy(failed=1, oom=OomRetry(max=1, strategy="wait", wait=0))
     assert decide(retry, "exit", ["exit"], {}, []).retry
     assert not decide(retry, "exit", ["exit", "exit"], {}, []).retry
     assert decide(retry, "host_oom", ["gpu_oom", "host_oom"], {}, []).retry
@@ -52,16 +53,17 @@ def test_failed_retries_count_separately() -> None:
 
 
 def test_scale_halves_down_to_the_floor_then_gives_up() -> None:
-    oom = {"max": 10, "scale": {"batch_size": 0.5, "opt.lr": 0.5}, "floor": {"batch_size": 16}}
+    oom = OomRetry(max=10, strategy="scale", scale={"batch_size": 0.5, "opt.lr": 0.5}, floor={"batch_size": 16})
     assert scaled({"batch_size": 64, "opt": {"lr": 0.1}}, oom) == {"batch_size": 32, "opt.lr": 0.05}
     assert scaled({"batch_size": 20, "opt": {"lr": 0.1}}, oom)["batch_size"] == 16
-    first = decide({"oom": oom}, "gpu_oom", ["gpu_oom"], {"batch_size": 16, "opt": {"lr": 1.0}}, [])
+    first = decide(RetryPolicy(oom=oom), "gpu_oom", ["gpu_oom"], {"batch_size": 16, "opt": {"lr": 1.0}}, [])
     assert first.retry and first.changes == {"opt.lr": 0.5}
-    stuck = decide({"oom": {"scale": {"batch_size": 0.5}, "floor": 16}}, "gpu_oom", ["gpu_oom"],
+    stuck = decide(RetryPolicy(oom=OomRetry(strategy="scale", scale={"batch_size": 0.5}, floor=16)), "gpu_oom",
+                   ["gpu_oom"],
                    {"batch_size": 16}, [])
     assert not stuck.retry and "floor" in stuck.reason
 
 
 def test_move_avoids_the_gpus_it_ran_on() -> None:
-    choice = decide({"oom": {"strategy": "move"}}, "gpu_oom", ["gpu_oom"], {}, ["GPU-a"])
+    choice = decide(RetryPolicy(oom=OomRetry(strategy="move")), "gpu_oom", ["gpu_oom"], {}, ["GPU-a"])
     assert choice.retry and choice.avoid_gpus == frozenset({"GPU-a"})

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from mayuri import states
 from mayuri.config import load_settings
 from mayuri.experiment import expand
 from mayuri.experiment.parsed_cache import load_experiment
@@ -42,9 +41,10 @@ class FastProject:
     root: Path
 
     def run(self, yaml: str, executor: FakeExecutor | None = None,
-            before: Callable[[Any], None] | None = None) -> tuple[Outcome, FakeExecutor]:
-        """Plan and run an experiment in this process; returns the outcome and the executor used."""
-        path = self.root / "exp.yaml"
+            before: Callable[[Any], None] | None = None, file: str = "exp.yaml",
+            events: Events | None = None) -> tuple[Outcome, FakeExecutor]:
+        """Plan and run an experiment in this process (in `file`); returns the outcome and the executor used."""
+        path = self.root / file
         path.write_text(textwrap.dedent(yaml), encoding="utf-8")
         settings = load_settings(self.root)
         spec = load_experiment(path, settings.store.path)
@@ -52,7 +52,7 @@ class FastProject:
         store = open_project_store(settings)
         executor = executor or FakeExecutor()
         try:
-            planner = Planner(store, settings, spec.name, instances, Events())
+            planner = Planner(store, settings, spec.name, instances, events or Events())
             ready = planner.answer_from_cache()
             scheduler = Scheduler(planner, ready, executor=executor, clock=executor.clock)
             if before is not None:
@@ -74,8 +74,3 @@ def fast(tmp_path: Path) -> FastProject:
     (root / "mayuri.toml").write_text((root / "mayuri.toml").read_text() + "\n", encoding="utf-8")
     return FastProject(root)
 
-
-@pytest.fixture(autouse=True)
-def strict_states(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A state change outside mayuri/states.py's tables fails the test."""
-    monkeypatch.setattr(states, "STRICT", True)

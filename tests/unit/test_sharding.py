@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mayuri.experiment.spec import Reduction
+from mayuri.experiment.spec import Reduction, RetryPolicy
 from mayuri.reduce import ReduceError, reduce_shards, reduce_values
 from mayuri.scheduler.retry import decide
 from mayuri.sharding import assign_files, part_of, shard_for_path, shard_of
@@ -95,7 +95,7 @@ def test_reductions_say_which_shard_is_wrong() -> None:
 
 
 def test_retry_failed_waits_its_delay() -> None:
-    first = decide({"failed": 2, "delay": 10.0}, "exit", ["exit"], {}, [])
+    first = decide(RetryPolicy(failed=2, delay=10.0), "exit", ["exit"], {}, [])
     assert first.retry and first.delay == 10.0 and "in 10s" in first.reason
-    assert decide({"failed": 2}, "exit", ["exit"], {}, []).delay == 0.0
-    assert not decide({"failed": 1, "delay": 1.0}, "exit", ["exit", "exit"], {}, []).retry
+    assert decide(RetryPolicy(failed=2), "exit", ["exit"], {}, []).delay == 0.0
+    assert not decide(RetryPolicy(failed=1, delay=1.0), "exit", ["exit", "exit"], {}, []).retry

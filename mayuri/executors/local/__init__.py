@@ -4,8 +4,10 @@ What runs today, behind the executor seam: each attempt is started by the
 scheduler's shepherd (`shepherd.py`, a supervisor process that outlives the
 scheduler and writes `exit-N.json`), stopped as a whole process tree
 (`process.py`), sampled with psutil and NVML (`usage.py`), and placed on this
-machine's GPUs (`mayuri.gpu`; the leases between schedulers on one host stay
-the scheduler's, in the store). An attempt's reference is `PID@START`, the
+machine's GPUs (`mayuri.gpu`) by lease (`Executor.place`: the best fit against
+the leases every scheduler of the host holds; the scheduler writes the lease
+rows, fenced by its id, and asks recovery, `cancel` and `doctor` of the
+attempts through this executor). An attempt's reference is `PID@START`, the
 pid and its start time: with the host and boot id recorded beside it, pid
 reuse can never make another process look like the job.
 """
@@ -29,6 +31,7 @@ from mayuri.executors.local.process import (
     kill,
     kill_recorded,
     marked_processes,
+    read_exit_record,
     reap,
     spawn_many,
     stop,
@@ -36,6 +39,9 @@ from mayuri.executors.local.process import (
 )
 from mayuri.executors.local.usage import Sampler
 from mayuri.process_identity import host, same_process
+
+# How often a wait for a recorded attempt's end looks again, when its process cannot be watched.
+POLL = 0.2
 
 
 def local_ref(pid: int, create_time: float | None) -> str:
@@ -131,6 +137,35 @@ class LocalExecutor(Executor):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
         return killed
+
+    def wait_ended(self, attempt: AttemptRef, timeout: float) -> None:
+        # Woken by the process's end through a pidfd (no polling), else a short sleep.
+        try:
+            fd: int | None = os.pidfd_open(attempt.pid) if attempt.pid is not None else None
+        except OSError:
+            fd = None
+        if fd is None:
+            time.sleep(min(timeout, POLL))
+            return
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+
+    def ended(self, attempt: AttemptRef, wait: float) -> dict[str, Any] | None:
+        # The shepherd writes `exit-N.json` once the job's leftover processes are stopped.
+        if attempt.run_dir is None or attempt.number is None:
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            record = read_exit_record(attempt.run_dir, attempt.number)
+            if record is not None or time.monotonic() >= deadline:
+                return record
+            if not marked_processes(attempt.run_id):
+                # Nothing of the job is left to stop: one short look more, for a record being renamed into place.
+                time.sleep(0.05)
+                return read_exit_record(attempt.run_dir, attempt.number)
+            time.sleep(0.05)
 
     def capacity(self, wanted: str | list[int]) -> list[Any]:
         from mayuri.gpu import inventory
