@@ -53,7 +53,7 @@ def _orphan(tmp_path: Path) -> Store:
                                    user="u", experiment="e")
     run_dir = store.runs / RUN
     run_dir.mkdir(parents=True)
-    start = AttemptStart(RUN, 1, {}, (), (), launch=lambda: Started("fake", "fake-1"),
+    start = AttemptStart(RUN, 1, {}, (), (),
                          new_run=NewRun(RUN, experiment, "job", "job", "c", {}, {}, {}, "new", str(run_dir)))
     assert begin_attempts(store, scheduler, host(), [start]) == [None]
     assert confirm_attempts(store, scheduler, [(start, Started("fake", "fake-1"))]) == {}
