@@ -198,3 +198,30 @@ def _keyed_by_name(project: Project) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+SHARDED = """\
+name: sharded
+jobs:
+  prep:
+    run: python -c "import mayuri; mayuri.output('b', 1.0)"
+    outputs: [b]
+  ev:
+    run: python -c "import mayuri, sys; mayuri.output('acc', int(sys.argv[1]) + float(sys.argv[2]))" ${mayuri.shard} ${b}
+    depends_on: {prep: {b: b}}
+    shards: 3
+    reduce: {acc: mean}
+  rep:
+    run: python -c "print(${a})"
+    depends_on: {ev: {acc: a}}
+"""
+
+
+def test_renaming_a_sharded_job_and_its_upstream_keeps_the_shards_and_the_reduction(project: Project) -> None:
+    project.write("exp.yaml", SHARDED)
+    assert project.mayuri("run", "exp.yaml").returncode == 0
+    project.write("exp.yaml", rename(rename(SHARDED, "prep", "prepare"), "ev", "evaluate"))
+    again = project.mayuri("run", "exp.yaml")
+    assert again.returncode == 0, again.stderr
+    # The reduction's upstreams are its own shards, whatever the job is called.
+    assert "6 jobs: 6 cached" in again.stderr and counts(project) == 6, again.stderr
