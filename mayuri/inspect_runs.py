@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mayuri.experiment.overrides import flat_params
 from mayuri.run_contract import log_file
 from mayuri.store import Store
 from mayuri.store.artifact_queries import ArtifactRow, artifacts_of
@@ -221,17 +222,8 @@ class RunDiff:
         }
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        flat: dict[str, Any] = {}
-        for key, inner in value.items():
-            flat.update(_flat(inner, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
-
-
 def _differences(left: dict[str, Any], right: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    a, b = _flat(left), _flat(right)
+    a, b = flat_params(left), flat_params(right)
     return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 
 

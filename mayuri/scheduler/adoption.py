@@ -30,6 +30,7 @@ from mayuri.config import Settings
 from mayuri.environment import base_environment
 from mayuri.experiment.expand import JobInstance
 from mayuri.experiment.upstream_positions import by_name
+from mayuri.run_contract import closure_dir
 from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.finish import close_run
 from mayuri.scheduler.recovery import (
@@ -139,4 +140,4 @@ def _upstream_of(run: UnownedRun) -> dict[str, list[str]]:
 
 
 def _closure_dir(run: UnownedRun) -> Path:
-    return Path(run.run_dir) / "closure" / str(run.attempt or 1)
+    return closure_dir(Path(run.run_dir), run.attempt or 1)
