@@ -11,7 +11,8 @@ counted only the upstream files it read is matched on its upstreams' output
 values, then on those files in the current upstreams' folders
 (mayuri/upstream_reads.py). Upstreams are keyed by their position in
 `depends_on`, not their name (mayuri/experiment/upstream_positions.py);
-runs recorded before that are found by their names. Those are all
+runs of jobs with several upstreams recorded before that are found by their
+names (migration 0018 rewrote the others). Those are all
 a fingerprint is made of, so the fingerprint is not recomputed: that would
 cost an encoding of the whole closure on every warm start. A miss is explained
 against the nearest earlier run of the same job (or, when it has none, of the
@@ -118,7 +119,8 @@ def check(
         return CacheDecision(None, "cache disabled (cache: false)")
     keys = _Keys.of(instance, upstream, current, by_name=False)
     decision, first_mismatch = _lookup(store, root, experiment, instance, keys, key_env, used_sets)
-    if decision is None and instance.positions:
+    # Migration 0018 put the runs of jobs with one upstream in place; those with several kept their names.
+    if decision is None and len(instance.config.get(UPSTREAM_KEY) or ()) > 1:
         named = _Keys.of(instance, upstream, current, by_name=True)
         decision, older = _lookup(store, root, experiment, instance, named, key_env, None)
         first_mismatch = first_mismatch or older

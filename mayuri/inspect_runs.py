@@ -156,7 +156,13 @@ class WhyBreakdown:
 def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -> WhyBreakdown:
     """The full fingerprint breakdown of a run, compared with the project as it is now."""
     from mayuri.environment import current_key_parts, key_parts
-    from mayuri.experiment.upstream_positions import UPSTREAM_KEY, config_positions, name_free
+    from mayuri.experiment.expand import base_hash
+    from mayuri.experiment.upstream_positions import (
+        SHARDS,
+        UPSTREAM_KEY,
+        config_positions,
+        name_free,
+    )
     from mayuri.filestate import current_digests
     from mayuri.fingerprint import config_key, fingerprint, used_key
     from mayuri.params_used import used_values
@@ -172,11 +178,20 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
     where = config_positions(run.config)
     hashed = name_free({k: v for k, v in run.config.items() if k != UPSTREAM_KEY}, where)
     params = hashed.get("params", {})
+    counted = used_values(run.params_used, params)
+    reads = [tuple(read) for read in detail.coverage.get(READS_KEY) or ()]
+    upstream = run.upstream
     # Runs recorded since the params used count are keyed on those params; older ones on their whole config.
     key = config_key(run.base_hash or "", used_key(run.params_used, params)) if run.fingerprint_version \
         else run.config_hash
-    counted = used_values(run.params_used, params)
-    reads = [tuple(read) for read in detail.coverage.get(READS_KEY) or ()]
+    if (run.fingerprint_version or 0) < 3:
+        # Its fingerprint was made with its upstreams' names (migration 0018 may have placed its keys since).
+        names = {**{position: name for name, position in where.items()}, SHARDS: run.job}
+        upstream = {names.get(k, k): v for k, v in run.upstream.items()}
+        reads = [(names.get(read[0], read[0]), *read[1:]) for read in reads]
+        if run.fingerprint_version:
+            key = config_key(base_hash(run.config, by_name=True),
+                             used_key(run.params_used, run.config.get("params", {})))
     return WhyBreakdown(
         fingerprint=run.fingerprint,
         config_hash=run.config_hash,
@@ -185,7 +200,7 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
         closure=entries,
         env_key=env_then,
         env_key_now=env_now,
-        recomputed=fingerprint(key, run.upstream, current, env_now, reads),
+        recomputed=fingerprint(key, upstream, current, env_now, reads),
         coverage=detail.coverage,
         params_used=run.params_used,
         params_counted=counted["*"] if run.params_used is None else counted["used"],

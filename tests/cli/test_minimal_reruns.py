@@ -227,7 +227,8 @@ def _as_before_migration_0009(project: Project) -> None:
                           *(f"ALTER TABLE run DROP COLUMN {c}"
                             for c in ("base_hash", "params_used", "used_key", "result_key", "labels", "fingerprint_version"))):
             conn.execute(statement)
-        conn.execute("DELETE FROM schema_migration WHERE name LIKE '0009%'")
+        # Nor had it the migrations after 0009 that rewrite what 0009 computes.
+        conn.execute("DELETE FROM schema_migration WHERE name LIKE '0009%' OR name LIKE '0018%'")
         names = [row[0] for row in conn.execute("SELECT name FROM schema_migration")]
         conn.execute(f"PRAGMA user_version = {max(int(name[:4]) for name in names)}")
         conn.commit()

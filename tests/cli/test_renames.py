@@ -165,36 +165,54 @@ def test_upstreams_that_trade_names_are_not_mistaken_for_each_other(project: Pro
 
 def test_runs_recorded_before_upstreams_were_keyed_by_position_stay_hits(project: Project) -> None:
     setup(project)
+    project.write("two.yaml", TWO)
     assert project.mayuri("run", "exp.yaml").returncode == 0
-    _keyed_by_name(project)
+    assert project.mayuri("run", "two.yaml").returncode == 0
+    _as_before_migration_0018(project)
     same = project.mayuri("run", "exp.yaml")
     assert same.returncode == 0, same.stderr
-    assert "7 jobs: 7 cached" in same.stderr and counts(project) == 7, same.stderr
+    assert "7 jobs: 7 cached" in same.stderr and counts(project) == 10, same.stderr
     # A change is still explained against them, and still reruns what it must.
-    changed = project.mayuri("run", "exp.yaml", "fit.q=1,3")
+    changed = project.mayuri("run", "exp.yaml", "fit.q=1,3", "--dry-run")
     assert changed.returncode == 0, changed.stderr
-    assert "param q 2 -> 3" in changed.stderr or "param q 1 -> 3" in changed.stderr, changed.stderr
-    assert counts(project) == 7 + 2 + 1, changed.stderr
+    assert "param q 1 -> 3" in changed.stdout or "param q 2 -> 3" in changed.stdout, changed.stdout
+    # Migration 0018 placed the runs with one upstream: a rename is no rerun for them either.
+    project.write("exp.yaml", rename(rename(PIPELINE, "make", "prepare"), "fit", "train"))
+    renamed = project.mayuri("run", "exp.yaml")
+    assert renamed.returncode == 0 and "7 jobs: 7 cached" in renamed.stderr, renamed.stderr
+    # A run with two upstreams keeps its keys by name (their order is not recorded): found by them.
+    two = project.mayuri("run", "two.yaml")
+    assert two.returncode == 0 and "3 jobs: 3 cached" in two.stderr, two.stderr
+    join = next(r for r in project.runs() if r["job"] == "join")
+    assert sorted(project.show(join["id"], "--why")["upstream"]) == ["a", "b"]
+    # Another value reruns what it must: the new sweep point's fits and the report.
+    more = project.mayuri("run", "exp.yaml", "train.q=1,3")
+    assert more.returncode == 0 and counts(project) == 10 + 2 + 1, more.stderr
 
 
-def _keyed_by_name(project: Project) -> None:
-    """Rewrite the store's runs as Mayuri recorded them before upstreams were keyed by position:
-    no list of upstreams in the config, and every key naming the upstreams."""
+def _as_before_migration_0018(project: Project) -> None:
+    """Turn the store back into what Mayuri recorded before upstreams were keyed by position: no list of
+    upstreams in the configs, every key naming them, and migration 0018 not applied yet."""
     conn = sqlite3.connect(project.db)
     try:
-        rows = conn.execute("SELECT id, config, upstream, params_used, closure_info FROM run").fetchall()
-        for rid, config_text, upstream, used, info_text in rows:
+        rows = conn.execute("SELECT id, job, config, upstream, params_used, closure_info FROM run").fetchall()
+        for rid, job, config_text, upstream, used, info_text in rows:
             config = json.loads(config_text)
-            names = config.pop("upstream", [])
-            name = {f"#{i}": n for i, n in enumerate(names)}
+            name = {f"#{i}": n for i, n in enumerate(config.pop("upstream", []))}
+            name["shards"] = job
             info = json.loads(info_text) if info_text else {}
             if "upstream_reads" in info:
                 info["upstream_reads"] = [[name.get(r[0], r[0]), *r[1:]] for r in info["upstream_reads"]]
             conn.execute(
-                "UPDATE run SET config = ?, base_hash = ?, used_key = ?, upstream = ?, closure_info = ? WHERE id = ?",
-                (json.dumps(config), base_hash(config), used_key(json.loads(used) if used else None, config["params"]),
+                "UPDATE run SET config = ?, base_hash = ?, used_key = ?, upstream = ?, closure_info = ?, "
+                "fingerprint_version = min(fingerprint_version, 2) WHERE id = ?",
+                (canonical_json(config), base_hash(config),
+                 used_key(json.loads(used) if used else None, config["params"]),
                  canonical_json({name.get(k, k): v for k, v in json.loads(upstream).items()}),
                  json.dumps(info) if info_text else None, rid))
+        conn.execute("DELETE FROM schema_migration WHERE name LIKE '0018%'")
+        names = [row[0] for row in conn.execute("SELECT name FROM schema_migration")]
+        conn.execute(f"PRAGMA user_version = {max(int(n[:4]) for n in names)}")
         conn.commit()
     finally:
         conn.close()
