@@ -68,17 +68,20 @@ def upstream_json(upstream: dict[str, list[str]]) -> str:
     return canonical_json(upstream)
 
 
-@dataclass(frozen=True)
 class _Keys:
     """What the cache looks an instance up by: the config without params, the params it counts, and its
-    upstreams' results and folders, the upstreams named by position (or by name, as older runs were keyed)."""
+    upstreams' results and folders, the upstreams named by position (or by name, as older runs were keyed).
 
-    base_hash: str
-    params: dict[str, Any]
-    upstream: dict[str, list[str]]
-    current: UpstreamRuns | None
-    # The upstream names of the keys of `upstream` (position -> name), for the words.
-    names: dict[str, str]
+    A plain class: a dataclass would cost the start of every `mayuri run` the compiling of its methods.
+    """
+
+    __slots__ = ("base_hash", "params", "upstream", "current", "names")
+
+    def __init__(self, base_hash: str, params: dict[str, Any], upstream: dict[str, list[str]],
+                 current: UpstreamRuns | None, names: dict[str, str]) -> None:
+        self.base_hash, self.params, self.upstream, self.current = base_hash, params, upstream, current
+        # The upstream names of the keys of `upstream` (position -> name), for the words.
+        self.names = names
 
     @classmethod
     def of(cls, instance: JobInstance, upstream: dict[str, list[str]], current: UpstreamRuns | None,

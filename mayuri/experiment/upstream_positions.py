@@ -44,20 +44,25 @@ def config_positions(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def name_free(value: Any, where: Mapping[str, str]) -> Any:
-    """`value` with each upstream placeholder naming a position instead of a job (`where`: name -> position)."""
+    """`value` (JSON-like) with each upstream placeholder naming a position instead of a job
+    (`where`: name -> position)."""
     if not where:
         return value
+    # Names hold no dot, so `${mayuri.upstream.NAME.` cannot be the start of another name's placeholder.
+    return _swapped(value, tuple((PREFIX + name + ".", PREFIX + position + ".") for name, position in where.items()))
+
+
+def _swapped(value: Any, swaps: tuple[tuple[str, str], ...]) -> Any:
+    # Plain type checks, not the Mapping ABC: every instance of a warm check walks its config here.
     if isinstance(value, str):
-        if PREFIX not in value:
-            return value
-        # Names hold no dot, so `${mayuri.upstream.NAME.` cannot be the start of another name's placeholder.
-        for name, position in where.items():
-            value = value.replace(PREFIX + name + ".", PREFIX + position + ".")
+        if PREFIX in value:
+            for before, after in swaps:
+                value = value.replace(before, after)
         return value
-    if isinstance(value, Mapping):
-        return {k: name_free(v, where) for k, v in value.items()}
+    if isinstance(value, dict):
+        return {k: _swapped(v, swaps) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [name_free(v, where) for v in value]
+        return [_swapped(v, swaps) for v in value]
     return value
 
 
