@@ -129,7 +129,7 @@ def check(
         first_mismatch = first_mismatch or older
     if decision is not None:
         return decision
-    if first_mismatch == _TOO_OLD:
+    if first_mismatch is _TOO_OLD:
         return CacheDecision(None, f"cached run older than cache max age ({format_duration(float(job.cache))})")
     if first_mismatch:
         return CacheDecision(None, summarize(first_mismatch))
