@@ -14,8 +14,9 @@ says which position gave which param and which results).
 The config recorded on a run keeps the names (what people read in `show`)
 and lists them in order under `upstream`, so a recorded config is made
 name-free the same way later (`show --why`, the explanation of a miss). Runs
-recorded before this keyed their upstreams by name; the cache still finds
-them by those keys (`by_name`), so they stay hits where they were.
+recorded before this keyed their upstreams by name: migration 0018 placed
+those with one upstream, and the cache finds the others by their names
+(mayuri/cache.py), so they stay hits where they were.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from mayuri.experiment.interpolate import UPSTREAM_PREFIX
+
 # The config key that lists a job's upstreams in `depends_on` order (not part of any cache key).
 UPSTREAM_KEY = "upstream"
-PREFIX = "${mayuri.upstream."
+PREFIX = "${" + UPSTREAM_PREFIX
 # What a reduction's upstreams (its own shards) are keyed as: its job's name is no part of its work.
 SHARDS = "shards"
 
