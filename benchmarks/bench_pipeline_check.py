@@ -8,7 +8,10 @@ with the raw limit measured in the same run: the bare interpreter start plus
 (run - raw limit). `--baseline PYTHON` times another checkout's interpreter
 (the code before a change) on its own copy of the project, interleaved in the
 same rounds, and prints the ratio of the two (wall and CPU medians): the
-figure that says whether a change kept the warm check's cost.
+figure that says whether a change kept the warm check's cost. With a
+baseline, this checkout also checks a copy of the baseline's store (made by
+the code before, migrated by this one on its first open): what a user who
+upgrades sees on the store they have.
 
 Usage: python benchmarks/bench_pipeline_check.py [--repeat 7] [--baseline /path/to/main/.venv/bin/python]
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +82,10 @@ def main() -> None:
         if args.baseline:
             make_project(Path(folder) / "base", args.baseline, env)
             measures["baseline warm run, 200 cached jobs"] = warm_run(args.baseline, Path(folder) / "base", env)
+            shutil.copytree(Path(folder) / "base", Path(folder) / "upgraded", symlinks=True)
+            upgraded = warm_run(sys.executable, Path(folder) / "upgraded", env)
+            upgraded()  # the first open migrates the store
+            measures["warm run on the baseline's store"] = upgraded
 
         def raw() -> tuple[float, float]:
             wall, cpu, _ = time_command([sys.executable, "-c", "import mayuri.cli"], Path(folder), env)
@@ -96,6 +104,9 @@ def main() -> None:
         base = samples["baseline warm run, 200 cached jobs"]
         print(f"this / baseline: wall {run.median / base.median:.3f}, cpu {run.cpu_median / base.cpu_median:.3f} "
               "(target: at most 1.10)")
+        old = samples["warm run on the baseline's store"]
+        print(f"this on the baseline's store / baseline: wall {old.median / base.median:.3f}, "
+              f"cpu {old.cpu_median / base.cpu_median:.3f}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mayuri.experiment.interpolate import as_text
+from mayuri.experiment.overrides import flat_params
 from mayuri.hashing import ABSENT, LINK_MARK, hash_structure
 from mayuri.params_used import used_values
 from mayuri.store.records import ClosureRow
@@ -44,20 +45,9 @@ def config_key(base_hash: str, used: str) -> str:
     return hash_structure("job-used/v1", [base_hash, used])
 
 
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """`param lr 0.1 -> 0.2` for every param that differs (added and removed ones too)."""
-    before, after = _flatten(old), _flatten(new)
+    before, after = flat_params(old), flat_params(new)
     changes = []
     for key in sorted(before.keys() | after.keys()):
         if key not in after:
@@ -71,7 +61,7 @@ def param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], used: list[str] | None = None) -> list[str]:
     """What differs between two job configs, in words, params first (only those the old run used, if known)."""
-    old_params, new_params = _flatten(old.get("params", {})), _flatten(new.get("params", {}))
+    old_params, new_params = flat_params(old.get("params", {})), flat_params(new.get("params", {}))
     changes = param_changes(old_params, new_params)
     if used is not None:
         changes = [c for c in changes if any(c.startswith((f"param {u} ", f"param {u}.")) for u in used)]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mayuri.experiment.overrides import flat_params
 from mayuri.run_contract import log_file
 from mayuri.store import Store
 from mayuri.store.artifact_queries import ArtifactRow, artifacts_of
@@ -131,6 +132,8 @@ class WhyBreakdown:
     # The params that counted (None: all of them) and their values.
     params_used: list[str] | None = None
     params_counted: dict[str, Any] | None = None
+    # The names of the upstreams the key holds by position (`#0` -> `prep`); empty for runs keyed by name.
+    upstream_names: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +144,7 @@ class WhyBreakdown:
             "params_used": self.params_used,
             "params_counted": self.params_counted,
             "upstream": self.upstream,
+            "upstream_names": self.upstream_names,
             "closure": [dict(e.__dict__, same=e.same) for e in self.closure],
             "env_key": self.env_key,
             "env_key_now": self.env_key_now,
@@ -152,9 +156,17 @@ class WhyBreakdown:
 def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -> WhyBreakdown:
     """The full fingerprint breakdown of a run, compared with the project as it is now."""
     from mayuri.environment import current_key_parts, key_parts
+    from mayuri.experiment.expand import base_hash
+    from mayuri.experiment.upstream_positions import (
+        SHARDS,
+        UPSTREAM_KEY,
+        config_positions,
+        name_free,
+    )
     from mayuri.filestate import current_digests
     from mayuri.fingerprint import config_key, fingerprint, used_key
     from mayuri.params_used import used_values
+    from mayuri.upstream_reads import READS_KEY
 
     run = detail.run
     now = current_digests(store, root, [(c.path, c.kind) for c in detail.closure])
@@ -162,23 +174,37 @@ def why(store: Store, root: Path, key_env: tuple[str, ...], detail: RunDetail) -
     env_then = key_parts(key_env, run.environment)
     env_now = current_key_parts(key_env, run.environment, root) if key_env else {}
     current = [ClosureRow(c.role, c.path, c.kind, now[(c.path, c.kind)][0], c.size) for c in detail.closure]
-    params = run.config.get("params", {})
+    # What the key holds: upstreams named by their position in depends_on (runs recorded before: by name).
+    where = config_positions(run.config)
+    hashed = name_free({k: v for k, v in run.config.items() if k != UPSTREAM_KEY}, where)
+    params = hashed.get("params", {})
+    counted = used_values(run.params_used, params)
+    reads = [tuple(read) for read in detail.coverage.get(READS_KEY) or ()]
+    upstream = run.upstream
     # Runs recorded since the params used count are keyed on those params; older ones on their whole config.
     key = config_key(run.base_hash or "", used_key(run.params_used, params)) if run.fingerprint_version \
         else run.config_hash
-    counted = used_values(run.params_used, params)
+    if (run.fingerprint_version or 0) < 3:
+        # Its fingerprint was made with its upstreams' names (migration 0018 may have placed its keys since).
+        names = {**{position: name for name, position in where.items()}, SHARDS: run.job}
+        upstream = {names.get(k, k): v for k, v in run.upstream.items()}
+        reads = [(names.get(read[0], read[0]), *read[1:]) for read in reads]
+        if run.fingerprint_version:
+            key = config_key(base_hash(run.config, by_name=True),
+                             used_key(run.params_used, run.config.get("params", {})))
     return WhyBreakdown(
         fingerprint=run.fingerprint,
         config_hash=run.config_hash,
-        config=run.config,
+        config=hashed,
         upstream=run.upstream,
         closure=entries,
         env_key=env_then,
         env_key_now=env_now,
-        recomputed=fingerprint(key, run.upstream, current, env_now),
+        recomputed=fingerprint(key, upstream, current, env_now, reads),
         coverage=detail.coverage,
         params_used=run.params_used,
         params_counted=counted["*"] if run.params_used is None else counted["used"],
+        upstream_names={position: name for name, position in where.items()},
     )
 
 
@@ -211,17 +237,8 @@ class RunDiff:
         }
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        flat: dict[str, Any] = {}
-        for key, inner in value.items():
-            flat.update(_flat(inner, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
-
-
 def _differences(left: dict[str, Any], right: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    a, b = _flat(left), _flat(right)
+    a, b = flat_params(left), flat_params(right)
     return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 
 

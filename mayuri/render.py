@@ -386,7 +386,10 @@ def why_detail(breakdown: WhyBreakdown) -> Group:
                                      if breakdown.params_used is None else " (the ones the job used)")
     counted = _kv(title, [(k, json.dumps(v)) for k, v in sorted((breakdown.params_counted or {}).items())]
                   or [("-", "none")])
-    upstream = _kv("upstream results", [(k, ", ".join(v)) for k, v in breakdown.upstream.items()]
+    names = breakdown.upstream_names
+    # Upstreams count by their place in depends_on and their results, never by their names.
+    upstream = _kv("upstream results" + (" (by position in depends_on, not by name)" if names else ""),
+                   [(f"{k} ({names[k]})" if k in names else k, ", ".join(v)) for k, v in breakdown.upstream.items()]
                    or [("-", "none")])
     closure = Table(box=None, pad_edge=False)
     for column in ("role", "path", "sha512 recorded", "now"):

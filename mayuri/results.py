@@ -6,8 +6,8 @@ values and the same files leaves its downstream jobs cached (early cutoff).
 Output values count by their canonical JSON with the upstream's own run
 folder written as a placeholder (a path into a new run folder is the same
 result); files count by SHA-512, by their path inside the run folder. What
-Mayuri itself keeps there (logs, params, outputs, closure records) is not a
-result. A run recorded without a result key (before this existed) stands for
+Mayuri itself keeps there (logs, params, outputs, closure records: see
+`mayuri.run_contract.is_bookkeeping`) is not a result. A run recorded without a result key (before this existed) stands for
 its results by its fingerprint, as it did then. A downstream run that was
 fully traced counts only the upstream files it read (mayuri/upstream_reads.py).
 """
@@ -15,29 +15,14 @@ fully traced counts only the upstream files it read (mayuri/upstream_reads.py).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mayuri.hashing import hash_files, hash_structure
-from mayuri.job import (
-    CHECKPOINTS_DIR,
-    OUTPUTS_FILE,
-    OUTPUTS_LOCK,
-    PARAMS_FILE,
-    PARAMS_USED_FILE,
-    SCRIPT_PARAMS_FILE,
-)
-from mayuri.store.run_manifest import MANIFEST_FILE
+from mayuri.run_contract import BOOKKEEPING_DIRS, is_bookkeeping
 
 RUN_DIR_PLACEHOLDER = "${mayuri.upstream_run_dir}"
-# Mayuri's own files in a run folder; `.outputs-*` are output() files being replaced, `exit-N.json`
-# how attempt N ended (the shepherd's record, with its end time); checkpoints are the job's state.
-_BOOKKEEPING = frozenset(("stdout.log", "stderr.log", PARAMS_FILE, OUTPUTS_FILE, PARAMS_USED_FILE, OUTPUTS_LOCK,
-                          SCRIPT_PARAMS_FILE, MANIFEST_FILE))
-_BOOKKEEPING_NAME = re.compile(r"\.outputs-.*|exit-\d+\.json")
-_BOOKKEEPING_DIRS = frozenset(("closure", CHECKPOINTS_DIR))
 
 
 def normalised(value: Any, run_dir: str) -> Any:
@@ -53,10 +38,7 @@ def normalised(value: Any, run_dir: str) -> Any:
 
 def is_result_file(relative: str) -> bool:
     """Whether a path inside a run folder is a result (not one of Mayuri's own files)."""
-    parts = relative.split("/")
-    if len(parts) > 1:
-        return parts[0] not in _BOOKKEEPING_DIRS
-    return relative not in _BOOKKEEPING and not _BOOKKEEPING_NAME.fullmatch(relative)
+    return not is_bookkeeping(relative)
 
 
 def result_files(run_dir: Path) -> list[str]:
@@ -65,7 +47,7 @@ def result_files(run_dir: Path) -> list[str]:
     for folder, dirs, files in os.walk(run_dir):
         relative = os.path.relpath(folder, run_dir)
         if relative == ".":
-            dirs[:] = [d for d in dirs if d not in _BOOKKEEPING_DIRS]
+            dirs[:] = [d for d in dirs if d not in BOOKKEEPING_DIRS]
             files = [f for f in files if is_result_file(f)]
         found.extend(os.path.normpath(os.path.join(relative, f)) for f in files)
     return sorted(found)

@@ -14,11 +14,14 @@ A run folder (`<store>/runs/<run id>/`) holds:
 - `outputs.json` (its lock `.outputs.lock`): the values the job output;
 - `exit-N.json`: how attempt N ended, written by the local executor's shepherd;
 - `run.json`: the run's records, for `doctor --rebuild`;
-- `checkpoints/N/`: attempt N's checkpoints; and whatever the job writes there.
+- `checkpoints/N/`: attempt N's checkpoints;
+- `closure/N/`: what attempt N was seen reading, until the attempt is recorded;
+- and whatever the job writes there: its results (`is_bookkeeping` tells them apart).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 STDOUT_LOG = "stdout.log"
@@ -32,6 +35,15 @@ OUTPUTS_FILE = "outputs.json"
 OUTPUTS_LOCK = ".outputs.lock"
 MANIFEST_FILE = "run.json"
 CHECKPOINTS_DIR = "checkpoints"
+CLOSURE_DIR = "closure"
+
+# Mayuri's own files and folders in a run folder: not results of the job (mayuri/results.py).
+BOOKKEEPING_FILES = frozenset((STDOUT_LOG, STDERR_LOG, PARAMS_FILE, PARAMS_USED_FILE, SCRIPT_PARAMS_FILE,
+                               OUTPUTS_FILE, OUTPUTS_LOCK, MANIFEST_FILE))
+BOOKKEEPING_DIRS = frozenset((CHECKPOINTS_DIR, CLOSURE_DIR))
+# `exit-N.json`, and the temporary names (`.outputs.json-XXXX`) of those files while one is replaced whole.
+_BOOKKEEPING_NAME = re.compile(r"exit-\d+\.json|\.(?:" + "|".join(re.escape(n) for n in sorted(BOOKKEEPING_FILES))
+                               + r")-.*")
 
 # The variables every job is given.
 RUN_ID_VAR = "MAYURI_RUN_ID"
@@ -54,6 +66,19 @@ def log_file(run_dir: Path, stream: str) -> Path:
 def exit_record(run_dir: Path, attempt: int) -> Path:
     """Where the end of attempt `attempt` of a run is written down (`exit-N.json`)."""
     return run_dir / f"exit-{attempt}.json"
+
+
+def is_bookkeeping(relative: str) -> bool:
+    """Whether a path inside a run folder (relative to it) is one of Mayuri's own, not the job's."""
+    top, _, rest = relative.partition("/")
+    if rest:
+        return top in BOOKKEEPING_DIRS
+    return relative in BOOKKEEPING_FILES or _BOOKKEEPING_NAME.fullmatch(relative) is not None
+
+
+def closure_dir(run_dir: Path, attempt: int) -> Path:
+    """Where attempt `attempt` of a run keeps the records of what it read (`closure/N/`)."""
+    return run_dir / CLOSURE_DIR / str(attempt)
 
 
 def checkpoint_dir(run_dir: Path, attempt: int) -> Path:

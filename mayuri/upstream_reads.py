@@ -107,12 +107,14 @@ def partial_upstream(store: Store, run_id: str, upstream: Mapping[str, list[str]
     return keys, sorted(reads)
 
 
-def reads_changed(store: Store, reads_text: str | None, dirs: Mapping[str, list[str]], memo: dict[str, str]
-                  ) -> list[str]:
+def reads_changed(store: Store, reads_text: str | None, dirs: Mapping[str, list[str]], memo: dict[str, str],
+                  names: Mapping[str, str]) -> list[str]:
     """`upstream prep: b.txt changed` for each upstream file an earlier run read (`reads_text`, as
     recorded in its closure info) that differs now.
 
-    `memo`: digests of upstream files by path, filled in here.
+    `dirs`: the current upstream folders, keyed as the reads are (by position; by name in runs recorded
+    before that); `names`: the upstream names of those keys, for the words; `memo`: digests of upstream
+    files by path, filled in here.
     """
     recorded = json.loads(reads_text) if reads_text else None
     if not isinstance(recorded, list):
@@ -121,8 +123,8 @@ def reads_changed(store: Store, reads_text: str | None, dirs: Mapping[str, list[
     for name, index, path, digest in recorded:
         folders = dirs.get(name, [])
         if not isinstance(index, int) or index >= len(folders):
-            return [f"upstream {name} changed"]
-        entries.append((name, os.path.join(folders[index], path), digest))
+            return [f"upstream {names.get(name, name)} changed"]
+        entries.append((names.get(name, name), os.path.join(folders[index], path), digest))
     missing = [(full, "file") for _, full, _ in entries if full not in memo]
     if missing:
         memo.update((full, digest) for (full, _), (digest, _) in current_digests(store, Path("/"), missing).items())

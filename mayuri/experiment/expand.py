@@ -33,6 +33,12 @@ from mayuri.experiment.limits import check_launchable, check_plan_size, grid_siz
 from mayuri.experiment.overrides import Override, del_dotted, flat_params, has_dotted, set_dotted
 from mayuri.experiment.spec import ExperimentSpec, JobSpec
 from mayuri.experiment.sweeps import sweep_axes, sweep_points
+from mayuri.experiment.upstream_positions import (
+    UPSTREAM_KEY,
+    config_positions,
+    name_free,
+    positions,
+)
 from mayuri.hashing import hash_structure
 from mayuri.suggest import did_you_mean
 
@@ -71,6 +77,8 @@ class JobInstance:
     static_used: frozenset[str] = frozenset()
     # The hash of the config without its params: the key under which the cache looks runs up.
     base_hash: str = ""
+    # Each upstream's name -> its position in `depends_on`: how the cache's keys name it (upstream_positions.py).
+    positions: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -80,6 +88,12 @@ class JobInstance:
     def config_hash(self) -> str:
         """The hash of the whole config (recorded on a run); worked out when needed, not on a warm check."""
         return hash_structure("job-config/v1", self.config)
+
+    @functools.cached_property
+    def key_params(self) -> dict[str, Any]:
+        """The params as the cache counts them: upstream placeholders name positions, not jobs."""
+        result: dict[str, Any] = name_free(self.params, config_positions(self.config))
+        return result
 
     @property
     def upstream_keys(self) -> list[str]:
@@ -493,6 +507,9 @@ def _instance(
     if job.gather:
         # Gathered upstream values are lists: never the same work as one value, even from one instance.
         config["gather"] = True
+    if job.depends_on:
+        # The names, for people and for making the recorded config name-free again; the keys hold positions.
+        config[UPSTREAM_KEY] = [dep.upstream for dep in job.depends_on]
     return JobInstance(
         key=key,
         job=job,
@@ -507,6 +524,7 @@ def _instance(
         dims=dims,
         static_used=_static_uses(references, raw),
         base_hash=base_hash(config),
+        positions=positions(dep.upstream for dep in job.depends_on),
     )
 
 
@@ -524,9 +542,18 @@ def _with_interpreter(job: JobSpec, command: list[str] | str) -> list[str] | str
     return shlex.quote(interpreter) + sep + tail if head in PYTHON_NAMES else command
 
 
-def base_hash(config: Mapping[str, Any]) -> str:
-    """The hash of a job config without its params (what a cached run must share, whatever its name)."""
-    return hash_structure("job-base/v1", {k: v for k, v in config.items() if k != "params"})
+# The parts of a shard's or reduction's config that say which instance's group it belongs to (`of`, for
+# `show` and the dashboard): `of` hashes every param of that instance, used or not, so it is no part of the key.
+_GROUP_PARTS = ("shard", "reduction")
+
+
+def base_hash(config: Mapping[str, Any], by_name: bool = False) -> str:
+    """The hash of a job config without its params (what a cached run must share, whatever its name),
+    its upstreams named by position (`by_name`: by name, as runs recorded before that were keyed)."""
+    kept = {k: ({n: v for n, v in part.items() if n != "of"} if k in _GROUP_PARTS and isinstance(part, dict)
+                else part)
+            for k, part in config.items() if k not in ("params", UPSTREAM_KEY)}
+    return hash_structure("job-base/v1", kept if by_name else name_free(kept, config_positions(config)))
 
 
 def _job_references(job: JobSpec) -> frozenset[str]:

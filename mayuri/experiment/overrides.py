@@ -13,6 +13,7 @@ strange values.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,7 +250,7 @@ def del_dotted(params: dict[str, Any], key: str) -> None:
     del target[parts[-1]]
 
 
-def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """The leaves of nested params under dotted names (`{"model": {"width": 3}}` -> `{"model.width": 3}`)."""
     flat: dict[str, Any] = {}
     for key, value in params.items():

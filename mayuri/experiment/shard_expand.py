@@ -20,6 +20,7 @@ from typing import Any
 from mayuri.errors import ExperimentError
 from mayuri.experiment.expand import JobInstance, base_hash
 from mayuri.experiment.spec import JobSpec
+from mayuri.experiment.upstream_positions import SHARDS
 from mayuri.sharding import assign_files
 
 SHARD = "shard"
@@ -57,14 +58,6 @@ def _files(job: JobSpec, pattern: str, root: Path) -> list[str]:
     return found
 
 
-def _identity(config: dict[str, Any]) -> str:
-    """The cache's key of a shard or reduction config: `of` (which instance's group it belongs to, for
-    `show` and the dashboard) hashes every param of that instance, used or not, so it is left out;
-    what the shard does is in the rest."""
-    return base_hash({k: ({n: v for n, v in part.items() if n != "of"} if k in (SHARD, REDUCTION) else part)
-                      for k, part in config.items()})
-
-
 def _expand_one(instance: JobInstance, root: Path, listed: dict[str, list[str]]) -> list[JobInstance]:
     job = instance.job
     assert job.shards is not None
@@ -82,13 +75,13 @@ def _expand_one(instance: JobInstance, root: Path, listed: dict[str, list[str]])
             part["files"] = shares[index]
         config = {**instance.config, SHARD: part}
         shards.append(dataclasses.replace(instance, key=shard_key(instance.key, index), config=config,
-                                          dims={**instance.dims, "shard": index}, base_hash=_identity(config)))
+                                          dims={**instance.dims, "shard": index}, base_hash=base_hash(config)))
     rules = [{"name": r.name, "kind": r.kind, "weight": r.weight, "metric": r.metric} for r in job.reduce]
     config = {**instance.config,
               REDUCTION: {"shards": count, "files": pattern, "reduce": rules, "of": instance.config_hash}}
     reduction = dataclasses.replace(
-        instance, config=config, base_hash=_identity(config),
-        upstream={job.name: tuple(s.key for s in shards)}, bindings=(),
+        instance, config=config, base_hash=base_hash(config),
+        upstream={job.name: tuple(s.key for s in shards)}, bindings=(), positions={job.name: SHARDS},
     )
     return [*shards, reduction]
 

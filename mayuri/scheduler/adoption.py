@@ -27,6 +27,8 @@ from mayuri.config import Settings
 from mayuri.environment import base_environment
 from mayuri.executors import of_attempt
 from mayuri.experiment.expand import JobInstance
+from mayuri.experiment.upstream_positions import by_name
+from mayuri.run_contract import closure_dir
 from mayuri.scheduler.events import JobEvent, Reporter
 from mayuri.scheduler.finish import close_run
 from mayuri.scheduler.recovery import (
@@ -61,7 +63,8 @@ class _Closer:
         if self._environment is None:
             self._environment = base_environment(self.settings.root)
         closed = close_run(self.store, self.settings.root, instance, Path(run.run_dir), _closure_dir(run),
-                           run.started_at or 0.0, _upstream_of(run), self.settings.key_env, self._environment,
+                           run.started_at or 0.0, by_name(_upstream_of(run), instance.positions),
+                           self.settings.key_env, self._environment,
                            status=status, code=code, error=error)
         return closed.close
 
@@ -119,10 +122,10 @@ def adopt_all(store: Store, runs: Sequence[UnownedRun], progress: Callable[[str]
 
 
 def _upstream_of(run: UnownedRun) -> dict[str, list[str]]:
-    """The upstream fingerprints a run was launched with."""
+    """The upstream results a run was launched with (by position; by name if recorded before that)."""
     loaded = json.loads(run.upstream or "{}")
     return loaded if isinstance(loaded, dict) else {}
 
 
 def _closure_dir(run: UnownedRun) -> Path:
-    return Path(run.run_dir) / "closure" / str(run.attempt or 1)
+    return closure_dir(Path(run.run_dir), run.attempt or 1)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from mayuri.experiment.expand import JobInstance
+from mayuri.experiment.upstream_positions import by_position
 from mayuri.hashing import hash_structure
 from mayuri.liveness import scheduler_alive
 from mayuri.params_used import used_values
@@ -32,7 +33,7 @@ from mayuri.store.scheduler_queries import ClaimHolder, claim_holders, scheduler
 
 def claim_key(instance: JobInstance, upstream: Mapping[str, list[str]],
               used_sets: Sequence[list[str] | None]) -> str:
-    """The key of the work an instance is about to do (see the module's text)."""
+    """The key of the work an instance is about to do (see the module's text); `upstream` by name."""
     names: set[str] | None = set(instance.static_used) | set(instance.job.sweep)
     for used in used_sets:
         if used is None or names is None:
@@ -41,8 +42,8 @@ def claim_key(instance: JobInstance, upstream: Mapping[str, list[str]],
         names |= set(used)
     if instance.job.strict:
         names = None
-    values = used_values(None if names is None else sorted(names), instance.params)
-    return hash_structure("claim/v1", [instance.base_hash, dict(upstream), values])
+    values = used_values(None if names is None else sorted(names), instance.key_params)
+    return hash_structure("claim/v1", [instance.base_hash, by_position(upstream, instance.positions), values])
 
 
 def waiting_note(holder: ClaimHolder | None, own_key: str | None) -> str:

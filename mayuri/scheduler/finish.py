@@ -31,6 +31,7 @@ from mayuri.closure.launch import tracer_library
 from mayuri.environment import distribution_versions, key_parts
 from mayuri.experiment.expand import JobInstance
 from mayuri.experiment.shard_expand import is_reduction, shard_part
+from mayuri.experiment.upstream_positions import by_position, reads_by_position
 from mayuri.filestate import current_digests
 from mayuri.fingerprint import config_key, fingerprint, used_key
 from mayuri.hashing import ABSENT
@@ -165,7 +166,7 @@ def record_attempt(
     environment["packages"] = distribution_versions(closure.modules) if closure.modules else {}
     note = _changed_while_running(root, rows, started_at, closure.opened)
     used = used_params(run_dir, closure_dir, instance.static_used, strict=instance.job.strict)
-    key = used_key(used, instance.params)
+    key = used_key(used, instance.key_params)
     _remove_closure_folder(closure_dir, made=records is not None)
     coverage: dict[str, Any] = {"tracer": "preload" if tracer_library() else "python"}
     if closure.untracked:
@@ -181,11 +182,14 @@ def record_attempt(
     partial = partial_upstream(store, run_dir.name, upstream, closure) \
         if upstream and records and coverage["tracer"] == "preload" and not unseen and not is_reduction(instance) \
         else None
-    counted, reads = (partial[0], partial[1]) if partial is not None else (None, [])
+    # What the run records and its fingerprint covers name each upstream by position, not by name.
+    where = instance.positions
+    counted = by_position(partial[0], where) if partial is not None else None
+    reads = reads_by_position(partial[1], where) if partial is not None else []
     if partial is not None:
         coverage[READS_KEY] = [list(read) for read in reads]
-    fp = None if note else fingerprint(config_key(instance.base_hash, key), counted or upstream, rows,
-                                       key_parts(key_env, environment), reads)
+    fp = None if note else fingerprint(config_key(instance.base_hash, key), counted or by_position(upstream, where),
+                                       rows, key_parts(key_env, environment), reads)
     return Recorded(closure=rows, environment=environment, fingerprint=fp, note=note, coverage=coverage,
                     params_used=used, used_key=key, upstream=counted)
 

@@ -33,6 +33,7 @@ from mayuri.run_contract import (
     RUN_DIR_VAR,
     RUN_ID_VAR,
     STORE_VAR,
+    closure_dir,
 )
 from mayuri.sharding import FILES_VAR, SHARD_VAR, SHARDS_VAR
 from mayuri.store.perms import make_dirs, share_like_folder
@@ -114,7 +115,7 @@ def plan_launch(
     `base_env` is the environment jobs inherit (this process's, read once by
     the caller when it launches many).
     """
-    closure_dir = run_dir / "closure" / str(attempt)
+    records = closure_dir(run_dir, attempt)
     run_dir_text = str(run_dir)
     shard = instance.config.get("shard") or {}
     builtins = {
@@ -158,13 +159,13 @@ def plan_launch(
     tracer = tracer_library()
     if tracer is not None:
         with_tracer(env, tracer)
-    env[CLOSURE_DIR_VAR] = os.path.abspath(closure_dir)
+    env[CLOSURE_DIR_VAR] = os.path.abspath(records)
     if instance.job.metrics_from:
         from mayuri.tracking.stdout_metrics import wrap
 
         # The closure folder goes to the command, not to the wrapper: the wrapper is not the job.
         command = wrap(command, instance.job.metrics_from, env.pop(CLOSURE_DIR_VAR))
-    return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=closure_dir, attempt=attempt)
+    return Launch(command=command, env=env, params=params, run_dir=run_dir, closure_dir=records, attempt=attempt)
 
 
 def make_files(launch: Launch, store_root: Path) -> None:

@@ -32,6 +32,7 @@ from mayuri.collector import long_running
 from mayuri.environment import base_environment
 from mayuri.experiment.expand import JobInstance, with_params
 from mayuri.experiment.shard_expand import is_reduction
+from mayuri.experiment.upstream_positions import by_position
 from mayuri.run_contract import RESUME_FROM_VAR, log_file
 from mayuri.scheduler.claims import claim_key, settled_waits, waiting_note
 from mayuri.scheduler.events import JobEvent
@@ -171,7 +172,8 @@ class Scheduler:
         used_sets = self.planner.known_used(inst.base_hash)
         return NewRun(
             run_id=slot.run_id, experiment_id=self._experiment_id, job=inst.name, kind=inst.job.kind,
-            config_hash=inst.config_hash, params=inst.params, config=inst.config, upstream=slot.upstream_fps,
+            config_hash=inst.config_hash, params=inst.params, config=inst.config,
+            upstream=by_position(slot.upstream_fps, inst.positions),
             reason=slot.reason, run_dir=str(slot.run_dir), parents=parents, origin=self.planner.origin,
             base_hash=inst.base_hash, labels=inst.dims,
             claim=None if self.planner.force else claim_key(inst, slot.upstream_fps, used_sets),

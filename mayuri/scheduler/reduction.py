@@ -63,6 +63,7 @@ def failure(shards: Sequence[Slot], bad: Sequence[Slot]) -> str:
 
 def reduction_close(store: Store, slot: Slot, shards: Sequence[Slot]) -> RunClose:
     """How the reduction run of `slot` ends: its reduced outputs and fingerprint, or why it cannot be computed."""
+    from mayuri.experiment.upstream_positions import by_position
     from mayuri.fingerprint import config_key, fingerprint, used_key
     from mayuri.reduce import ReduceError
 
@@ -72,9 +73,9 @@ def reduction_close(store: Store, slot: Slot, shards: Sequence[Slot]) -> RunClos
     except ReduceError as exc:
         return RunClose("failed", None, f"cannot reduce the shards: {exc}", outputs={})
     # Nothing but the shards went in (no param is used): the same shards give the same fingerprint.
-    key = used_key([], inst.params)
-    return RunClose("succeeded", None, None, fingerprint=fingerprint(config_key(inst.base_hash, key), slot.upstream_fps,
-                                                                     (), {}),
+    key = used_key([], inst.key_params)
+    upstream = by_position(slot.upstream_fps, inst.positions)
+    return RunClose("succeeded", None, None, fingerprint=fingerprint(config_key(inst.base_hash, key), upstream, (), {}),
                     outputs=outputs, params_used=[], used_key=key)
 
 

@@ -149,9 +149,10 @@ def insert_run_rows(
 
 
 # What a run's fingerprint covers (run.fingerprint_version, migration 0009): the config without
-# params, the params the run used and its upstreams' results. NULL: the whole config hash and
+# params, the params the run used and its upstreams' results; 3: its upstreams named by their
+# position in depends_on (migration 0018), 2: by their name. NULL: the whole config hash and
 # the upstreams' fingerprints (runs recorded before).
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3
 
 
 def close_run_rows(conn: sqlite3.Connection, run_id: str, close: RunClose, now: float) -> None:

@@ -210,20 +210,25 @@ def _as_before_migration_0009(project: Project) -> None:
     """Turn the store back into what a Mayuri before migration 0009 recorded (same runs, old columns)."""
     conn = sqlite3.connect(project.db)
     try:
-        runs = conn.execute("SELECT id, fingerprint, upstream FROM run").fetchall()
-        fingerprints = {rid: fp for rid, fp, _ in runs}
-        results = dict(conn.execute("SELECT result_key, id FROM run WHERE result_key IS NOT NULL").fetchall())
-        for rid, _, upstream in runs:
-            # Old downstream runs held their upstreams' fingerprints.
-            old = {name: [fingerprints[results[k]] if k in results else k for k in keys]
-                   for name, keys in json.loads(upstream).items()}
-            conn.execute("UPDATE run SET upstream = ? WHERE id = ?",
-                         (json.dumps(old, sort_keys=True, separators=(",", ":")), rid))
+        runs = conn.execute("SELECT id, fingerprint, upstream, config FROM run").fetchall()
+        fingerprints = {rid: fp for rid, fp, _, _ in runs}
+        for rid, _, upstream, config_text in runs:
+            # Old configs did not list their upstreams; old runs held them by name, with their fingerprints.
+            config = json.loads(config_text)
+            names = config.pop("upstream", [])
+            parents = dict(conn.execute("SELECT name, parent_id FROM lineage WHERE child_id = ?", (rid,)).fetchall())
+            old = {names[int(position[1:])]: [fingerprints[parents[names[int(position[1:])]]]]
+                   for position, _ in json.loads(upstream).items()}
+            conn.execute("UPDATE run SET upstream = ?, config = ?, closure_info = json_remove(closure_info, "
+                         "'$.upstream_reads') WHERE id = ?",
+                         (json.dumps(old, sort_keys=True, separators=(",", ":")),
+                          json.dumps(config, sort_keys=True, separators=(",", ":")), rid))
         for statement in ("DROP TRIGGER run_claim_freed", "DROP TABLE run_claim", "DROP INDEX run_base_used",
                           *(f"ALTER TABLE run DROP COLUMN {c}"
                             for c in ("base_hash", "params_used", "used_key", "result_key", "labels", "fingerprint_version"))):
             conn.execute(statement)
-        conn.execute("DELETE FROM schema_migration WHERE name LIKE '0009%'")
+        # Nor had it the migrations after 0009 that rewrite what 0009 computes.
+        conn.execute("DELETE FROM schema_migration WHERE name LIKE '0009%' OR name LIKE '0018%'")
         names = [row[0] for row in conn.execute("SELECT name FROM schema_migration")]
         conn.execute(f"PRAGMA user_version = {max(int(name[:4]) for name in names)}")
         conn.commit()
