@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,8 @@ class Planned:
     new_run: NewRun | None = None
     stderr_start: int = 0
     resume: Resume | None = None
+    # The job's `resources:`, for an executor that places jobs itself.
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
 
 def plan_attempt(
@@ -147,7 +149,7 @@ def start_batch(
             if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
                 env[name] = value
         spec = LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
-                          item.number, grace, tuple(lease.gpu_uuid for lease in item.leases))
+                          item.number, grace, tuple(lease.gpu_uuid for lease in item.leases), item.resources)
 
         def launch() -> Started | str:
             try:
@@ -207,6 +209,9 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         status, cause, error = "timeout", "timeout", f"timed out after {duration:.1f}s"
     elif ended.status_lost:
         status, cause, error = "failed", "status_lost", "exit status lost: the jobs' supervisor died before it ended"
+    elif ended.cause is not None:
+        # What only the executor saw (a node lost, its OOM killer): it names the cause itself.
+        status, cause, error = "failed", ended.cause, ended.error or ended.cause
     elif code == 0:
         status, cause, error = "succeeded", None, None
     else:

@@ -13,9 +13,11 @@ attempt's `LaunchSpec`. The runner
 - starts the command like the local executor does, through the shepherd's
   code (`mayuri.executors.local.shepherd`): in a session of its own, stdout
   and stderr appended to the run folder's logs, leftovers stopped at the end;
-- on SIGTERM (or SIGINT, SIGHUP) stops the job's whole process group:
-  SIGTERM, the grace period, SIGKILL to the group and to every process that
-  carries the run's id;
+- on SIGTERM (or SIGINT) stops the job's whole process group: SIGTERM, the
+  grace period, SIGKILL to the group and to every process that carries the
+  run's id; on SIGHUP, or a second signal, SIGKILL at once. With
+  `parent_death` in the spec it gets SIGHUP when its parent dies (an engine's
+  worker killed outright), so that the job never outlives it;
 - writes `exit-N.json` (exit status, peak RSS, leftovers, and what only the
   node knows: its name, the cause when it is a stop or the node's OOM killer)
   and exits with the job's status (128 + N for signal N).
@@ -25,6 +27,7 @@ No store is opened here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -158,6 +161,17 @@ def _signal_job(job: Job, sig: int) -> None:
                 continue
 
 
+def _die_with_parent() -> None:
+    """Get SIGHUP when the parent process dies (Linux's PR_SET_PDEATHSIG); a parent gone already counts."""
+    import ctypes
+
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGHUP)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent or parent == 1:
+        _stop_asked.append(signal.SIGHUP)
+
+
 def _write_failure(record: Path, message: str) -> None:
     tmp = record.with_name(record.name + ".tmp")
     tmp.write_text(json.dumps({"pid": None, "exit_code": 127, "ended_at": time.time(), "max_rss": 0,
@@ -186,6 +200,8 @@ def run(spec: Mapping[str, Any]) -> int:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _asked)
+    if spec.get("parent_death"):
+        _die_with_parent()
     runner = _Runner(oom_kill_count())
     runner.start({
         "id": 1, "argv": argv, "cwd": cwd, "env": env, "run_id": env.get(RUN_ID_VAR, ""),
@@ -205,6 +221,8 @@ def run(spec: Mapping[str, Any]) -> int:
             job.extra["cause"] = "stopped"
             _signal_job(job, signal.SIGTERM)
             kill_at = now + grace
+        if signal.SIGHUP in _stop_asked or len(_stop_asked) > 1:
+            kill_at = now
         if kill_at is not None and now >= kill_at and job.code is None:
             _signal_job(job, signal.SIGKILL)
         wake = runner.settle_leftovers(now)
