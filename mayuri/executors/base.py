@@ -61,6 +61,8 @@ class Handle:
     # stores read by an older Mayuri (which judges attempts by pid) stay right.
     pid: int | None = None
     pid_create_time: float | None = None
+    # The machine it runs on, when an engine placed it on another one (learned once it started there).
+    node: str | None = None
 
     def close(self) -> None:
         """Release what watching the attempt held (nothing, unless an executor says otherwise)."""

@@ -226,5 +226,7 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         status=status, exit_code=code if code >= 0 else None, signal=signal_number, cause=cause, error=error,
         peak_rss=max(active.sampler.peak_rss, ended.max_rss) or None,
         peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=ended.leftovers or None,
+        # An engine that placed the job itself says where, and on which GPUs, once it knows.
+        node=active.handle.node, gpus=active.handle.gpus if active.handle.gpus and not active.leases else None,
     )
     return Ended(status, cause, error, code, duration, end)

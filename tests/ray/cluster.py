@@ -41,9 +41,10 @@ class Cluster:
     def add_worker(self, name: str, *, cpus: int = 2, gpus: int = 2, timeout: float = 120) -> None:
         """Start a worker node and wait until the cluster counts it."""
         before = self.alive_nodes()
+        # Its jobs see the fake GPUs by UUID (GPU-fake-0000, ...), as a real node's through NVML.
         self.nodes[name] = _start(self.folder / f"{name}.log", [
             "--address", self.address, "--node-ip-address", "127.0.0.1", f"--num-cpus={cpus}",
-            f"--num-gpus={gpus}", '--resources={"worker": 1}'])
+            f"--num-gpus={gpus}", '--resources={"worker": 1}'], {"MAYURI_FAKE_GPUS": f"{gpus}x16GiB"})
         self._wait_for(before + 1, timeout)
 
     def alive_nodes(self) -> int:
@@ -81,12 +82,12 @@ print(sum(1 for n in ray.nodes() if n["Alive"]))
 """
 
 
-def _start(log: Path, args: list[str]) -> subprocess.Popen[bytes]:
+def _start(log: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         # A session of its own: a stuck node can be killed as a whole group.
         return subprocess.Popen([*RAY, "start", "--block", "--disable-usage-stats", *args], stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
 
 
 def start_cluster(worker_gpus: int = 2, worker_cpus: int = 2) -> Cluster:

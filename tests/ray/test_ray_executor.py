@@ -137,6 +137,11 @@ def test_a_pipeline_runs_on_the_worker_node_with_its_files_copied_and_comes_back
     assert [a["name"] for a in train["artifacts"]] == ["model.txt"]
     assert [c["path"] for c in train["closure"] if c["role"] == "code"] == ["train.py"]
     assert train["fingerprint"]
+    # Where it ran: the executor, Ray's task id, the node and its GPU by UUID.
+    attempt = train["attempts"][0]
+    assert attempt["executor"] == "ray" and attempt["executor_ref"] and attempt["node"]
+    assert len(attempt["gpus"]) == 1 and attempt["gpus"][0].startswith("GPU-fake-"), attempt
+    assert _run_of(project, "train")["where"] == f"ray:{attempt['node']}"
 
     # Again: all cached, without Ray being imported (a `ray` that cannot be imported is first on the path).
     fake = tmp_path / "noray" / "ray"

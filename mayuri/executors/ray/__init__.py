@@ -51,7 +51,6 @@ class RayHandle(Handle):
     copy: bool
     # The head's log sizes when the attempt started: the node's logs of this attempt go after them.
     bases: dict[str, int] = field(default_factory=dict)
-    node: str | None = None
     node_id: str | None = None
     # (node path, head path) pairs of the attempt's closure records (copy mode).
     moves: list[tuple[str, str]] = field(default_factory=list)
