@@ -82,6 +82,8 @@ class Exit:
     # Why it ended, when the executor knows better than its exit status ("node_lost", "host_oom"), and how.
     cause: str | None = None
     error: str | None = None
+    # Why the run must not be reused although it may have succeeded (a file on the node differed from the head's).
+    unreusable: str | None = None
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ class Ended:
     code: int
     duration: float
     record: AttemptEnd
+    # Why the run may not be reused although it succeeded, as its executor found (see Exit.unreusable).
+    unreusable: str | None = None
 
 
 def resume_source(run_dir: Path, number: int) -> Path | None:
@@ -229,4 +231,4 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         # An engine that placed the job itself says where, and on which GPUs, once it knows.
         node=active.handle.node, gpus=active.handle.gpus if active.handle.gpus and not active.leases else None,
     )
-    return Ended(status, cause, error, code, duration, end)
+    return Ended(status, cause, error, code, duration, end, ended.unreusable)

@@ -417,7 +417,7 @@ class Scheduler(Planner):
             active.handle.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
             self.settings.cache_roots, status=status, code=ended.code, error=error,
             # Hashing a run's result files costs a read of them all: only for runs a downstream job receives.
-            results=slot.instance.key in self._consumed,
+            results=slot.instance.key in self._consumed, unreusable=ended.unreusable,
         ), [slot])
         close = done.close
         reusable = close.status == "succeeded" and done.fingerprint is not None

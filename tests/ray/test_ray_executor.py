@@ -286,3 +286,35 @@ def test_an_unreachable_cluster_or_a_missing_ray_is_refused_before_anything_runs
     assert done.returncode == 2 and "pip install 'mayuri[ray]'" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and project.runs() == []
     assert json.loads(project.mayuri("runs", "--json").stdout) == []
+
+
+def test_a_file_that_differed_on_the_node_makes_the_run_not_reusable_and_is_named(
+    ray_project: Project, tmp_path: Path
+) -> None:
+    project = ray_project
+    flag = tmp_path / "go"
+    project.write("exp.yaml", f"""
+        jobs:
+          train:
+            run: python train.py
+            params: {{out: "${{mayuri.run_dir}}", wait_for: "{flag}"}}
+            resources: {{gpus: 1}}
+        """)
+    running = _mayuri_bg(project, "run", "exp.yaml", "--executor", "ray")
+    try:
+        _wait("the run", lambda: project.runs())
+        run_dir = Path(project.show(project.runs()[0]["id"])["run_dir"])
+        _wait("the job to start", lambda: "first" in (run_dir / "stdout.log").read_text())
+        # The head's train.py is no longer what Ray shipped to the node.
+        with open(project.root / "train.py", "a") as handle:
+            handle.write("\n# edited on the head while the job ran\n")
+        flag.write_text("go")
+        out, err = running.communicate(timeout=120)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert running.returncode == 0, out + err
+    run = project.show(project.runs()[0]["id"])
+    assert run["status"] == "succeeded" and run["fingerprint"] is None
+    assert "train.py" in run["error"] and "differed from the head's" in run["error"], run["error"]

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from mayuri.errors import ExecutorError
 from mayuri.executors.base import AttemptRef, Executor, Exit, Handle, LaunchSpec, Point, Usage
 from mayuri.executors.ray import connect
 from mayuri.executors.ray.files import relocate_closure, upstream_files
+from mayuri.executors.remote.closure_check import differing
 from mayuri.executors.remote.ingest import Ingester
 from mayuri.executors.remote.runner import make_spec
 from mayuri.executors.remote.sync import apply
@@ -56,6 +57,8 @@ class RayHandle(Handle):
     moves: list[tuple[str, str]] = field(default_factory=list)
     exit: Exit | None = None
     stopping: bool = False
+    project: Path = Path()
+    attempt: int = 1
 
 
 class RayExecutor(Executor):
@@ -101,6 +104,8 @@ class RayExecutor(Executor):
         params = json.loads((spec.run_dir / PARAMS_FILE).read_text(encoding="utf-8")) if copy else None
         runner_spec = make_spec(command=spec.command, shell=spec.shell, cwd=spec.cwd, env=spec.env,
                                 run_dir=spec.run_dir, attempt=spec.attempt, grace=spec.grace, params=params)
+        # On its own copy of the project, the node hashes what the job used, to be checked against the head's.
+        runner_spec["closure_digests"] = copy
         shipped = upstream_files(runner_spec, store_root, spec.run_dir) if copy else {}
         bases = {name: log_file(spec.run_dir, name.removesuffix(".log")).stat().st_size
                  for name in ("stdout.log", "stderr.log")} if copy else {}
@@ -111,7 +116,7 @@ class RayExecutor(Executor):
             raise ExecutorError(f"cannot submit the job to Ray: {exc}") from None
         ref = generator._generator_ref.task_id().hex()
         handle = RayHandle(ref, time.time(), (), generator=generator, run_id=spec.run_id, run_dir=spec.run_dir,
-                           copy=copy, bases=bases)
+                           copy=copy, bases=bases, project=spec.cwd, attempt=spec.attempt)
         assert self._ingester is not None
         self._ingester.watch(spec.run_id, spec.run_dir)
         with self._changed:
@@ -186,6 +191,12 @@ class RayExecutor(Executor):
         try:
             if handle.moves:
                 relocate_closure(handle.run_dir, handle.moves)
+            if handle.copy:
+                changed = differing(handle.run_dir, handle.attempt, handle.project)
+                if changed:
+                    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+                    ended = replace(ended, unreusable=f"not reusable: {shown} on {handle.node or 'the node'} "
+                                                      "differed from the head's")
             assert self._ingester is not None
             self._ingester.finish(handle.run_id, handle.run_dir)
         except Exception as exc:  # noqa: BLE001 - the end must still be told; the run's stderr says what went wrong

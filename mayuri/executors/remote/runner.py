@@ -20,7 +20,9 @@ attempt's `LaunchSpec`. The runner
   worker killed outright), so that the job never outlives it;
 - writes `exit-N.json` (exit status, peak RSS, leftovers, and what only the
   node knows: its name, the cause when it is a stop or the node's OOM killer)
-  and exits with the job's status (128 + N for signal N).
+  and exits with the job's status (128 + N for signal N); with
+  `closure_digests` in the spec it first hashes the files of the job's
+  closure in its folder (`closure_check`), for the head to compare with its own.
 
 No store is opened here.
 """
@@ -121,10 +123,12 @@ def node_launch(spec: Mapping[str, Any]) -> tuple[list[str], str, dict[str, str]
 class _Runner(Shepherd):
     """The shepherd's machinery for one job, answering to this process instead of a scheduler's pipe."""
 
-    def __init__(self, oom_before: int | None) -> None:
+    def __init__(self, oom_before: int | None, digests: tuple[Path, Path, Path, int] | None = None) -> None:
         super().__init__()
         self.heard: list[dict[str, Any]] = []
         self.oom_before = oom_before
+        # (closure folder, project copy, run folder, attempt): hash the closure's files before the end is written.
+        self.digests = digests
 
     def tell(self, message: dict[str, Any]) -> None:
         self.heard.append(message)
@@ -137,6 +141,14 @@ class _Runner(Shepherd):
         if "cause" not in job.extra and (job.code or 0) < 0 and self.oom_before is not None \
                 and after is not None and after > self.oom_before:
             job.extra["cause"] = "host_oom"
+        if self.digests is not None:
+            from mayuri.executors.remote.closure_check import node_digests, write_digests
+
+            closure_dir, project, run_dir, attempt = self.digests
+            try:
+                write_digests(run_dir, attempt, node_digests(closure_dir, project, [run_dir.parent.parent]))
+            except (OSError, ValueError) as exc:
+                sys.stderr.write(f"mayuri: the closure's files were not hashed on the node: {exc}\n")
         super().finish(job)
 
 
@@ -202,7 +214,10 @@ def run(spec: Mapping[str, Any]) -> int:
         signal.signal(sig, _asked)
     if spec.get("parent_death"):
         _die_with_parent()
-    runner = _Runner(oom_kill_count())
+    digests = None
+    if spec.get("closure_digests") and env.get("MAYURI_CLOSURE_DIR"):
+        digests = (Path(env["MAYURI_CLOSURE_DIR"]), Path(cwd), run_dir, attempt)
+    runner = _Runner(oom_kill_count(), digests)
     runner.start({
         "id": 1, "argv": argv, "cwd": cwd, "env": env, "run_id": env.get(RUN_ID_VAR, ""),
         "stdout": str(log_file(run_dir, "stdout")), "stderr": str(log_file(run_dir, "stderr")), "append": True,
