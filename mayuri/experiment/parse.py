@@ -31,7 +31,7 @@ JOB_KEYS = (
     "cache", "outputs", "expect", "pipeline", "gather", "inputs", "python", "shell", "metrics_from",
     "shards", "reduce", "executor",
 )
-RESOURCE_KEYS = ("gpus", "gpu_memory", "cpus", "memory")
+RESOURCE_KEYS = ("gpus", "gpu_memory", "cpus", "memory", "labels")
 RETRY_KEYS = ("oom", "failed", "delay")
 OOM_KEYS = ("max", "scale", "floor", "strategy", "wait")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -163,6 +163,11 @@ def _resources(reader: _Reader, node: Any, parent: Any, key: str) -> dict[str, A
             if name in ("gpus", "cpus"):
                 if isinstance(plain, bool) or not isinstance(plain, int | float) or plain < 0:
                     raise ValueError(f"must be a non-negative number, not {plain!r}")
+                out[name] = plain
+            elif name == "labels":
+                # Node labels an engine must match (Ray: custom resources of the nodes); ignored locally.
+                if not isinstance(plain, list) or not all(isinstance(item, str) and item for item in plain):
+                    raise ValueError(f"must be a list of names (like [a100]), not {plain!r}")
                 out[name] = plain
             else:
                 out[name] = parse_size(plain)

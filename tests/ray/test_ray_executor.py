@@ -65,6 +65,7 @@ jobs:
   prepare:
     run: python prepare.py
     params: {out: "${mayuri.run_dir}"}
+    resources: {labels: [worker]}
   train:
     run: python train.py
     depends_on: {prepare: {data: data}}
@@ -270,6 +271,14 @@ def test_a_job_no_node_could_hold_is_refused_before_anything_runs(ray_project: P
     assert done.returncode == 2, done.stdout + done.stderr
     assert "job 'big'" in done.stderr and "largest node has 2 GPU(s)" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and project.runs() == []
+    project.write("exp.yaml", """
+        jobs:
+          tpu:
+            run: python train.py
+            resources: {labels: [tpu]}
+        """)
+    done = project.mayuri("run", "exp.yaml", "--executor", "ray", timeout=120)
+    assert done.returncode == 2 and "job 'tpu'" in done.stderr and "label tpu" in done.stderr, done.stderr
 
 
 def test_an_unreachable_cluster_or_a_missing_ray_is_refused_before_anything_runs(

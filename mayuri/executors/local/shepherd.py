@@ -31,6 +31,9 @@ import sys
 import time
 
 RUN_ID_ENV = "MAYURI_RUN_ID"
+# Set ("1") in the shepherd's environment where its jobs must not outlive the process that asked for them
+# (a Ray worker killed with its node, or by a forced cancel): once that process is gone, they are killed.
+KILL_ORPHANS_ENV = "MAYURI_SHEPHERD_KILL_ORPHANS"
 # The job's metrics writer (mayuri.tracking.sink) carries this: it is waited for, never signalled.
 SINK_MARK = b"MAYURI_SINK=1"
 _STATE_SKIP = (b"Z", b"X")
@@ -259,7 +262,15 @@ def main() -> None:
     # In a session of its own no terminal reaches it; these would come from a careless `kill`.
     for sig in (signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
+    kill_orphans = os.environ.get(KILL_ORPHANS_ENV) == "1"
     while not (shepherd.scheduler_gone and not shepherd.jobs):
+        if kill_orphans and shepherd.scheduler_gone:
+            kill_orphans = False
+            for job in shepherd.jobs.values():
+                try:
+                    os.killpg(job.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    continue
         timeout = shepherd.settle_leftovers(time.monotonic())
         watched = [wake_r] if shepherd.scheduler_gone else [0, wake_r]
         try:

@@ -3,9 +3,9 @@
 The head (this process) plans, records and decides retries as for local
 jobs. `start` submits the attempt as a Ray task (`node.attempt_task`, a
 generator) with the job's `resources:` as Ray's request; Ray places it (and
-its GPUs). On the node the task runs the remote runner
-(`mayuri.executors.remote.runner`) under the same contract as the local
-executor, and yields, while the job runs, what changed in the node's run
+its GPUs). On the node the task prepares the launch as the remote runner does and
+runs the job through the local executor (same contract: bootstrap,
+variables, params.json, process tree stopped as a whole), and yields, while the job runs, what changed in the node's run
 folder (copy mode); a pump thread here writes those changes into the head's
 run folder (so `mayuri logs -f` follows), the `Ingester` reads the spooled
 metrics and artifacts into the store, and at the end the closure records
@@ -104,8 +104,6 @@ class RayExecutor(Executor):
         params = json.loads((spec.run_dir / PARAMS_FILE).read_text(encoding="utf-8")) if copy else None
         runner_spec = make_spec(command=spec.command, shell=spec.shell, cwd=spec.cwd, env=spec.env,
                                 run_dir=spec.run_dir, attempt=spec.attempt, grace=spec.grace, params=params)
-        # On its own copy of the project, the node hashes what the job used, to be checked against the head's.
-        runner_spec["closure_digests"] = copy
         shipped = upstream_files(runner_spec, store_root, spec.run_dir) if copy else {}
         bases = {name: log_file(spec.run_dir, name.removesuffix(".log")).stat().st_size
                  for name in ("stdout.log", "stderr.log")} if copy else {}
@@ -137,8 +135,11 @@ class RayExecutor(Executor):
                 if not live:
                     self._changed.wait(0.5)
                     continue
-            ready, _ = ray.wait([h.generator for h in live], num_returns=len(live), timeout=0.1,
-                                fetch_local=True)
+            generators = [h.generator for h in live]
+            # Woken by the first task with something to say, then every other one that has something too.
+            ready, _ = ray.wait(generators, num_returns=1, timeout=0.1, fetch_local=True)
+            if ready and len(live) > 1:
+                ready, _ = ray.wait(generators, num_returns=len(live), timeout=0, fetch_local=True)
             chosen = {id(g) for g in ready}
             for handle in live:
                 if id(handle.generator) in chosen:
@@ -166,14 +167,15 @@ class RayExecutor(Executor):
             self._hear(handle, message)
 
     def _hear(self, handle: RayHandle, message: dict[str, Any]) -> None:
+        # A message holds any of these, in this order: where it runs, files changed, its end.
         if "started" in message:
             started = message["started"]
             handle.node, handle.node_id = started.get("node"), started.get("node_id")
             handle.gpus = tuple(started.get("gpus") or ())
             handle.moves = [(old, new) for old, new in started.get("moves") or []]
-        elif "files" in message:
+        if message.get("files"):
             apply(handle.run_dir, message["files"], handle.bases)
-        elif "exit" in message:
+        if "exit" in message:
             self._ended(handle, _exit_of(message["exit"]))
 
     def _lost(self, handle: RayHandle, exc: BaseException) -> Exit:

@@ -21,6 +21,7 @@ from mayuri.units import format_size
 
 EXTRA_HINT = "Install it with `pip install 'mayuri[ray]'` (Ray is pinned to the tested version)."
 FILE_MODES = ("copy", "shared")
+LABEL_SHARE = 0.001
 # Never shipped to the nodes, whatever `exclude` says (the store is added by its own path).
 ALWAYS_EXCLUDED = [".git", ".venv", "venv", ".tox", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"]
 
@@ -101,12 +102,17 @@ def request_of(resources: Mapping[str, Any]) -> dict[str, Any]:
                                "num_gpus": float(resources.get("gpus", 0) or 0)}
     if resources.get("memory"):
         request["memory"] = int(resources["memory"])
+    if resources.get("labels"):
+        # A node's label is a custom resource it was started with (`ray start --resources '{"a100": 1}'`); a
+        # sliver of it is asked, so that the label chooses the node without limiting how many jobs it holds.
+        request["resources"] = {label: LABEL_SHARE for label in resources["labels"]}
     return request
 
 
 def _fits(request: Mapping[str, Any], node: Mapping[str, float]) -> bool:
     return (request["num_cpus"] <= node.get("CPU", 0) and request["num_gpus"] <= node.get("GPU", 0)
-            and request.get("memory", 0) <= node.get("memory", 0))
+            and request.get("memory", 0) <= node.get("memory", 0)
+            and all(node.get(label, 0) >= share for label, share in request.get("resources", {}).items()))
 
 
 def _describe(node: Mapping[str, float]) -> str:
@@ -122,7 +128,8 @@ def check_feasible(ray: Any, jobs: Sequence[tuple[str, Mapping[str, Any]]], addr
         if any(_fits(request, node) for node in nodes):
             continue
         largest: Mapping[str, float] = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0), n.get("memory", 0)), default={})
-        wanted = ", ".join(f"{k} {v:g}" for k, v in resources.items() if isinstance(v, int | float))
+        wanted = ", ".join([*(f"{k} {v:g}" for k, v in resources.items() if isinstance(v, int | float)),
+                            *(f"label {label}" for label in resources.get("labels", []))])
         raise ConfigError(
             f"job '{name}' asks for more than any node of the Ray cluster at {address} has "
             f"({wanted}); the largest node has {_describe(largest)}.",

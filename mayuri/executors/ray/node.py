@@ -10,34 +10,34 @@ reaches the head while the job runs). It
   working folder); with `shared`, the head's own run folder;
 - gives the job the GPUs Ray assigned, by UUID where the node can tell
   (NVML or MAYURI_FAKE_GPUS), with CUDA_DEVICE_ORDER=PCI_BUS_ID;
-- runs `python -m mayuri.executors.remote.runner -` and, every `interval`
-  seconds, yields what changed in the run folder (logs, spool, outputs,
-  checkpoints; copy mode only), then the exit record.
+- prepares the launch as the node runner does (`remote.runner.prepare`:
+  relocation, MAYURI_SPOOL, params.json) and runs the job through the local
+  executor, whose shepherd is started once per Ray worker and kept while Ray
+  reuses the worker (a launch costs a fork, not an interpreter start);
+- every `interval` seconds yields what changed in the run folder (logs,
+  spool, outputs, checkpoints; copy mode only); at the end the digests of the
+  closure's files (copy mode), then the exit record.
 
-A Ray cancel arrives as KeyboardInterrupt: the runner is sent SIGTERM (it
-stops the job's process group, SIGKILL after the grace period). If this
-worker is killed outright, the runner's parent-death signal does the same at
-once.
+A Ray cancel arrives as KeyboardInterrupt: the job's whole process tree is
+stopped as a local job's is (SIGTERM, the grace period, SIGKILL). If this
+worker is killed outright (its node lost, a forced cancel), its shepherd
+sees its pipe close and kills the jobs it runs (MAYURI_SHEPHERD_KILL_ORPHANS).
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from mayuri.executors.local.shepherd import KILL_ORPHANS_ENV
 from mayuri.executors.remote.sync import FolderSync
-from mayuri.run_contract import RUN_DIR_VAR, exit_record
+from mayuri.run_contract import RUN_DIR_VAR
 
 # Ray's own variable for the GPUs it assigned (indices on this node).
 CUDA_VAR = "CUDA_VISIBLE_DEVICES"
@@ -81,6 +81,11 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
     """The Ray task of one attempt (see the module's docstring)."""
     import ray
 
+    from mayuri.executors.base import LaunchSpec
+    from mayuri.executors.local import LocalExecutor
+    from mayuri.executors.remote.runner import prepare
+    from mayuri.scheduler.causes import oom_kill_count
+
     run_dir = _place(spec, head_store, files, copy)
     gpus = _gpu_uuids(ray.get_gpu_ids())
     env = spec["env"]
@@ -89,51 +94,49 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     else:
         env.pop(CUDA_VAR, None)
-    spec["parent_death"] = True
     context = ray.get_runtime_context()
     # The node's paths of this attempt, for the head to move its closure records back to its own.
     moves = [[os.getcwd(), spec["cwd"]], [os.path.realpath(os.getcwd()), spec["cwd"]],
              [str(node_store()), head_store], [os.path.realpath(node_store()), head_store]] if copy else []
-    yield {"started": {"node": socket.gethostname(), "node_id": context.get_node_id(), "gpus": gpus,
-                       "moves": moves}}
-    runner = subprocess.Popen([sys.executable, "-m", "mayuri.executors.remote.runner", "-"],
-                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)
-    assert runner.stdin is not None
-    runner.stdin.write(json.dumps(spec).encode())
-    runner.stdin.close()
+    node = socket.gethostname()
+    # Sent with the first message (a short job sends only one: where it ran, its files, its end).
+    started: dict[str, Any] | None = {"started": {"node": node, "node_id": context.get_node_id(), "gpus": gpus,
+                                                  "moves": moves}}
+    argv, cwd, job_env, run_dir = prepare(spec)
+    attempt, grace = int(spec["attempt"]), float(spec.get("grace", 10.0))
+    # This worker's shepherd (started once, kept while Ray reuses the worker) runs the job, as the local
+    # executor does; it kills the job if the worker dies (its node lost, a forced cancel).
+    os.environ[KILL_ORPHANS_ENV] = "1"
+    executor = LocalExecutor()
+    oom_before = oom_kill_count()
+    handle = executor.start(LaunchSpec(argv, False, Path(cwd), job_env, job_env.get("MAYURI_RUN_ID", ""), run_dir,
+                                       attempt, grace))
     sync = FolderSync(run_dir) if copy else None
+    ended = None
     try:
-        while runner.poll() is None:
-            # Woken by the runner's end at once: a short job pays no interval.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                runner.wait(interval)
-            if sync is not None:
-                changes = sync.changes()
-                if changes:
-                    yield {"files": changes}
-        if sync is not None:
-            while changes := sync.changes():
-                yield {"files": changes}
+        while (ended := executor.poll(handle)) is None:
+            # Woken by the job's end at once: a short job pays no interval.
+            executor.wait([handle], interval)
+            if sync is not None and (changes := sync.changes()):
+                yield {**(started or {}), "files": changes}
+                started = None
     finally:
-        if runner.poll() is None:
-            # Cancelled (KeyboardInterrupt) or the generator closed: stop the job, as the runner does.
-            runner.send_signal(signal.SIGTERM)
-            try:
-                runner.wait(float(spec.get("grace", 10.0)) + 30)
-            except subprocess.TimeoutExpired:
-                runner.send_signal(signal.SIGHUP)
-                runner.wait()
-    record = _record(run_dir, int(spec["attempt"]))
-    if record is None:
-        problem = runner.stderr.read().decode("utf-8", "replace")[-2000:] if runner.stderr else ""
-        record = {"exit_code": runner.returncode, "cause": "runner_failed", "error": problem.strip()}
-    yield {"exit": record}
+        if ended is None:
+            # Cancelled (KeyboardInterrupt) or the generator closed: the job's whole tree is stopped.
+            ended = executor.stop_and_wait(handle, grace)
+    record = {"exit_code": ended.code, "max_rss": ended.max_rss, "leftovers": ended.leftovers, "node": node}
+    after = oom_kill_count()
+    if ended.code < 0 and oom_before is not None and after is not None and after > oom_before:
+        record["cause"] = "host_oom"
+    if copy and job_env.get("MAYURI_CLOSURE_DIR"):
+        from mayuri.executors.remote.closure_check import node_digests, write_digests
 
-
-def _record(run_dir: Path, attempt: int) -> dict[str, Any] | None:
-    try:
-        loaded = json.loads(exit_record(run_dir, attempt).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
+        write_digests(run_dir, attempt, node_digests(Path(job_env["MAYURI_CLOSURE_DIR"]), Path(cwd),
+                                                     [run_dir.parent.parent]))
+    last: list[Any] = []
+    while sync is not None and (changes := sync.changes()):
+        if last:
+            yield {**(started or {}), "files": last}
+            started = None
+        last = changes
+    yield {**(started or {}), "files": last, "exit": record}

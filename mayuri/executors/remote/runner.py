@@ -192,16 +192,22 @@ def _write_failure(record: Path, message: str) -> None:
     os.replace(tmp, record)
 
 
-def run(spec: Mapping[str, Any]) -> int:
-    """Run the spec's attempt to its end; its exit status (as a process's)."""
+def prepare(spec: Mapping[str, Any]) -> tuple[list[str], str, dict[str, str], Path]:
+    """`node_launch`, with the node's run folder, closure folder and params.json made."""
     argv, cwd, env, run_dir = node_launch(spec)
-    attempt = int(spec["attempt"])
-    grace = float(spec.get("grace", 10.0))
     run_dir.mkdir(parents=True, exist_ok=True)
     if spec.get("params") is not None:
         (run_dir / PARAMS_FILE).write_text(json.dumps(spec["params"], indent=2, sort_keys=True), encoding="utf-8")
     if env.get("MAYURI_CLOSURE_DIR"):
         os.makedirs(env["MAYURI_CLOSURE_DIR"], exist_ok=True)
+    return argv, cwd, env, run_dir
+
+
+def run(spec: Mapping[str, Any]) -> int:
+    """Run the spec's attempt to its end; its exit status (as a process's)."""
+    argv, cwd, env, run_dir = prepare(spec)
+    attempt = int(spec["attempt"])
+    grace = float(spec.get("grace", 10.0))
     record = exit_record(run_dir, attempt)
     from mayuri.scheduler.causes import oom_kill_count
 
