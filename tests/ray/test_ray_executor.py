@@ -327,3 +327,32 @@ def test_a_file_that_differed_on_the_node_makes_the_run_not_reusable_and_is_name
     run = project.show(project.runs()[0]["id"])
     assert run["status"] == "succeeded" and run["fingerprint"] is None
     assert "train.py" in run["error"] and "differed from the head's" in run["error"], run["error"]
+
+
+def test_a_head_killed_with_9_leaves_no_remote_job_running_and_the_next_run_settles_it(
+    ray_project: Project, tmp_path: Path
+) -> None:
+    project = ray_project
+    pidfile = tmp_path / "job.pid"
+    project.write("exp.yaml", f"""
+        jobs:
+          train:
+            run: python train.py
+            params: {{out: "${{mayuri.run_dir}}", wait_for: "{tmp_path / 'never'}", pidfile: "{pidfile}"}}
+            resources: {{gpus: 1}}
+        """)
+    running = _mayuri_bg(project, "run", "exp.yaml", "--executor", "ray")
+    try:
+        _wait("the job to start", pidfile.exists)
+        job_pid = int(pidfile.read_text())
+        running.kill()
+        running.wait()
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    # Ray stops the tasks of a driver that is gone; the worker's shepherd then kills the job.
+    _wait("the job's process to be gone with its head", lambda: not Path(f"/proc/{job_pid}").exists(), 90)
+    done = project.mayuri("doctor", env=_ray_env())
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert project.runs()[0]["status"] not in ("running", "starting"), project.runs()[0]
