@@ -39,7 +39,11 @@ Path("/proc/self").exists() and Path(p["pidfile"]).write_text(str(os.getpid())) 
 for step in range(3):
     mayuri.log(step=step, loss=1.0 / (step + 1))
 print("first", flush=True)
+resumed = mayuri.resume_from()
+if resumed is not None:
+    print("resumed", (resumed / "ckpt.txt").read_text(), flush=True)
 if p.get("batch_size", 0) > 8:
+    (mayuri.checkpoint_dir() / "ckpt.txt").write_text(f"step 2 of attempt {os.environ['MAYURI_ATTEMPT']}")
     sys.stderr.write("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\\n")
     sys.exit(1)
 flag = p.get("wait_for")
@@ -194,8 +198,27 @@ def test_out_of_memory_on_the_cluster_is_retried_with_scaled_params(ray_project:
         """)
     done = project.mayuri("run", "exp.yaml", "--executor", "ray", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    attempts = project.show(project.runs()[0]["id"])["attempts"]
+    run = project.show(project.runs()[0]["id"])
+    attempts = run["attempts"]
     assert [(a["cause"], a["params"]["batch_size"]) for a in attempts] == [("gpu_oom", 16), (None, 8)]
+    # The checkpoint the first attempt wrote on its node came to the head and went to the retry's node.
+    assert "resumed step 2 of attempt 1" in (Path(run["run_dir"]) / "stdout.log").read_text()
+
+
+def test_with_shared_files_the_job_runs_in_the_project_and_writes_the_run_folder_in_place(
+    ray_project: Project
+) -> None:
+    project = ray_project
+    config = project.root / "mayuri.toml"
+    config.write_text(config.read_text().replace('files = "copy"', 'files = "shared"'))
+    project.write("exp.yaml", PIPELINE)
+    done = project.mayuri("run", "exp.yaml", "--executor", "ray", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    train = project.show(_run_of(project, "train")["id"])
+    out = (Path(train["run_dir"]) / "stdout.log").read_text()
+    assert f"cwd {project.root}" in out
+    assert (Path(train["run_dir"]) / "model.txt").read_text() == "trained on prepared data"
+    assert train["metrics"]["loss"]["count"] == 3 and train["outputs"] == {"score": 0.5} and train["fingerprint"]
 
 
 def test_cancel_stops_a_remote_job_and_its_processes(ray_project: Project, tmp_path: Path) -> None:
