@@ -379,3 +379,21 @@ def test_a_head_killed_with_9_leaves_no_remote_job_running_and_the_next_run_sett
     done = project.mayuri("doctor", env=_ray_env())
     assert done.returncode in (0, 1), done.stdout + done.stderr
     assert project.runs()[0]["status"] not in ("running", "starting"), project.runs()[0]
+
+
+def test_a_timeout_stops_the_remote_job(ray_project: Project, tmp_path: Path) -> None:
+    project = ray_project
+    pidfile = tmp_path / "job.pid"
+    project.write("exp.yaml", f"""
+        jobs:
+          train:
+            run: python train.py
+            params: {{out: "${{mayuri.run_dir}}", wait_for: "{tmp_path / 'never'}", pidfile: "{pidfile}"}}
+            resources: {{gpus: 1}}
+            timeout: 3s
+        """)
+    done = project.mayuri("run", "exp.yaml", "--executor", "ray", timeout=300)
+    assert done.returncode != 0 and "timed out" in done.stderr, done.stdout + done.stderr
+    assert [a["status"] for a in project.show(project.runs()[0]["id"])["attempts"]] == ["timeout"]
+    job_pid = int(pidfile.read_text())
+    _wait("the job's process to be gone", lambda: not Path(f"/proc/{job_pid}").exists(), timeout=30)

@@ -136,10 +136,15 @@ class RayExecutor(Executor):
                     self._changed.wait(0.5)
                     continue
             generators = [h.generator for h in live]
-            # Woken by the first task with something to say, then every other one that has something too.
-            ready, _ = ray.wait(generators, num_returns=1, timeout=0.1, fetch_local=True)
-            if ready and len(live) > 1:
-                ready, _ = ray.wait(generators, num_returns=len(live), timeout=0, fetch_local=True)
+            try:
+                # Woken by the first task with something to say, then every other one that has something too.
+                ready, _ = ray.wait(generators, num_returns=1, timeout=0.1, fetch_local=True)
+                if ready and len(live) > 1:
+                    ready, _ = ray.wait(generators, num_returns=len(live), timeout=0, fetch_local=True)
+            except Exception as exc:  # noqa: BLE001 - the cluster hiccuped: each task is asked on its own below
+                log.warning("waiting for Ray tasks failed: %s", exc)
+                time.sleep(0.5)
+                ready = generators
             chosen = {id(g) for g in ready}
             for handle in live:
                 if id(handle.generator) in chosen:
