@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,9 @@ if flag and int(os.environ["MAYURI_ATTEMPT"]) <= p.get("wait_attempts", 1):
 data = Path(p["data"]).read_text() if p.get("data") else ""
 Path(p["out"], "model.txt").write_text("trained on " + data)
 mayuri.artifact(Path(p["out"], "model.txt"))
+if p.get("product"):
+    Path("results").mkdir(exist_ok=True)
+    Path("results", "summary.txt").write_text("summary of " + data)
 mayuri.output("score", 0.5)
 """
 
@@ -73,7 +77,7 @@ jobs:
   train:
     run: python train.py
     depends_on: {prepare: {data: data}}
-    params: {out: "${mayuri.run_dir}", lr: 0.1}
+    params: {out: "${mayuri.run_dir}", lr: 0.1, product: true}
     resources: {gpus: 1}
 """
 
@@ -141,6 +145,11 @@ def test_a_pipeline_runs_on_the_worker_node_with_its_files_copied_and_comes_back
     assert train["metrics"]["loss"]["count"] == 3
     assert [a["name"] for a in train["artifacts"]] == ["model.txt"]
     assert [c["path"] for c in train["closure"] if c["role"] == "code"] == ["train.py"]
+    # What it made in its copy of the project is in the project, as a local job's product would be.
+    assert (project.root / "results" / "summary.txt").read_text() == "summary of prepared data"
+    assert [c["path"] for c in train["closure"] if c["role"] == "product"] == ["results/summary.txt"]
+    # No node opened a store: their run folders hold none.
+    assert not list(Path(tempfile.gettempdir()).glob("mayuri-ray-*/store/mayuri.db"))
     assert train["fingerprint"]
     # Where it ran: the executor, Ray's task id, the node and its GPU by UUID.
     attempt = train["attempts"][0]

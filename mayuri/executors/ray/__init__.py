@@ -172,7 +172,8 @@ class RayExecutor(Executor):
             self._hear(handle, message)
 
     def _hear(self, handle: RayHandle, message: dict[str, Any]) -> None:
-        # A message holds any of these, in this order: where it runs, files changed, its end.
+        # A message holds any of these, in this order: where it runs, files of its run folder that changed,
+        # the files it made in the project (at its end, copy mode), its end.
         if "started" in message:
             started = message["started"]
             handle.node, handle.node_id = started.get("node"), started.get("node_id")
@@ -180,6 +181,8 @@ class RayExecutor(Executor):
             handle.moves = [(old, new) for old, new in started.get("moves") or []]
         if message.get("files"):
             apply(handle.run_dir, message["files"], handle.bases)
+        if message.get("products"):
+            apply(handle.project, message["products"])
         if "exit" in message:
             self._ended(handle, _exit_of(message["exit"]))
 

@@ -128,15 +128,18 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
     after = oom_kill_count()
     if ended.code < 0 and oom_before is not None and after is not None and after > oom_before:
         record["cause"] = "host_oom"
+    products: list[Any] = []
     if copy and job_env.get("MAYURI_CLOSURE_DIR"):
         from mayuri.executors.remote.closure_check import node_digests, write_digests
 
-        write_digests(run_dir, attempt, node_digests(Path(job_env["MAYURI_CLOSURE_DIR"]), Path(cwd),
-                                                     [run_dir.parent.parent]))
+        digests, made = node_digests(Path(job_env["MAYURI_CLOSURE_DIR"]), Path(cwd), [run_dir.parent.parent])
+        write_digests(run_dir, attempt, digests)
+        # The files the job made in its copy of the project go to the head's project, as a local job's stay.
+        products = [(rel, -1, (Path(cwd) / rel).read_bytes()) for rel in made]
     last: list[Any] = []
     while sync is not None and (changes := sync.changes()):
         if last:
             yield {**(started or {}), "files": last}
             started = None
         last = changes
-    yield {**(started or {}), "files": last, "exit": record}
+    yield {**(started or {}), "files": last, "products": products, "exit": record}

@@ -23,15 +23,18 @@ def digests_file(run_dir: Path, attempt: int) -> Path:
     return run_dir / f"closure-digests-{attempt}.json"
 
 
-def node_digests(closure_dir: Path, project_root: Path, exclude: list[Path]) -> dict[str, str]:
-    """The SHA-512 of each code and input file of the closure recorded in `closure_dir`, by project path."""
+def node_digests(closure_dir: Path, project_root: Path, exclude: list[Path]) -> tuple[dict[str, str], list[str]]:
+    """The SHA-512 of each code and input file of the closure recorded in `closure_dir`, by project path;
+    and the project paths of the files the job made there (its products, which the head must get back)."""
     from mayuri.closure import collect_closure
 
     closure = collect_closure(closure_dir, project_root, exclude)
     paths = sorted(p for p in closure.code | closure.inputs if not os.path.isabs(p)
                    and (project_root / p).is_file())
-    return {path: digest for path, (digest, _) in zip(paths, hash_files([project_root / p for p in paths]),
-                                                         strict=True)}
+    digests = {path: digest for path, (digest, _) in zip(paths, hash_files([project_root / p for p in paths]),
+                                                             strict=True)}
+    products = sorted(p for p in closure.products if not os.path.isabs(p) and (project_root / p).is_file())
+    return digests, products
 
 
 def write_digests(run_dir: Path, attempt: int, digests: Mapping[str, str]) -> None:

@@ -146,7 +146,7 @@ class _Runner(Shepherd):
 
             closure_dir, project, run_dir, attempt = self.digests
             try:
-                write_digests(run_dir, attempt, node_digests(closure_dir, project, [run_dir.parent.parent]))
+                write_digests(run_dir, attempt, node_digests(closure_dir, project, [run_dir.parent.parent])[0])
             except (OSError, ValueError) as exc:
                 sys.stderr.write(f"mayuri: the closure's files were not hashed on the node: {exc}\n")
         super().finish(job)
