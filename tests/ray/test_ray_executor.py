@@ -8,9 +8,9 @@ drives the real CLI in a temporary project. The cluster is one per module
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -106,9 +106,53 @@ def _ray_env() -> dict[str, str]:
     return env
 
 
-def _mayuri_bg(project: Project, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "mayuri", *args], cwd=project.root, env=_ray_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def _in_background(project: Project) -> Iterator[subprocess.Popen[str]]:
+    """`mayuri run exp.yaml --executor ray` in the background; killed (by its pid) if it still runs at the end."""
+    running = subprocess.Popen([sys.executable, "-m", "mayuri", "run", "exp.yaml", "--executor", "ray"],
+                               cwd=project.root, env=_ray_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        yield running
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+
+
+def _waiting_job(project: Project, tmp_path: Path, more: str = "") -> Path:
+    """exp.yaml: one GPU job that writes its pid to a file, then waits for a flag that never comes; the pid file.
+
+    `more`: further keys of the job, each on a line of its own.
+    """
+    pidfile = tmp_path / "job.pid"
+    keys = "".join(f"\n    {line}" for line in more.splitlines() if line.strip())
+    project.root.joinpath("exp.yaml").write_text(
+        "jobs:\n  train:\n    run: python train.py\n"
+        f"    params: {{out: \"${{mayuri.run_dir}}\", wait_for: \"{tmp_path / 'never'}\", pidfile: \"{pidfile}\"}}\n"
+        f"    resources: {{gpus: 1}}{keys}\n")
+    return pidfile
+
+
+def _flag_job(project: Project, tmp_path: Path) -> Path:
+    """exp.yaml: one GPU job that logs, prints `first`, then waits for a flag file; the flag."""
+    flag = tmp_path / "go"
+    project.root.joinpath("exp.yaml").write_text(
+        "jobs:\n  train:\n    run: python train.py\n"
+        f"    params: {{out: \"${{mayuri.run_dir}}\", wait_for: \"{flag}\"}}\n    resources: {{gpus: 1}}\n")
+    return flag
+
+
+def _started(project: Project) -> Path:
+    """Wait until the run's first line reached the head's stdout.log; its run folder."""
+    _wait("the run", lambda: project.runs())
+    run_dir = Path(project.show(project.runs()[0]["id"])["run_dir"])
+    _wait("its first line on the head", lambda: "first" in (run_dir / "stdout.log").read_text())
+    return run_dir
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
 
 
 def _wait(what: str, check: object, timeout: float = 120) -> None:
@@ -170,28 +214,14 @@ def test_a_pipeline_runs_on_the_worker_node_with_its_files_copied_and_comes_back
 
 def test_logs_and_metrics_reach_the_head_while_the_job_runs(ray_project: Project, tmp_path: Path) -> None:
     project = ray_project
-    flag = tmp_path / "go"
-    project.write("exp.yaml", f"""
-        jobs:
-          train:
-            run: python train.py
-            params: {{out: "${{mayuri.run_dir}}", wait_for: "{flag}"}}
-            resources: {{gpus: 1}}
-        """)
-    running = _mayuri_bg(project, "run", "exp.yaml", "--executor", "ray")
-    try:
-        _wait("the run", lambda: project.runs())
-        run_dir = Path(project.show(project.runs()[0]["id"])["run_dir"])
-        _wait("its first line on the head", lambda: "first" in (run_dir / "stdout.log").read_text())
+    flag = _flag_job(project, tmp_path)
+    with _in_background(project) as running:
+        _started(project)
         with sqlite3.connect(project.db) as db:
             _wait("its metrics in the store", lambda: db.execute("SELECT count(*) FROM metric").fetchone()[0] >= 3)
         assert running.poll() is None
         flag.write_text("go")
         out, err = running.communicate(timeout=120)
-    finally:
-        if running.poll() is None:
-            running.kill()
-            running.wait()
     assert running.returncode == 0, out + err
 
 
@@ -232,60 +262,30 @@ def test_with_shared_files_the_job_runs_in_the_project_and_writes_the_run_folder
 
 def test_cancel_stops_a_remote_job_and_its_processes(ray_project: Project, tmp_path: Path) -> None:
     project = ray_project
-    pidfile = tmp_path / "job.pid"
-    project.write("exp.yaml", f"""
-        jobs:
-          train:
-            run: python train.py
-            params: {{out: "${{mayuri.run_dir}}", wait_for: "{tmp_path / 'never'}", pidfile: "{pidfile}"}}
-            resources: {{gpus: 1}}
-        """)
-    running = _mayuri_bg(project, "run", "exp.yaml", "--executor", "ray")
-    try:
+    pidfile = _waiting_job(project, tmp_path)
+    with _in_background(project) as running:
         _wait("the job to start", pidfile.exists)
         job_pid = int(pidfile.read_text())
-        run_id = project.runs()[0]["id"]
-        done = project.mayuri("cancel", run_id, env=_ray_env())
+        done = project.mayuri("cancel", project.runs()[0]["id"], env=_ray_env())
         assert done.returncode == 0, done.stdout + done.stderr
         running.communicate(timeout=120)
-    finally:
-        if running.poll() is None:
-            running.kill()
-            running.wait()
     assert project.runs()[0]["status"] == "cancelled"
-    _wait("the job's process to be gone", lambda: not Path(f"/proc/{job_pid}").exists(), timeout=30)
+    _wait("the job's process to be gone", lambda: _gone(job_pid), timeout=30)
 
 
 def test_a_killed_worker_node_ends_the_attempt_as_node_lost_and_the_retry_runs_on_another(
     ray_project: Project, cluster: Cluster, tmp_path: Path
 ) -> None:
     project = ray_project
-    pidfile = tmp_path / "job.pid"
-    project.write("exp.yaml", f"""
-        jobs:
-          train:
-            run: python train.py
-            params: {{out: "${{mayuri.run_dir}}", wait_for: "{tmp_path / 'never'}", pidfile: "{pidfile}"}}
-            resources: {{gpus: 1}}
-            retry: {{failed: 1}}
-        """)
-    running = _mayuri_bg(project, "run", "exp.yaml", "--executor", "ray")
-    try:
+    pidfile = _waiting_job(project, tmp_path, "retry: {failed: 1}")
+    with _in_background(project) as running:
         _wait("the job to start", pidfile.exists)
         job_pid = int(pidfile.read_text())
         cluster.stop_node("worker")
-        _wait("the job's process to be gone with its node", lambda: not Path(f"/proc/{job_pid}").exists(), 60)
+        _wait("the job's process to be gone with its node", lambda: _gone(job_pid), 60)
         # The retry waits for a node with a GPU: a new one joins.
         cluster.add_worker("worker", gpus=2)
         out, err = running.communicate(timeout=240)
-    finally:
-        if running.poll() is None:
-            running.send_signal(signal.SIGINT)
-            try:
-                running.wait(30)
-            except subprocess.TimeoutExpired:
-                running.kill()
-                running.wait()
     assert running.returncode == 0, out + err
     attempts = project.show(project.runs()[0]["id"])["attempts"]
     assert [a["cause"] for a in attempts] == ["node_lost", None], attempts
@@ -333,28 +333,14 @@ def test_a_file_that_differed_on_the_node_makes_the_run_not_reusable_and_is_name
     ray_project: Project, tmp_path: Path
 ) -> None:
     project = ray_project
-    flag = tmp_path / "go"
-    project.write("exp.yaml", f"""
-        jobs:
-          train:
-            run: python train.py
-            params: {{out: "${{mayuri.run_dir}}", wait_for: "{flag}"}}
-            resources: {{gpus: 1}}
-        """)
-    running = _mayuri_bg(project, "run", "exp.yaml", "--executor", "ray")
-    try:
-        _wait("the run", lambda: project.runs())
-        run_dir = Path(project.show(project.runs()[0]["id"])["run_dir"])
-        _wait("the job to start", lambda: "first" in (run_dir / "stdout.log").read_text())
+    flag = _flag_job(project, tmp_path)
+    with _in_background(project) as running:
+        _started(project)
         # The head's train.py is no longer what Ray shipped to the node.
         with open(project.root / "train.py", "a") as handle:
             handle.write("\n# edited on the head while the job ran\n")
         flag.write_text("go")
         out, err = running.communicate(timeout=120)
-    finally:
-        if running.poll() is None:
-            running.kill()
-            running.wait()
     assert running.returncode == 0, out + err
     run = project.show(project.runs()[0]["id"])
     assert run["status"] == "succeeded" and run["fingerprint"] is None
@@ -365,26 +351,14 @@ def test_a_head_killed_with_9_leaves_no_remote_job_running_and_the_next_run_sett
     ray_project: Project, tmp_path: Path
 ) -> None:
     project = ray_project
-    pidfile = tmp_path / "job.pid"
-    project.write("exp.yaml", f"""
-        jobs:
-          train:
-            run: python train.py
-            params: {{out: "${{mayuri.run_dir}}", wait_for: "{tmp_path / 'never'}", pidfile: "{pidfile}"}}
-            resources: {{gpus: 1}}
-        """)
-    running = _mayuri_bg(project, "run", "exp.yaml", "--executor", "ray")
-    try:
+    pidfile = _waiting_job(project, tmp_path)
+    with _in_background(project) as running:
         _wait("the job to start", pidfile.exists)
         job_pid = int(pidfile.read_text())
         running.kill()
-        running.wait()
-    finally:
-        if running.poll() is None:
-            running.kill()
-            running.wait()
+        running.communicate()
     # Ray stops the tasks of a driver that is gone; the worker's shepherd then kills the job.
-    _wait("the job's process to be gone with its head", lambda: not Path(f"/proc/{job_pid}").exists(), 90)
+    _wait("the job's process to be gone with its head", lambda: _gone(job_pid), 180)
     done = project.mayuri("doctor", env=_ray_env())
     assert done.returncode in (0, 1), done.stdout + done.stderr
     assert project.runs()[0]["status"] not in ("running", "starting"), project.runs()[0]
@@ -392,17 +366,8 @@ def test_a_head_killed_with_9_leaves_no_remote_job_running_and_the_next_run_sett
 
 def test_a_timeout_stops_the_remote_job(ray_project: Project, tmp_path: Path) -> None:
     project = ray_project
-    pidfile = tmp_path / "job.pid"
-    project.write("exp.yaml", f"""
-        jobs:
-          train:
-            run: python train.py
-            params: {{out: "${{mayuri.run_dir}}", wait_for: "{tmp_path / 'never'}", pidfile: "{pidfile}"}}
-            resources: {{gpus: 1}}
-            timeout: 3s
-        """)
+    pidfile = _waiting_job(project, tmp_path, "timeout: 3s")
     done = project.mayuri("run", "exp.yaml", "--executor", "ray", timeout=300)
     assert done.returncode != 0 and "timed out" in done.stderr, done.stdout + done.stderr
     assert [a["status"] for a in project.show(project.runs()[0]["id"])["attempts"]] == ["timeout"]
-    job_pid = int(pidfile.read_text())
-    _wait("the job's process to be gone", lambda: not Path(f"/proc/{job_pid}").exists(), timeout=30)
+    _wait("the job's process to be gone", lambda: _gone(int(pidfile.read_text())), timeout=30)
