@@ -83,11 +83,15 @@ print(sum(1 for n in ray.nodes() if n["Alive"]))
 
 
 def _start(log: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    # The nodes' own temporary files (the run folders of `files: copy`) stay in the cluster's folder.
+    scratch = log.parent / "tmp"
+    scratch.mkdir(exist_ok=True)
     with open(log, "wb") as out:
         # A session of its own: a stuck node can be killed as a whole group.
         return subprocess.Popen([*RAY, "start", "--block", "--disable-usage-stats", *args], stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
+                                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": str(scratch),
+                                     **(env or {})})
 
 
 def start_cluster(worker_gpus: int = 2, worker_cpus: int = 2) -> Cluster:

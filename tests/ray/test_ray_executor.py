@@ -14,7 +14,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,7 +169,7 @@ def _run_of(project: Project, job: str) -> dict:
 
 
 def test_a_pipeline_runs_on_the_worker_node_with_its_files_copied_and_comes_back_whole(
-    ray_project: Project, tmp_path: Path
+    ray_project: Project, cluster: Cluster, tmp_path: Path
 ) -> None:
     project = ray_project
     project.write("exp.yaml", PIPELINE)
@@ -193,7 +192,8 @@ def test_a_pipeline_runs_on_the_worker_node_with_its_files_copied_and_comes_back
     assert (project.root / "results" / "summary.txt").read_text() == "summary of prepared data"
     assert [c["path"] for c in train["closure"] if c["role"] == "product"] == ["results/summary.txt"]
     # No node opened a store: their run folders hold none.
-    assert not list(Path(tempfile.gettempdir()).glob("mayuri-ray-*/store/mayuri.db"))
+    node_runs = list((cluster.folder / "tmp").glob("mayuri-ray-*/store/runs/*"))
+    assert node_runs and not list((cluster.folder / "tmp").glob("mayuri-ray-*/store/mayuri.db"))
     assert train["fingerprint"]
     # Where it ran: the executor, Ray's task id, the node and its GPU by UUID.
     attempt = train["attempts"][0]
