@@ -134,9 +134,10 @@ def main() -> None:
     env_before = os.environ.pop("RAY_ADDRESS", None)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
-            root = _project(Path(tmp) / "proj", cluster.address, args.parallel)
             bare, scheduled = [], []
             for round_ in range(args.rounds):
+                # A new project each round: every round is the first run of its sweep, as the bare side is.
+                root = _project(Path(tmp) / f"proj{round_}", cluster.address, args.parallel)
                 bare.append(bare_jobs(cluster.address, args.jobs))
                 scheduled.append(mayuri_jobs(root, args.jobs, round_))
                 print(f"round {round_ + 1}: bare Ray tasks {bare[-1]:.2f}s, mayuri --executor ray {scheduled[-1]:.2f}s")

@@ -102,8 +102,11 @@ class RayExecutor(Executor):
         _, files, _ = connect.options_of(self.options)
         copy = files == "copy"
         params = json.loads((spec.run_dir / PARAMS_FILE).read_text(encoding="utf-8")) if copy else None
+        # The node's own environment, with what Mayuri and the job change in it: the head's PATH or HOME
+        # mean nothing on another machine (and only the difference travels with each task).
         runner_spec = make_spec(command=spec.command, shell=spec.shell, cwd=spec.cwd, env=spec.env,
-                                run_dir=spec.run_dir, attempt=spec.attempt, grace=spec.grace, params=params)
+                                run_dir=spec.run_dir, attempt=spec.attempt, grace=spec.grace, params=params,
+                                inherit=True)
         shipped = upstream_files(runner_spec, store_root, spec.run_dir) if copy else {}
         bases = {name: log_file(spec.run_dir, name.removesuffix(".log")).stat().st_size
                  for name in ("stdout.log", "stderr.log")} if copy else {}

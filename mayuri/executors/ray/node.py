@@ -93,7 +93,9 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
         env[CUDA_VAR] = ",".join(gpus)
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     else:
+        # Ray's own (empty) setting of this worker is not the job's.
         env.pop(CUDA_VAR, None)
+        spec.setdefault("unset", []).append(CUDA_VAR)
     context = ray.get_runtime_context()
     # The node's paths of this attempt, for the head to move its closure records back to its own.
     moves = [[os.getcwd(), spec["cwd"]], [os.path.realpath(os.getcwd()), spec["cwd"]],
@@ -106,7 +108,7 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
     attempt, grace = int(spec["attempt"]), float(spec.get("grace", 10.0))
     # This worker's shepherd (started once, kept while Ray reuses the worker) runs the job, as the local
     # executor does; it kills the job if the worker dies (its node lost, a forced cancel).
-    os.environ[KILL_ORPHANS_ENV] = "1"
+    os.environ[KILL_ORPHANS_ENV] = "1"  # (never passed on to a job: remote.runner.MACHINERY)
     executor = LocalExecutor()
     oom_before = oom_kill_count()
     handle = executor.start(LaunchSpec(argv, False, Path(cwd), job_env, job_env.get("MAYURI_RUN_ID", ""), run_dir,

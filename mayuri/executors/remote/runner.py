@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mayuri.executors.local.shepherd import Job, Shepherd, leftovers
+from mayuri.executors.local.shepherd import KILL_ORPHANS_ENV, Job, Shepherd, leftovers
 from mayuri.run_contract import (
     PARAMS_FILE,
     RUN_DIR_VAR,
@@ -52,6 +52,8 @@ from mayuri.run_contract import (
     log_file,
 )
 
+# The node-side machinery's own variables, never a job's (with `inherit`).
+MACHINERY = (KILL_ORPHANS_ENV,)
 # Where Mayuri's package is on the head: relocated to this node's, for the closure bootstrap.
 PACKAGE = Path(__file__).resolve().parents[2]
 
@@ -68,17 +70,26 @@ def make_spec(
     params: Any = None,
     relocate: Sequence[tuple[str, str]] = (),
     spool: bool = True,
+    inherit: bool = False,
 ) -> dict[str, Any]:
     """The runner's spec for one attempt (JSON-able), built on the head.
 
     `relocate`: (head path, node path) pairs, applied on the node to the
     command, its folder and its environment; `params`: written to the node's
     run folder as params.json (None: the head's run folder is the node's).
+    `inherit`: the job's environment is the node's own with what the head's
+    job environment changes (set or unset) relative to the head's; only that
+    difference travels (otherwise the whole environment does).
     """
     argv = ["/bin/sh", "-c", command] if shell and isinstance(command, str) else list(command)
+    wanted = dict(env)
+    unset: list[str] = []
+    if inherit:
+        unset = sorted(name for name in os.environ if name not in wanted)
+        wanted = {name: value for name, value in wanted.items() if os.environ.get(name) != value}
     return {
-        "argv": argv, "cwd": str(cwd), "env": dict(env), "run_dir": str(run_dir), "attempt": attempt,
-        "grace": grace, "params": params, "relocate": [list(pair) for pair in relocate],
+        "argv": argv, "cwd": str(cwd), "env": wanted, "unset": unset, "inherit": inherit, "run_dir": str(run_dir),
+        "attempt": attempt, "grace": grace, "params": params, "relocate": [list(pair) for pair in relocate],
         "package": str(PACKAGE), "spool": spool,
     }
 
@@ -100,7 +111,10 @@ def node_launch(spec: Mapping[str, Any]) -> tuple[list[str], str, dict[str, str]
     """The command, folder, environment and run folder of the spec, on this node."""
     move = _mover([*spec.get("relocate", []), (spec.get("package") or str(PACKAGE), str(PACKAGE))])
     argv = [move(token) for token in spec["argv"]]
-    env = {name: move(value) for name, value in spec["env"].items()}
+    env = {name: value for name, value in os.environ.items() if name not in MACHINERY} if spec.get("inherit") else {}
+    for name in spec.get("unset", []):
+        env.pop(name, None)
+    env.update({name: move(value) for name, value in spec["env"].items()})
     if spec.get("spool", True):
         env[SPOOL_VAR] = "1"
     if "LD_PRELOAD" in env:
