@@ -11,11 +11,14 @@ import json
 import marshal
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from mayuri.closure import closure_env
 from mayuri.executors.remote.ingest import Ingester, SpoolReader
@@ -31,6 +34,7 @@ from mayuri.run_contract import (
 )
 from mayuri.store import Store
 from mayuri.store.artifact_queries import artifact_files
+from mayuri.store.db import StoreLocked, open_store
 from mayuri.store.metric_queries import metric_series
 
 JOB = """
@@ -132,6 +136,28 @@ def test_ingestion_reads_whole_frames_only_and_goes_on_while_the_job_runs(
     finally:
         ingester.close()
     assert metric_series(store, run_id, "acc") == ([0, 1], [0.1, 0.2])
+
+
+def test_a_locked_store_delays_ingestion_and_loses_nothing(
+    tmp_path: Path, store: Store, make_run: Callable[[Store], str]
+) -> None:
+    run_id = make_run(store)
+    run_dir = tmp_path / "run"
+    spool_dir(run_dir).mkdir(parents=True)
+    (spool_dir(run_dir) / f"{METRICS_PREFIX}7.bin").write_bytes(_frame([("acc", 0, 0.5, 1.0)]))
+    impatient = open_store(store.root, create=False, busy_timeout=0.1)
+    holder = sqlite3.connect(store.db_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        reader = SpoolReader(impatient, run_id, run_dir)
+        with pytest.raises(StoreLocked):
+            reader.pump()
+        holder.execute("ROLLBACK")
+        assert reader.pump() == 1
+    finally:
+        holder.close()
+        impatient.close()
+    assert metric_series(store, run_id, "acc") == ([0], [0.5])
 
 
 STUBBORN = """

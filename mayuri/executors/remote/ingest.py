@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from typing import Any
 from mayuri.errors import MayuriError
 from mayuri.executors.remote.spool import ARTIFACTS_LOG, METRICS_PREFIX, METRICS_SUFFIX
 from mayuri.run_contract import log_file, spool_dir
-from mayuri.store.db import Store
+from mayuri.store.db import Store, StoreLocked
 from mayuri.tracking.sink import decode_frames
 
 STATE_FILE = "ingested.json"
 INTERVAL = 0.5
+# How long the end of an attempt waits for a store that another process keeps locked.
+LOCKED_PATIENCE = 300.0
 
 
 class SpoolReader:
@@ -90,6 +93,8 @@ class SpoolReader:
 
                 try:
                     append_points(self.store, self.run_id, points)
+                except StoreLocked:
+                    raise  # nothing was recorded or noted: read again at the next look
                 except (MayuriError, OverflowError) as exc:
                     self._complain(f"{len(points)} metric points lost: {exc}")
                 written += len(points)
@@ -130,6 +135,8 @@ class SpoolReader:
             store_artifact(self.store, self.run_id, name, line.get("kind") or default_kind, entries,
                            link=bool(line.get("link")))
             shutil.rmtree(source.parent, ignore_errors=True)
+        except StoreLocked:
+            raise  # its line is read again at the next look
         except MayuriError as exc:
             self._complain(f"artifact {line.get('name')!r} not stored: {exc.message}")
 
@@ -170,8 +177,15 @@ class Ingester:
             reader = self.readers.pop(run_id, None)
         if reader is None:
             reader = SpoolReader(self.store_of(), run_id, run_dir)
-        reader.pump()
-        return reader.points
+        deadline = time.monotonic() + LOCKED_PATIENCE
+        while True:
+            try:
+                reader.pump()
+                return reader.points
+            except StoreLocked:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -180,6 +194,8 @@ class Ingester:
             for reader in readers:
                 try:
                     reader.pump()
+                except StoreLocked:
+                    continue  # another writer holds the store: the next look reads the same again
                 except (OSError, ValueError, MayuriError) as exc:
                     reader._complain(f"reading the spool failed: {exc}")
 
