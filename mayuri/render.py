@@ -231,7 +231,8 @@ def show_detail(detail: RunDetail) -> Group:
             ("why it ran", run.reason or "-"), ("error", run.error or "-"),
             ("exit code", "-" if run.exit_code is None else run.exit_code),
             ("started", when(run.started_at)), ("duration", format_duration(run.duration)),
-            ("user@host", f"{run.user}@{run.host}"), ("fingerprint", run.fingerprint or "- (not reusable)"),
+            ("user@host", f"{run.user}@{run.host}"), *((("ran on", run.ran_on),) if run.ran_on else ()),
+            ("fingerprint", run.fingerprint or "- (not reusable)"),
             ("cache hits", run.hits), ("run folder", run.run_dir),
             ("stdout", detail.logs["stdout"]), ("stderr", detail.logs["stderr"]),
         ]),
@@ -250,11 +251,14 @@ def show_detail(detail: RunDetail) -> Group:
     parts.append(_kv("command", [("run", command if isinstance(command, str) else " ".join(command or []))]))
     attempts = Table(box=None, pad_edge=False)
     noted = any(a.note for a in detail.attempts)
-    for column in ("#", "status", "pid", "started", "ended", "exit", "cause", "gpus", *(("note",) if noted else ())):
+    # Where each attempt ran gets a column only when some ran on another machine (an engine's node).
+    remote = any(a.executor not in (None, "local") for a in detail.attempts)
+    for column in ("#", "status", "pid", *(("where",) if remote else ()), "started", "ended", "exit", "cause", "gpus",
+                   *(("note",) if noted else ())):
         attempts.add_column(column)
     for a in detail.attempts:
-        attempts.add_row(str(a.number), status_text(a.status), str(a.pid or "-"), when(a.started_at),
-                         when(a.ended_at), "-" if a.exit_code is None else str(a.exit_code),
+        attempts.add_row(str(a.number), status_text(a.status), str(a.pid or "-"), *((a.where,) if remote else ()),
+                         when(a.started_at), when(a.ended_at), "-" if a.exit_code is None else str(a.exit_code),
                          a.cause or ("signal %d" % a.signal if a.signal else "-"), ",".join(a.gpus) or "-",
                          *((a.note,) if noted else ()))
     parts.append(Group(Text("attempts", style="bold"), attempts))

@@ -16,6 +16,9 @@ A run folder (`<store>/runs/<run id>/`) holds:
 - `run.json`: the run's records, for `doctor --rebuild`;
 - `checkpoints/N/`: attempt N's checkpoints;
 - `closure/N/`: what attempt N was seen reading, until the attempt is recorded;
+- `spool/`: on a remote node (MAYURI_SPOOL set), what the job side would have
+  written to the store (metrics, artifacts), as files the head ingests
+  (`mayuri.executors.remote`);
 - and whatever the job writes there: its results (`is_bookkeeping` tells them apart).
 """
 
@@ -56,6 +59,9 @@ PARAMS_VAR = "MAYURI_PARAMS"
 CHECKPOINT_DIR_VAR = "MAYURI_CHECKPOINT_DIR"
 # The checkpoint folder a retry (or a resumed run) starts from.
 RESUME_FROM_VAR = "MAYURI_RESUME_FROM"
+# Set ("1") when the job runs on a node that must not open the store: the job side spools instead.
+SPOOL_VAR = "MAYURI_SPOOL"
+SPOOL_DIR = "spool"
 
 
 def log_file(run_dir: Path, stream: str) -> Path:
@@ -84,3 +90,8 @@ def closure_dir(run_dir: Path, attempt: int) -> Path:
 def checkpoint_dir(run_dir: Path, attempt: int) -> Path:
     """Where attempt `attempt` of a run keeps its checkpoints."""
     return run_dir / CHECKPOINTS_DIR / str(attempt)
+
+
+def spool_dir(run_dir: Path) -> Path:
+    """Where a job on a remote node leaves its metrics and artifacts for the head (`spool/`)."""
+    return run_dir / SPOOL_DIR

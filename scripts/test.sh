@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
-exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
+# loadgroup: tests marked with one xdist_group share a worker (tests/ray/ share one Ray cluster).
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -52,6 +52,8 @@ class LaunchSpec:
     grace: float = 10.0
     # The GPUs (by UUID) the scheduler placed it on.
     gpus: Sequence[str] = ()
+    # The job's `resources:` (gpus, cpus, memory), for an engine that places jobs itself.
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,6 +72,8 @@ class Handle:
     # stores read by an older Mayuri (which judges attempts by pid) stay right.
     pid: int | None = None
     pid_create_time: float | None = None
+    # The machine it runs on, when an engine placed it on another one (learned once it started there).
+    node: str | None = None
 
     def close(self) -> None:
         """Release what watching the attempt held (nothing, unless an executor says otherwise)."""
@@ -86,6 +90,11 @@ class Exit:
     leftovers: int = 0
     # The end happened but its exit status could not be learned (the executor's supervisor died).
     status_lost: bool = False
+    # Why it ended, when the executor knows better than its exit status ("node_lost", "host_oom"), and how.
+    cause: str | None = None
+    error: str | None = None
+    # Why the run must not be reused although it may have succeeded (a file on the node differed from the head's).
+    unreusable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,10 +129,21 @@ class Executor(ABC):
     """Where jobs run. One instance per scheduler (or per command asking about recorded attempts)."""
 
     name: ClassVar[str]
+    # The engine places jobs on GPUs itself (the scheduler takes no GPU leases for its jobs).
+    places_gpus: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         # The executor's table of mayuri.toml (`[executor.NAME]`), as written.
         self.options = dict(options or {})
+
+    def preflight(self, jobs: Sequence[Any], project_root: Path, store_root: Path) -> None:
+        """Refuse (a MayuriError, exit 2) before anything runs when these job instances cannot run here.
+
+        Called once per run, only when some job must run on this executor: an
+        engine that is not installed, a cluster that cannot be reached, a job no
+        node could ever hold. Nothing to check by default.
+        """
+        return None
 
     @abstractmethod
     def start(self, spec: LaunchSpec) -> Handle:

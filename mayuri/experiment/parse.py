@@ -42,7 +42,7 @@ JOB_KEYS = (
     "cache", "outputs", "expect", "pipeline", "gather", "inputs", "python", "shell", "metrics_from",
     "shards", "reduce", "executor",
 )
-RESOURCE_KEYS = ("gpus", "gpu_memory", "cpus", "memory")
+RESOURCE_KEYS = ("gpus", "gpu_memory", "cpus", "memory", "labels")
 RETRY_KEYS = ("oom", "failed", "delay")
 OOM_KEYS = ("max", "scale", "floor", "strategy", "wait")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -175,6 +175,13 @@ def _resources(reader: _Reader, node: Any, parent: Any, key: str) -> dict[str, A
                 if isinstance(plain, bool) or not isinstance(plain, int | float) or plain < 0:
                     raise ValueError(f"must be a non-negative number, not {plain!r}")
                 out[name] = plain
+            elif name == "labels":
+                # What a node must have (Ray: custom resources of the nodes; Slurm: constraints): a name or a
+                # list of names; ignored locally.
+                labels = [plain] if isinstance(plain, str) else plain
+                if not isinstance(labels, list) or not all(isinstance(item, str) and item for item in labels):
+                    raise ValueError(f"must be a name or a list of names (like [a100]), not {plain!r}")
+                out[name] = tuple(labels)
             else:
                 out[name] = parse_size(plain)
         except ValueError as exc:

@@ -41,6 +41,18 @@ class Resources:
     gpu_memory: int | None = None
     cpus: float | None = None
     memory: int | None = None
+    # What a node must have (Ray: custom resources of the nodes; Slurm: --constraint); ignored locally.
+    labels: tuple[str, ...] = ()
+
+    def as_request(self) -> dict[str, Any]:
+        """The keys given, as plain values: what an engine that places jobs itself is asked for."""
+        request: dict[str, Any] = {"gpus": self.gpus} if self.gpus else {}
+        for name in ("gpu_memory", "cpus", "memory"):
+            if getattr(self, name) is not None:
+                request[name] = getattr(self, name)
+        if self.labels:
+            request["labels"] = list(self.labels)
+        return request
 
 
 OOM_STRATEGIES = ("scale", "move", "wait")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from mayuri.closure import uncaught_exceptions
 from mayuri.errors import ExecutorError
 from mayuri.executors.base import Executor, Exit, Handle, LaunchSpec, Usage
 from mayuri.experiment.expand import JobInstance
+from mayuri.experiment.spec import Resources
 from mayuri.gpu import Gpu
 from mayuri.run_contract import CHECKPOINT_DIR_VAR, RESUME_FROM_VAR, checkpoint_dir, log_file
 from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
@@ -69,6 +70,8 @@ class Ended:
     code: int
     duration: float
     record: AttemptEnd
+    # Why the run may not be reused although it succeeded, as its executor found (see Exit.unreusable).
+    unreusable: str | None = None
 
 
 def resume_source(run_dir: Path, number: int) -> Path | None:
@@ -104,6 +107,8 @@ class Planned:
     new_run: NewRun | None = None
     stderr_start: int = 0
     resume: Resume | None = None
+    # The job's `resources:`, for an executor that places jobs itself.
+    resources: Resources = field(default_factory=Resources)
 
 
 def plan_attempt(
@@ -128,7 +133,8 @@ def _spec(item: Planned, devices: dict[str, Gpu], project_root: Path, grace: flo
         if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
             env[name] = value
     return LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
-                      item.number, grace, tuple(lease.gpu_uuid for lease in item.leases))
+                      item.number, grace, tuple(lease.gpu_uuid for lease in item.leases),
+                      item.resources.as_request())
 
 
 def _start_all(planned: Sequence[Planned], specs: Sequence[LaunchSpec]) -> list[Handle | ExecutorError]:
@@ -218,6 +224,9 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         status, cause, error = "timeout", "timeout", f"timed out after {duration:.1f}s"
     elif ended.status_lost:
         status, cause, error = "failed", "status_lost", "exit status lost: the jobs' supervisor died before it ended"
+    elif ended.cause is not None:
+        # What only the executor saw (a node lost, its OOM killer): it names the cause itself.
+        status, cause, error = "failed", ended.cause, ended.error or ended.cause
     elif code == 0:
         status, cause, error = "succeeded", None, None
     else:
@@ -232,5 +241,7 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         status=status, exit_code=code if code >= 0 else None, signal=signal_number, cause=cause, error=error,
         peak_rss=max(active.sampler.peak_rss, ended.max_rss) or None,
         peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=ended.leftovers or None,
+        # An engine that placed the job itself says where, and on which GPUs, once it knows.
+        node=active.handle.node, gpus=active.handle.gpus if active.handle.gpus and not active.leases else None,
     )
-    return Ended(status, cause, error, code, duration, end)
+    return Ended(status, cause, error, code, duration, end, ended.unreusable)

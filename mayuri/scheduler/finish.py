@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,7 @@ def close_run(
     store: Store, root: Path, instance: JobInstance, run_dir: Path, closure_dir: Path, started_at: float,
     upstream: Mapping[str, list[str]], key_env: tuple[str, ...], base_environment: Mapping[str, Any],
     cache_roots: tuple[Path, ...] = (), *, status: str, code: int, error: str | None, results: bool = False,
+    unreusable: str | None = None,
 ) -> Closed:
     """How a run whose job ended closes: outputs, declared outputs checked, closure, fingerprint.
 
@@ -257,6 +258,9 @@ def close_run(
                 " (call mayuri.output(name, value) in the job)"
         recorded = record_attempt(store, root, instance, run_dir, closure_dir, started_at, upstream, key_env,
                                   base_environment, cache_roots)
+        if unreusable is not None:
+            # Recorded with its closure, but never reused: what it ran on is not what the head has.
+            recorded = replace(recorded, fingerprint=None, note=unreusable)
         fp = recorded.fingerprint if status == "succeeded" else None
         # The content of the results a downstream job receives (see mayuri/results.py), for early cutoff.
         content = result_key(run_dir, outputs) if results and fp is not None else None

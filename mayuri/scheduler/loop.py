@@ -211,7 +211,7 @@ class Scheduler:
                 self.planner.settle_cached(slot, decision)
                 return True, None
         leases: list[Any] = []
-        if slot.request.gpus:
+        if slot.request.gpus and not self._executor_for(slot).places_gpus:
             taken = self._take_gpus(slot, keeper, now)
             if taken is None:
                 return False, None
@@ -251,7 +251,7 @@ class Scheduler:
             resumed = None
         make_files(launch, self.store.root)
         return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch, leases,
-                             inst.job.timeout, new_run, stderr_start, resumed)
+                             inst.job.timeout, new_run, stderr_start, resumed, inst.job.resources)
 
     def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
         """Start as many queued attempts as there is room for (in queue order), in one transaction."""
@@ -417,7 +417,7 @@ class Scheduler:
             active.handle.started, slot.upstream_fps, self.settings.key_env, self._base_environment(),
             self.settings.cache_roots, status=status, code=ended.code, error=error,
             # Hashing a run's result files costs a read of them all: only for runs a downstream job receives.
-            results=slot.instance.key in self.planner.consumed,
+            results=slot.instance.key in self.planner.consumed, unreusable=ended.unreusable,
         ), [slot])
         close = done.close
         reusable = close.status == "succeeded" and done.fingerprint is not None
@@ -542,6 +542,7 @@ class Scheduler:
 
     def run(self) -> Outcome:
         """Run the plan to the end (or until interrupted)."""
+        self._preflight()
         long_running()
         keeper = LeaseKeeper(self.store, self.experiment)
         previous = self._install_signals()
@@ -564,6 +565,17 @@ class Scheduler:
             self._restore_signals(previous)
             self._close_books(keeper, fenced, locked)
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)
+
+    def _preflight(self) -> None:
+        """Let each executor that has jobs to run refuse them (exit 2) before anything runs."""
+        if self._only_executor is not None:
+            return
+        jobs: dict[str, list[JobInstance]] = {}
+        for slot in self.slots.values():
+            if slot.state != "cached":
+                jobs.setdefault(slot.instance.job.executor or self._default_executor, []).append(slot.instance)
+        for group in jobs.values():
+            self._executor_for(self.slots[group[0].key]).preflight(group, self.settings.root, self.store.root)
 
     def _secured(self, keeper: LeaseKeeper, ready: list[Slot]) -> list[Slot]:
         """Before `ready` is launched: register the scheduler and count the cache hits so far, at once.

@@ -98,8 +98,11 @@ class Planner:
         force: bool = False,
         dry_run: bool = False,
         origin: RunOrigin | None = None,
+        executor: str | None = None,
     ) -> None:
         self.store = store
+        # Where the jobs that name no executor run (`mayuri run --executor`, else `[executor] default`).
+        self.default_executor = executor or settings.executor.default
         # What every run this scheduler starts records as its origin.
         self.origin = origin or RunOrigin()
         self.settings = settings
@@ -294,10 +297,12 @@ class Planner:
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""
-        if not any(s.instance.job.resources.gpus > 0 for s in self.slots.values()):
+        # Only the jobs of this machine: an engine that places jobs itself checks its own (`preflight`).
+        local = [s for s in self.slots.values() if (s.instance.job.executor or self.default_executor) == "local"]
+        if not any(s.instance.job.resources.gpus > 0 for s in local):
             return
         self.devices = usable(inventory(), self.settings.scheduler.gpus)
-        for slot in self.slots.values():
+        for slot in local:
             inst = slot.instance
             slot.request = request_for(inst, functools.partial(
                 peak_history, self.store, self.experiment, inst.name, inst.config_hash))

@@ -38,6 +38,9 @@ class AttemptEnd:
     peak_rss: int | None = None
     peak_gpu_memory: int | None = None
     leftovers: int | None = None
+    # Where a remote executor ran it, and the GPUs (by UUID) its engine gave it (None: as recorded at start).
+    node: str | None = None
+    gpus: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -188,9 +191,11 @@ def _end_rows(conn: sqlite3.Connection, record: EndRecord, now: float) -> None:
         check_attempt(conn, record.run_id, record.number, end.status)
         conn.execute(
             "UPDATE attempt SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cause = ?, error = ?, "
-            "peak_rss = ?, peak_gpu_memory = ?, leftovers = ? WHERE run_id = ? AND number = ?",
+            "peak_rss = ?, peak_gpu_memory = ?, leftovers = ?, node = COALESCE(?, node), gpus = COALESCE(?, gpus) "
+            "WHERE run_id = ? AND number = ?",
             (end.status, now, end.exit_code, end.signal, end.cause, end.error, end.peak_rss,
-             end.peak_gpu_memory, end.leftovers, record.run_id, record.number),
+             end.peak_gpu_memory, end.leftovers, end.node, None if end.gpus is None else json.dumps(list(end.gpus)),
+             record.run_id, record.number),
         )
         if end.peak_rss or end.peak_gpu_memory:
             conn.execute(

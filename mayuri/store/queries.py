@@ -25,7 +25,10 @@ _RUN_COLUMNS = (
     "run.last_used_at, run.pinned, run.source, run.overrides, "
     "run.base_hash, run.params_used, run.used_key, run.result_key, run.labels, run.fingerprint_version, "
     "(SELECT attempt.gpus FROM attempt WHERE attempt.run_id = run.id ORDER BY attempt.number DESC LIMIT 1), "
-    "json_extract(run.closure_info, '$.upstream_reads')"
+    "json_extract(run.closure_info, '$.upstream_reads'), "
+    # Where the latest attempt ran when an engine placed it on another machine (`ray:NODE`), else NULL.
+    "(SELECT a.executor || ':' || COALESCE(a.node, '?') FROM attempt a WHERE a.run_id = run.id "
+    "AND a.executor IS NOT NULL AND a.executor <> 'local' ORDER BY a.number DESC LIMIT 1)"
 )
 _RUN_FROM = "FROM run JOIN experiment ON experiment.id = run.experiment_id"
 
@@ -73,6 +76,13 @@ class RunRow:
     fingerprint_version: int | None = None
     # The upstream files the run read, when it counted only those (mayuri/upstream_reads.py), as JSON.
     upstream_reads_text: str | None = None
+    # `ray:NODE` when its latest attempt ran on an engine's node; None: on `host`.
+    ran_on: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the run ran: an engine's node (`ray:NODE`), else the host."""
+        return self.ran_on or self.host
 
     @property
     def params_used(self) -> list[str] | None:
@@ -131,19 +141,20 @@ class RunRow:
             "label": self.label,
             "labels": self.labels,
             "params_used": self.params_used,
+            "where": self.where,
         }
 
 
 def _row(values: tuple[Any, ...], pending: dict[str, tuple[int, float]]) -> RunRow:
     (rid, exp, job, kind, status, fp, ch, params, config, upstream, env, reason, error, code,
      created, started, ended, user, host, run_dir, hits, last_used, pinned, source, overrides,
-     base, used, used_key, result_key, labels, version, gpus, reads) = values
+     base, used, used_key, result_key, labels, version, gpus, reads, ran_on) = values
     hits, last_used = with_pending(rid, hits, last_used, pending)
     return RunRow(
         rid, exp, job, kind, status, fp, ch, json.loads(params), json.loads(config),
         json.loads(upstream), json.loads(env), reason, error, code, created, started, ended,
         user, host, run_dir, hits, last_used, bool(pinned), source, json.loads(overrides) if overrides else [],
-        json.loads(gpus) if gpus else [], base, used_key, result_key, used, labels, version, reads,
+        json.loads(gpus) if gpus else [], base, used_key, result_key, used, labels, version, reads, ran_on,
     )
 
 
@@ -314,6 +325,17 @@ class AttemptRow:
     resumed_from: str | None = None
     resumed_step: int | None = None
     leftovers: int | None = None
+    # Which executor ran it, the executor's id for it (a Ray task id), and the node a remote one ran it on.
+    executor: str | None = None
+    executor_ref: str | None = None
+    node: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Where it ran: `ray:NODE` for an engine's node, else the host."""
+        if self.executor and self.executor != "local":
+            return f"{self.executor}:{self.node or '?'}"
+        return self.host or "-"
 
     @property
     def note(self) -> str:
@@ -331,7 +353,8 @@ def attempts_of(store: Store, run_id: str) -> list[AttemptRow]:
     """A run's attempts in order."""
     rows = store.db.execute_sql(
         "SELECT number, status, pid, host, started_at, ended_at, exit_code, signal, cause, gpus, params, "
-        "resumed_from, resumed_step, leftovers FROM attempt WHERE run_id = ? ORDER BY number",
+        "resumed_from, resumed_step, leftovers, executor, executor_ref, node FROM attempt WHERE run_id = ? "
+        "ORDER BY number",
         (run_id,),
     )
     return [AttemptRow(number, status, pid, host, started, ended, code, sig, cause, json.loads(gpus), json.loads(params),

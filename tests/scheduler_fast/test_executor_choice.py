@@ -31,7 +31,7 @@ def test_unknown_executor_names_are_refused_before_anything_runs(project: Projec
     done = project.mayuri("run", "exp.yaml", "--executor", "nope")
     assert done.returncode == 2 and "unknown executor 'nope'; known: local" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
-    project.write("bad.yaml", 'jobs:\n  hello: {run: "python -c pass", executor: ray}\n')
+    project.write("bad.yaml", 'jobs:\n  hello: {run: "python -c pass", executor: kubernetes}\n')
     done = project.mayuri("run", "bad.yaml")
     assert done.returncode == 2 and "bad.yaml:2" in done.stderr and "known: local" in done.stderr, done.stderr
     config = project.root / "mayuri.toml"

@@ -32,6 +32,9 @@ import sys
 import time
 
 RUN_ID_ENV = "MAYURI_RUN_ID"
+# Set ("1") in the shepherd's environment where its jobs must not outlive the process that asked for them
+# (a Ray worker killed with its node, or by a forced cancel): once that process is gone, they are killed.
+KILL_ORPHANS_ENV = "MAYURI_SHEPHERD_KILL_ORPHANS"
 # The job's metrics writer (mayuri.tracking.sink) carries this: it is waited for, never signalled.
 SINK_MARK = b"MAYURI_SINK=1"
 _STATE_SKIP = (b"Z", b"X")
@@ -55,6 +58,8 @@ class Job:
         self.leftovers: set[int] = set()
         self.sinks: set[int] = set()
         self.kill_at: float | None = None
+        # More for exit-N.json (the remote runner's: the cause it knows, the node).
+        self.extra: dict = {}
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:
@@ -121,7 +126,7 @@ def _signal_all(pids: set[int], sig: int) -> set[int]:
 
 def _write_record(job: Job) -> None:
     record = {"pid": job.pid, "exit_code": job.code, "ended_at": job.ended_at, "max_rss": job.max_rss,
-              "leftovers": len(job.leftovers)}
+              "leftovers": len(job.leftovers), **job.extra}
     tmp = f"{job.record}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -256,7 +261,15 @@ def main() -> None:
     # Handlers, not SIG_IGN: an ignored signal would stay ignored in the jobs it execs.
     for sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    kill_orphans = os.environ.get(KILL_ORPHANS_ENV) == "1"
     while not (shepherd.scheduler_gone and not shepherd.jobs):
+        if kill_orphans and shepherd.scheduler_gone:
+            kill_orphans = False
+            for job in shepherd.jobs.values():
+                try:
+                    os.killpg(job.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    continue
         timeout = shepherd.settle_leftovers(time.monotonic())
         watched = [wake_r] if shepherd.scheduler_gone else [0, wake_r]
         try:

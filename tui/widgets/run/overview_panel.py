@@ -89,7 +89,10 @@ def _attempts(view: Overview) -> Table:
     table = Table(title="attempts", title_justify="left", expand=True, show_edge=False)
     # The note (resumed from, leftovers stopped) gets a column only when some attempt has one.
     noted = any(a.note for a in view.detail.attempts)
-    for name in ("#", "status", "gpus", "exit", "cause", "took", "params changed", *(("note",) if noted else ())):
+    # Where each attempt ran, only when some ran on an engine's node (Ray): `ray:NODE`.
+    remote = any(a.executor not in (None, "local") for a in view.detail.attempts)
+    for name in ("#", "status", *(("where",) if remote else ()), "gpus", "exit", "cause", "took", "params changed",
+                 *(("note",) if noted else ())):
         table.add_column(name)
     base = view.detail.run.params
     for a in view.detail.attempts:
@@ -97,7 +100,8 @@ def _attempts(view: Overview) -> Table:
         changed = {k: v for k, v in a.params.items() if base.get(k) != v}
         exit_text = str(a.exit_code) if a.exit_code is not None else (f"signal {a.signal}" if a.signal else "-")
         cause = Text(a.cause or "-", style="bold red" if a.cause and "oom" in a.cause.lower() else "")
-        table.add_row(str(a.number), status_text(a.status), format_gpus(a.gpus), exit_text, cause,
+        table.add_row(str(a.number), status_text(a.status), *((a.where,) if remote else ()), format_gpus(a.gpus),
+                      exit_text, cause,
                       format_duration(took), json.dumps(changed) if changed else "", *((a.note,) if noted else ()))
     return table
 
