@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 SYNC_INTERVAL = 0.25
 
 
+def _log_size(path: Path) -> int:
+    """The size of a log before this attempt's output is appended (made empty: `logs -f` finds it at once)."""
+    with open(path, "ab") as handle:
+        return handle.tell()
+
+
 @dataclass(kw_only=True)
 class RayHandle(Handle):
     """A Ray attempt: its task (a generator of the node's messages) and what the head learned of it."""
@@ -108,7 +114,7 @@ class RayExecutor(Executor):
                                 run_dir=spec.run_dir, attempt=spec.attempt, grace=spec.grace, params=params,
                                 inherit=True)
         shipped = upstream_files(runner_spec, store_root, spec.run_dir) if copy else {}
-        bases = {name: log_file(spec.run_dir, name.removesuffix(".log")).stat().st_size
+        bases = {name: _log_size(log_file(spec.run_dir, name.removesuffix(".log")))
                  for name in ("stdout.log", "stderr.log")} if copy else {}
         try:
             generator = self._task.options(**connect.request_of(spec.resources)).remote(
