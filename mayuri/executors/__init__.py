@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 GROUP = "mayuri.executors"
 DEFAULT = "local"
-BUILTIN = {"local": "mayuri.executors.local:LocalExecutor"}
+BUILTIN = {
+    "local": "mayuri.executors.local:LocalExecutor",
+    # Shipped with Mayuri; it needs submitit (`pip install 'mayuri[slurm]'`), checked before a run.
+    "slurm": "mayuri.executors.slurm:SlurmExecutor",
+}
 
 
 def _plugins() -> dict[str, str]:

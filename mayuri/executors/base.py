@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mayuri.errors import ExecutorError
+
 # (metric key, step, value, logged_at): what a usage sample yields, stored as ordinary metrics.
 Point = tuple[str, int, float, float]
 
@@ -41,6 +43,10 @@ class LaunchSpec:
     grace: float = 10.0
     # The GPUs (by UUID) the scheduler placed it on.
     gpus: Sequence[str] = ()
+    # The job's name, its `resources` and `timeout` (seconds): what a cluster executor asks its engine for.
+    job: str = ""
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
 
 
 @dataclass
@@ -75,6 +81,10 @@ class Exit:
     leftovers: int = 0
     # The end happened but its exit status could not be learned (the executor's supervisor died).
     status_lost: bool = False
+    # Why it ended, when the executor knows better than the exit code (`node_lost`, `timeout`,
+    # `host_oom`, `cancelled`: a cluster's own reasons), with the sentence for the user.
+    cause: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,14 +117,34 @@ class Executor(ABC):
     """Where jobs run. One instance per scheduler (or per command asking about recorded attempts)."""
 
     name: ClassVar[str]
+    # Whether the scheduler places its jobs on this host's GPUs (leases in the store); a cluster's
+    # engine places them itself.
+    leases_gpus: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         # The executor's table of mayuri.toml (`[executor.NAME]`), as written.
         self.options = dict(options or {})
 
+    def preflight(self) -> None:  # noqa: B027 - most executors need no check; those that do override it
+        """Before anything of a run starts: raise ExecutorError naming what is missing to start jobs."""
+
     @abstractmethod
     def start(self, spec: LaunchSpec) -> Handle:
         """Start an attempt; raises ExecutorError (with a sentence for the user) when it cannot."""
+
+    def start_many(self, specs: Sequence[LaunchSpec]) -> list[Handle | ExecutorError]:
+        """Start the attempts of one scheduler turn (an engine may submit them together); each its handle or error."""
+        started: list[Handle | ExecutorError] = []
+        for spec in specs:
+            try:
+                started.append(self.start(spec))
+            except ExecutorError as exc:
+                started.append(exc)
+        return started
+
+    def waiting(self, handle: Handle) -> str | None:
+        """Why a started attempt does not run yet (queued on a cluster, and the engine's reason), else None."""
+        return None
 
     @abstractmethod
     def poll(self, handle: Handle) -> Exit | None:

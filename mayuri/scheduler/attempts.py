@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from mayuri.executors.base import Executor, Exit, Handle, LaunchSpec, Usage
 from mayuri.experiment.expand import JobInstance
 from mayuri.gpu import Gpu
 from mayuri.run_contract import CHECKPOINT_DIR_VAR, RESUME_FROM_VAR, checkpoint_dir, log_file
-from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
+from mayuri.scheduler.causes import GPU_OOM, classify, oom_kill_count, stderr_tail
 from mayuri.scheduler.launch import Launch, LogFiles, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.resume import Resume
@@ -57,6 +57,8 @@ class Active:
     deadline: float | None
     stop_reason: str | None = None
     kill_at: float | None = None
+    # Why it does not run yet, as its executor last said (queued on a cluster).
+    waiting: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ class Planned:
     new_run: NewRun | None = None
     stderr_start: int = 0
     resume: Resume | None = None
+    # The job's name and `resources`: what a cluster executor asks its engine for.
+    job: str = ""
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
 
 def plan_attempt(
@@ -140,21 +145,23 @@ def start_batch(
     """
     before = oom_kill_count()
     started: dict[int, Handle] = {}
+    specs: list[LaunchSpec] = []
+    refused: dict[int, str] = {}
 
     def launcher(index: int, item: Planned) -> Callable[[], Started | str]:
         env = item.launch.env
         for name, value in gpu_env(item.leases, devices).items():
             if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
                 env[name] = value
-        spec = LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
-                          item.number, grace, tuple(lease.gpu_uuid for lease in item.leases))
+        specs.append(LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
+                                item.number, grace, tuple(lease.gpu_uuid for lease in item.leases), item.job,
+                                item.resources, item.timeout))
 
         def launch() -> Started | str:
-            try:
-                handle = item.executor.start(spec)
-            except ExecutorError as exc:
-                return exc.message
-            started[index] = handle
+            # Started already (`_start_together`): this says what came of it.
+            if index in refused:
+                return refused[index]
+            handle = started[index]
             return Started(item.executor.name, handle.ref, handle.pid, handle.pid_create_time)
 
         return launch
@@ -168,6 +175,7 @@ def start_batch(
         raise Fenced(f"scheduler {keeper.id[:8]} was reclaimed; {len(planned)} attempt(s) not started")
     try:
         # Outside any transaction: a slow start stalls no other writer of the store.
+        _start_together(planned, specs, [i for i, claim in enumerate(claimed) if claim is None], started, refused)
         launched = [(start, start.launch()) for start, claim in zip(starts, claimed, strict=True) if claim is None]
         failures = patient(lambda: confirm_attempts(store, keeper.id, launched))
     except BaseException:
@@ -195,6 +203,21 @@ def start_batch(
     return results
 
 
+def _start_together(planned: Sequence[Planned], specs: Sequence[LaunchSpec], indexes: Sequence[int],
+                    started: dict[int, Handle], refused: dict[int, str]) -> None:
+    """Start the attempts at `indexes`, each executor's in one call (a cluster may submit a sweep as one array)."""
+    by_executor: dict[int, list[int]] = {}
+    for index in indexes:
+        by_executor.setdefault(id(planned[index].executor), []).append(index)
+    for group in by_executor.values():
+        results = planned[group[0]].executor.start_many([specs[index] for index in group])
+        for index, result in zip(group, results, strict=True):
+            if isinstance(result, ExecutorError):
+                refused[index] = result.message
+            else:
+                started[index] = result
+
+
 def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
     """How an attempt ended (status, cause, peaks), from its exit and its files; writes nothing."""
     active.handle.close()
@@ -205,16 +228,18 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         status, cause, error = "cancelled", "cancelled", "cancelled"
     elif active.stop_reason == "timeout":
         status, cause, error = "timeout", "timeout", f"timed out after {duration:.1f}s"
+    elif ended.cause in ("timeout", "cancelled"):
+        # Ended by the executor's engine (a cluster's time limit, a scancel from outside).
+        status, cause, error = ended.cause, ended.cause, ended.error or ended.cause
+    elif ended.cause is not None and not GPU_OOM.search(_tail(run_dir, active)):
+        # The engine knows why (a lost node, its OOM kill); a CUDA OOM in stderr still says more.
+        status, cause, error = "failed", ended.cause, ended.error or ended.cause
     elif ended.status_lost:
         status, cause, error = "failed", "status_lost", "exit status lost: the jobs' supervisor died before it ended"
     elif code == 0:
         status, cause, error = "succeeded", None, None
     else:
-        # Exceptions recorded by the job's excepthook come first: they survive
-        # a stderr that was redirected, flooded or cut short.
-        raised = "\n".join(uncaught_exceptions(active.launch.closure_dir))
-        tail = raised + "\n" + stderr_tail(log_file(run_dir, "stderr"), active.stderr_start)
-        cause, error = classify(code, tail, oom_kills_before=active.oom_kills_before,
+        cause, error = classify(code, _tail(run_dir, active), oom_kills_before=active.oom_kills_before,
                                 oom_kills_after=oom_kill_count())
         status = "failed"
     end = AttemptEnd(
@@ -223,3 +248,10 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=ended.leftovers or None,
     )
     return Ended(status, cause, error, code, duration, end)
+
+
+def _tail(run_dir: Path, active: Active) -> str:
+    # Exceptions recorded by the job's excepthook come first: they survive
+    # a stderr that was redirected, flooded or cut short.
+    raised = "\n".join(uncaught_exceptions(active.launch.closure_dir))
+    return raised + "\n" + stderr_tail(log_file(run_dir, "stderr"), active.stderr_start)

@@ -103,6 +103,16 @@ class Scheduler(Planner):
         self._waiting: dict[str, list[Slot]] = {}
         self._next_claim_check = 0.0
 
+    def preflight(self) -> None:
+        """Before anything runs: each executor a job of the plan may run on says it can start jobs (exit 2 if not)."""
+        names = {slot.instance.job.executor or self._default_executor
+                 for slot in [*self._handed_over, *self._pending]}
+        for name in sorted(names):
+            if self._only_executor is None and name not in self._executors:
+                self._load_executor(name)
+        for executor in ([self._only_executor] if self._only_executor else self._executors.values()):
+            executor.preflight()
+
     # -- launching ----------------------------------------------------------
 
     def _executor_for(self, slot: Slot) -> Executor:
@@ -110,13 +120,14 @@ class Scheduler(Planner):
         if self._only_executor is not None:
             return self._only_executor
         name = slot.instance.job.executor or self._default_executor
-        executor = self._executors.get(name)
-        if executor is None:
-            from mayuri.executors import load
+        return self._executors.get(name) or self._load_executor(name)
 
-            executor = self._executors[name] = load(name, self.settings.executor.options.get(name))
-            if hasattr(executor, "poll_interval"):
-                executor.poll_interval = self.settings.scheduler.poll_interval
+    def _load_executor(self, name: str) -> Executor:
+        from mayuri.executors import load
+
+        executor = self._executors[name] = load(name, self.settings.executor.options.get(name))
+        if hasattr(executor, "poll_interval"):
+            executor.poll_interval = self.settings.scheduler.poll_interval
         return executor
 
     def _base_environment(self) -> dict[str, Any]:
@@ -200,7 +211,7 @@ class Scheduler(Planner):
                 self._settle_cached(slot, decision)
                 return True, None
         leases: list[Any] = []
-        if slot.request.gpus:
+        if slot.request.gpus and self._executor_for(slot).leases_gpus:
             taken = self._take_gpus(slot, keeper, now)
             if taken is None:
                 return False, None
@@ -240,7 +251,7 @@ class Scheduler(Planner):
             resumed = None
         return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch,
                              make_files(launch, self.store.root), leases, inst.job.timeout, new_run, stderr_start,
-                             resumed)
+                             resumed, inst.name, inst.job.resources)
 
     def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
         """Start as many queued attempts as there is room for (in queue order), in one transaction."""
@@ -460,6 +471,7 @@ class Scheduler(Planner):
         if now >= self._next_cancel_check:
             self._next_cancel_check = now + CANCEL_CHECK_INTERVAL
             self._check_cancels(keeper, now)
+            self._note_waiting(running)
         due: dict[int, list[Slot]] = {}
         for slot in running:
             if slot.active is not None and slot.active.sampler.due(now):
@@ -477,6 +489,17 @@ class Scheduler(Planner):
                         # A lost sample costs nothing that matters: the peaks are kept in memory.
                         log.debug("store locked: system metrics of %s not stored", slot.run_id)
         keeper.beat_if_due(now)
+
+    def _note_waiting(self, running: list[Slot]) -> None:
+        """Say so when a started attempt waits in its engine's queue (a Slurm job pending), and why."""
+        for slot in running:
+            active = slot.active
+            assert active is not None
+            note = active.executor.waiting(active.handle)
+            if note != active.waiting:
+                active.waiting = note
+                self.reporter.event(JobEvent(slot.instance.key, "running", note or "started", slot.run_id,
+                                             attempt=slot.attempt, gpus=tuple(active.gpus)))
 
     def _check_cancels(self, keeper: LeaseKeeper, now: float) -> None:
         try:
