@@ -14,7 +14,10 @@ A run folder (`<store>/runs/<run id>/`) holds:
 - `outputs.json` (its lock `.outputs.lock`): the values the job output;
 - `exit-N.json`: how attempt N ended, written by the local executor's shepherd;
 - `run.json`: the run's records, for `doctor --rebuild`;
-- `checkpoints/N/`: attempt N's checkpoints; and whatever the job writes there.
+- `checkpoints/N/`: attempt N's checkpoints; and whatever the job writes there;
+- `spool/`: on a remote node (MAYURI_SPOOL set), what the job side would have
+  written to the store (metrics, artifacts), as files the head ingests
+  (`mayuri.executors.remote`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ PARAMS_VAR = "MAYURI_PARAMS"
 CHECKPOINT_DIR_VAR = "MAYURI_CHECKPOINT_DIR"
 # The checkpoint folder a retry (or a resumed run) starts from.
 RESUME_FROM_VAR = "MAYURI_RESUME_FROM"
+# Set ("1") when the job runs on a node that must not open the store: the job side spools instead.
+SPOOL_VAR = "MAYURI_SPOOL"
+SPOOL_DIR = "spool"
 
 
 def log_file(run_dir: Path, stream: str) -> Path:
@@ -59,3 +65,8 @@ def exit_record(run_dir: Path, attempt: int) -> Path:
 def checkpoint_dir(run_dir: Path, attempt: int) -> Path:
     """Where attempt `attempt` of a run keeps its checkpoints."""
     return run_dir / CHECKPOINTS_DIR / str(attempt)
+
+
+def spool_dir(run_dir: Path) -> Path:
+    """Where a job on a remote node leaves its metrics and artifacts for the head (`spool/`)."""
+    return run_dir / SPOOL_DIR

@@ -110,6 +110,7 @@ class MayuriCallback(TrainerCallback):  # type: ignore[misc]
         """Make the run's checkpoint artifacts the checkpoint folders the Trainer has kept on disk."""
         if not (self._active and self.keep_checkpoints):
             return
+        from mayuri.executors.remote.spool import spool_removal, spooling
         from mayuri.store.artifact_records import remove_artifacts
         from mayuri.tracking.artifacts import process_store, save_artifact
 
@@ -121,5 +122,8 @@ class MayuriCallback(TrainerCallback):  # type: ignore[misc]
                 self._stored.add(name)
         gone = sorted(self._stored - set(on_disk))
         if gone:
-            remove_artifacts(process_store(run.store), run.id, gone)
+            if spooling():
+                spool_removal(gone)
+            else:
+                remove_artifacts(process_store(run.store), run.id, gone)
             self._stored -= set(gone)

@@ -6,6 +6,9 @@ atomically by `write_blobs`, then the artifact is recorded. Putting back
 hard-links the read-only blobs into `runs/<id>/artifacts/<name>` (a copy
 where links fail), so a notebook gets real file names.
 
+On a remote node (MAYURI_SPOOL set) saving only checks and spools the files;
+the head stores them.
+
 Must not: follow any symlink, saving (a link inside an artifact is refused)
 or putting back (folders are opened one by one with O_NOFOLLOW), or write
 anywhere but blobs/ and the run's `artifacts/` folder.
@@ -18,6 +21,7 @@ import stat
 import threading
 from pathlib import Path
 
+from mayuri.executors.remote.spool import spool_artifact, spooling
 from mayuri.hashing import hash_files
 from mayuri.store.artifact_queries import artifact_files
 from mayuri.store.artifact_records import ArtifactError, check_relative, record_artifact
@@ -84,13 +88,8 @@ def _files_of(path: Path, name: str) -> list[tuple[str, Path]]:
     return found
 
 
-def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, kind: str | None, *,
-                  link: bool = False) -> str:
-    """Copy a file or folder into blobs/ (once per content) and record it as artifact `name`.
-
-    With `link`, files are kept by reference (hard links) where the filesystem allows.
-    """
-    name = check_relative(path.name if name is None else name)
+def artifact_entries(path: Path, name: str) -> tuple[list[tuple[str, Path]], str]:
+    """(relative path, absolute path) of the files of artifact `name` at `path`, and its kind; checks them."""
     if path.is_symlink():
         raise ArtifactError(
             f"cannot save artifact {name!r}: {path} is a symbolic link (to {os.readlink(path)}); Mayuri never "
@@ -98,15 +97,33 @@ def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, k
             hint="Pass the real path (os.path.realpath(path)) if that is the file you mean to keep.",
         )
     if path.is_file():
-        entries, default_kind = [(path.name, path)], "file"
-    elif path.is_dir():
-        entries, default_kind = _files_of(path, name), "dir"
-    else:
-        raise ArtifactError(
-            f"cannot save artifact {name!r}: {path} is not a file or folder.", path=path,
-            hint="Write the file first, then call mayuri.artifact(path).",
-        )
-    store = process_store(store_root)
+        return [(path.name, path)], "file"
+    if path.is_dir():
+        return _files_of(path, name), "dir"
+    raise ArtifactError(
+        f"cannot save artifact {name!r}: {path} is not a file or folder.", path=path,
+        hint="Write the file first, then call mayuri.artifact(path).",
+    )
+
+
+def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, kind: str | None, *,
+                  link: bool = False) -> str:
+    """Copy a file or folder into blobs/ (once per content) and record it as artifact `name`.
+
+    With `link`, files are kept by reference (hard links) where the filesystem allows.
+    """
+    name = check_relative(path.name if name is None else name)
+    entries, default_kind = artifact_entries(path, name)
+    if spooling():
+        # On a remote node: the head stores it (see mayuri.executors.remote.spool).
+        return spool_artifact(path, name, kind, folder=default_kind == "dir", link=link)
+    store_artifact(process_store(store_root), run_id, name, kind or default_kind, entries, link=link)
+    return name
+
+
+def store_artifact(store: Store, run_id: str, name: str, kind: str, entries: list[tuple[str, Path]], *,
+                   link: bool = False) -> None:
+    """Write checked files (`artifact_entries`) to blobs/ and record them as artifact `name` of a run."""
     digests = hash_files([full for _, full in entries])
     held = sorted({digest for digest, _ in digests})
     # Held until recorded: copying a large folder can outlast gc's grace period.
@@ -115,10 +132,9 @@ def save_artifact(store_root: Path, run_id: str, path: Path, name: str | None, k
         stored = write_blobs(store, [(full, digest) for (_, full), (digest, _) in zip(entries, digests, strict=True)],
                              link=link)
         files = [(rel, digest, size) for (rel, _), (digest, size) in zip(entries, stored, strict=True)]
-        record_artifact(store, run_id, name, kind or default_kind, files)
+        record_artifact(store, run_id, name, kind, files)
     finally:
         release_blobs(store, held, run_id)
-    return name
 
 
 def materialize(store: Store, run_id: str, name: str) -> Path:

@@ -31,7 +31,7 @@ _READ = 1 << 20
 _MAX_BYTES = 8 << 20
 
 
-def _frames(buffer: bytearray) -> list[Point]:
+def decode_frames(buffer: bytearray) -> list[Point]:
     """Decode and remove every whole frame at the start of `buffer`."""
     points: list[Point] = []
     offset = 0
@@ -60,7 +60,7 @@ def pump(store: Store, run_id: str, fd: int) -> int:
             chunk = os.read(fd, _READ)
             ended = not chunk
             buffer += chunk
-        points = _frames(buffer)
+        points = decode_frames(buffer)
         if not points:
             continue
         try:

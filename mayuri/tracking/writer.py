@@ -15,6 +15,10 @@ process group) leaves it running to drain the pipe and commit. At a normal
 exit an atexit handler sends the rest and waits until the sink has committed,
 so the scheduler sees every point once the job's process is gone.
 
+On a remote node (MAYURI_SPOOL set) there is no sink: the thread appends
+the same frames to the run's spool file (`mayuri.executors.remote.spool`),
+which the head ingests; the hot path is the same.
+
 Must not: take a lock or format anything per point, raise into the job from
 the background thread, or carry a buffer or a sink across `fork()`.
 """
@@ -28,11 +32,54 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Protocol
 
 FLUSH_INTERVAL = 0.5
 _FRAME = struct.Struct("<Q")
 # Fewer points per frame keeps each GIL-holding marshal call short.
 _FRAME_POINTS = 50_000
+
+
+class _Target(Protocol):
+    """Where the frames go: the sink process's stdin, or the spool file."""
+
+    def write(self, data: bytes) -> object: ...
+
+    def flush(self) -> None: ...
+
+    def finish(self, timeout: float) -> None: ...
+
+
+class _SinkProcess:
+    """The sink process (`mayuri.tracking.sink`) fed through its stdin."""
+
+    def __init__(self, store: Path, run_id: str) -> None:
+        env = dict(os.environ)
+        # The sink is Mayuri's own machinery, not part of the job's closure.
+        env.pop("MAYURI_CLOSURE_DIR", None)
+        # Marked, so that the job's supervisor lets it commit and exit by itself rather than stop it
+        # as a leftover (it ends when the job's end closes its stdin).
+        env["MAYURI_SINK"] = "1"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mayuri.tracking.sink", str(store), run_id],
+            stdin=subprocess.PIPE,
+            # Its errors belong in the job's stderr; nothing else of it is wanted.
+            stdout=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        assert self.process.stdin is not None
+        self.stream = self.process.stdin
+
+    def write(self, data: bytes) -> object:
+        return self.stream.write(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def finish(self, timeout: float) -> None:
+        self.stream.close()
+        self.process.wait(timeout)
 
 
 class MetricBuffer:
@@ -46,7 +93,7 @@ class MetricBuffer:
         # Bound once: the hot path calls it without an attribute lookup on the list.
         self.append = self.pending.append
         self.next_step = 0
-        self._sink: subprocess.Popen[bytes] | None = None
+        self._sink: _Target | None = None
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._broken = False
@@ -61,21 +108,10 @@ class MetricBuffer:
         del self.pending[:count]
         return batch
 
-    def _start_sink(self) -> subprocess.Popen[bytes]:
-        env = dict(os.environ)
-        # The sink is Mayuri's own machinery, not part of the job's closure.
-        env.pop("MAYURI_CLOSURE_DIR", None)
-        # Marked, so that the job's supervisor lets it commit and exit by itself rather than stop it
-        # as a leftover (it ends when the job's end closes its stdin).
-        env["MAYURI_SINK"] = "1"
-        return subprocess.Popen(
-            [sys.executable, "-m", "mayuri.tracking.sink", str(self.store), self.run_id],
-            stdin=subprocess.PIPE,
-            # Its errors belong in the job's stderr; nothing else of it is wanted.
-            stdout=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+    def _start_sink(self) -> _Target:
+        from mayuri.executors.remote.spool import MetricSpool, spooling
+
+        return MetricSpool() if spooling() else _SinkProcess(self.store, self.run_id)
 
     def flush(self) -> None:
         """Hand every pending point to the sink now (it commits them shortly after)."""
@@ -86,8 +122,7 @@ class MetricBuffer:
             try:
                 if self._sink is None:
                     self._sink = self._start_sink()
-                stream = self._sink.stdin
-                assert stream is not None
+                stream = self._sink
                 for start in range(0, len(batch), _FRAME_POINTS):
                     payload = marshal.dumps(batch[start:start + _FRAME_POINTS])
                     stream.write(_FRAME.pack(len(payload)))
@@ -120,8 +155,6 @@ class MetricBuffer:
             if sink is None:
                 return
             try:
-                if sink.stdin is not None:
-                    sink.stdin.close()
-                sink.wait(timeout)
+                sink.finish(timeout)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 sys.stderr.write(f"mayuri: the metrics writer did not finish ({exc}).\n")

@@ -52,6 +52,8 @@ class Job:
         self.leftovers: set[int] = set()
         self.sinks: set[int] = set()
         self.kill_at: float | None = None
+        # More for exit-N.json (the remote runner's: the cause it knows, the node).
+        self.extra: dict = {}
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:
@@ -113,7 +115,7 @@ def _signal_all(pids: set[int], sig: int) -> set[int]:
 
 def _write_record(job: Job) -> None:
     record = {"pid": job.pid, "exit_code": job.code, "ended_at": job.ended_at, "max_rss": job.max_rss,
-              "leftovers": len(job.leftovers)}
+              "leftovers": len(job.leftovers), **job.extra}
     tmp = f"{job.record}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
