@@ -120,6 +120,9 @@ class Executor(ABC):
     # Whether the scheduler places its jobs on this host's GPUs (leases in the store); a cluster's
     # engine places them itself.
     leases_gpus: ClassVar[bool] = True
+    # Whether its jobs spool metrics and artifacts in their run folders (a remote node never opens
+    # the store): the scheduler then ingests them while they run and once more when they end.
+    spools: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         # The executor's table of mayuri.toml (`[executor.NAME]`), as written.

@@ -54,6 +54,7 @@ from mayuri.store.scheduler_queries import cancel_requests, claim_holders
 
 if TYPE_CHECKING:
     from mayuri.executors.base import Executor, Exit
+    from mayuri.executors.remote.ingest import Ingester
     from mayuri.scheduler import attempts
 
 __all__ = ["SETTLED_OK", "Outcome", "Scheduler", "Slot"]
@@ -102,6 +103,8 @@ class Scheduler(Planner):
         # Slots waiting for a run that claims the same work (see claims.py), by that run's id.
         self._waiting: dict[str, list[Slot]] = {}
         self._next_claim_check = 0.0
+        # Reads the spools of jobs on remote nodes into the store (`mayuri.executors.remote.ingest`).
+        self._ingester: Ingester | None = None
 
     def preflight(self) -> None:
         """Before anything runs: each executor a job of the plan may run on says it can start jobs (exit 2 if not)."""
@@ -129,6 +132,15 @@ class Scheduler(Planner):
         if hasattr(executor, "poll_interval"):
             executor.poll_interval = self.settings.scheduler.poll_interval
         return executor
+
+    def _spool_reader(self) -> Ingester:
+        """The thread that reads remote jobs' spools into the store (started with the first such job)."""
+        if self._ingester is None:
+            from mayuri.executors.remote.ingest import Ingester
+
+            store = self.store
+            self._ingester = Ingester(lambda: store)
+        return self._ingester
 
     def _base_environment(self) -> dict[str, Any]:
         if self._environment is None:
@@ -299,6 +311,9 @@ class Scheduler(Planner):
                 self._emit(slot, "failed", result)
                 continue
             slot.active = result
+            if result.executor.spools:
+                assert slot.run_id is not None and slot.run_dir is not None
+                self._spool_reader().watch(slot.run_id, slot.run_dir)
             result.sampler.step = slot.sys_step
             self._running.add(slot.instance.key)
             self._emit(slot, "running", f"{slot.reason}; {item.resume.note}" if item.resume else slot.reason)
@@ -363,6 +378,9 @@ class Scheduler(Planner):
             active = slot.active
             assert active is not None and slot.run_dir is not None
             self._running.discard(slot.instance.key)
+            if active.executor.spools and self._ingester is not None:
+                # The job's last metrics and its artifacts, before its end is recorded.
+                self._ingester.finish(slot.run_id or "", slot.run_dir)
             slot.sys_step = active.sampler.step
             ended.append((slot, active, attempts.conclude(slot.run_dir, active, exit_)))
         # GPUs are given back before any closure is hashed: other jobs may be waiting for them.
@@ -584,6 +602,8 @@ class Scheduler(Planner):
             raise
         finally:
             self._kill_leftovers(failure)
+            if self._ingester is not None:
+                self._ingester.close()
             self._restore_signals(previous)
             self._close_books(keeper, fenced, locked)
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)

@@ -92,6 +92,7 @@ class SlurmExecutor(Executor):
 
     name = "slurm"
     leases_gpus = False
+    spools = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
