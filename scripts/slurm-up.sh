@@ -70,7 +70,8 @@ KillWait=5
 MessageTimeout=30
 MinJobAge=600
 SlurmdTimeout=60
-SchedulerParameters=defer_batch
+# Batch jobs wait up to 3 s for a scheduling pass by default: a test cluster starts them at once.
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000
 GresTypes=gpu
 SlurmdParameters=config_overrides
 NodeName=$HOST CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:2 State=UNKNOWN

@@ -1,0 +1,238 @@
+"""The slurm executor against a real Slurm: the one-node cluster of scripts/slurm-up.sh (started by .ci/run).
+
+Each test submits real jobs through submitit and checks the store, the run
+folders and Slurm's own view (squeue). Skipped, saying why, where there is no
+cluster to submit to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Project
+
+UP = "start one with `sudo bash scripts/slurm-up.sh` (.ci/run does)"
+
+
+def _cluster() -> str:
+    """The default partition of a live cluster; skips the test (with the reason) where there is none."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        pytest.skip("submitit is not installed (pip install 'mayuri[slurm]')")
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%P|%T"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"no Slurm cluster here (sinfo: {exc}); {UP}")
+    lines = [line.split("|") for line in done.stdout.split()]
+    live = [p.rstrip("*") for p, state in lines if state in ("idle", "mixed", "allocated")]
+    if done.returncode != 0 or not live:
+        pytest.skip(f"no Slurm node is up (sinfo: {(done.stdout + done.stderr).strip() or 'nothing'}); {UP}")
+    default = [p.rstrip("*") for p, _ in lines if p.endswith("*")]
+    return default[0] if default and default[0] in live else live[0]
+
+
+@pytest.fixture
+def slurm(project: Project) -> Iterator[Project]:
+    """A project whose jobs run on the cluster's default partition."""
+    partition = _cluster()
+    with open(project.root / "mayuri.toml", "a", encoding="utf-8") as handle:
+        handle.write(f'\n[executor]\ndefault = "slurm"\n\n[executor.slurm]\npartition = "{partition}"\n')
+    yield project
+    # Whatever a failed test left in the queue is cancelled (only this project's jobs).
+    refs = [r for (r,) in _query(project, "SELECT executor_ref FROM attempt WHERE executor = 'slurm'") if r]
+    if refs:
+        subprocess.run(["scancel", *refs], capture_output=True, timeout=30, check=False)
+
+
+def _query(project: Project, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    if not project.db.exists():
+        return []
+    with sqlite3.connect(project.db, timeout=30) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def _slurm_state(job_id: str) -> str:
+    done = subprocess.run(["squeue", "-h", "-t", "all", "-j", f"{job_id},{job_id}", "-o", "%T"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    return (done.stdout.split() or ["UNKNOWN"])[0]
+
+
+def _until(what: Callable[[], Any], timeout: float = 60.0, message: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {message or what}")
+
+
+def _background(project: Project, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.Popen([sys.executable, "-m", "mayuri", *args], cwd=project.root, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finish(process: subprocess.Popen[str], timeout: float = 90) -> str:
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        raise AssertionError(f"mayuri did not end:\n{out}") from None
+    return out
+
+
+def _submissions(project: Project) -> int:
+    folder = project.root / ".mayuri" / "slurm"
+    return len(list(folder.glob("*_submission.sh"))) if folder.exists() else 0
+
+
+TRAIN = """
+import time, mayuri
+for step in range(4):
+    mayuri.log(step=step, loss=1.0 / (step + 1))
+    print("step", step, flush=True)
+    time.sleep(1.0)
+mayuri.output("loss", 0.25)
+"""
+
+
+def test_pipeline_trained_on_slurm_then_cached_here_and_there(slurm: Project) -> None:
+    slurm.write("train.py", TRAIN)
+    slurm.write("exp.yaml", """
+        name: pipe
+        params: {lr: 0.1}
+        jobs:
+          prep:
+            run: echo prepared
+          train:
+            run: python train.py
+            depends_on: [prep]
+    """)
+    head = _background(slurm, "run", "exp.yaml")
+    try:
+        train = _until(lambda: _query(slurm, "SELECT r.id FROM run r JOIN attempt a ON a.run_id = r.id "
+                                             "WHERE r.job = 'train' AND a.executor_ref IS NOT NULL"),
+                       message="train submitted")[0][0]
+        follower = _background(slurm, "logs", "-f", train)
+        # Metrics reach the store while the job still runs on its node.
+        _until(lambda: _query(slurm, "SELECT 1 FROM metric m JOIN run r ON r.id = m.run_id WHERE r.id = ? "
+                                     "AND r.status = 'running'", train),
+               message="a metric of the running job")
+        out = _finish(head)
+        followed = _finish(follower, timeout=30)
+    finally:
+        if head.poll() is None:
+            head.send_signal(signal.SIGINT)
+            _finish(head)
+    assert head.returncode == 0, out
+    assert [f"step {i}" for i in range(4)] == [line for line in followed.splitlines() if line.startswith("step")]
+    assert "queued in Slurm" in out or "started" in out
+    rows = _query(slurm, "SELECT r.job, r.status, a.executor, a.executor_ref FROM run r JOIN attempt a "
+                         "ON a.run_id = r.id ORDER BY r.job")
+    assert [(job, status, executor) for job, status, executor, _ in rows] == [
+        ("prep", "succeeded", "slurm"), ("train", "succeeded", "slurm")]
+    assert all(ref.isdigit() for *_, ref in rows)
+    shown = slurm.show(train)
+    assert shown["outputs"] == {"loss": 0.25}
+    assert shown["metrics"]["loss"]["count"] == 4
+    assert [c["path"] for c in shown["closure"] if c["role"] == "code"] == ["train.py"]
+    # Cached: nothing is submitted again, on Slurm or locally.
+    submitted = _submissions(slurm)
+    again = slurm.mayuri("run", "exp.yaml")
+    assert again.returncode == 0 and again.stderr.count("cached (run") == 2, again.stdout + again.stderr
+    local = slurm.mayuri("run", "exp.yaml", "--executor", "local")
+    assert local.returncode == 0 and local.stderr.count("cached (run") == 2, local.stdout + local.stderr
+    assert _submissions(slurm) == submitted
+
+
+def test_cancel_stops_the_slurm_job(slurm: Project) -> None:
+    slurm.write("exp.yaml", """
+        name: long
+        jobs:
+          sleeper:
+            run: sleep 120
+    """)
+    head = _background(slurm, "run", "exp.yaml")
+    try:
+        run_id, ref = _until(lambda: _query(slurm, "SELECT run_id, executor_ref FROM attempt "
+                                                   "WHERE executor_ref IS NOT NULL"), message="submitted")[0]
+        _until(lambda: _slurm_state(ref) == "RUNNING", message="the Slurm job running")
+        done = slurm.mayuri("cancel", run_id)
+        assert done.returncode == 0, done.stderr
+        out = _finish(head)
+    finally:
+        if head.poll() is None:
+            head.kill()
+            _finish(head)
+    assert _query(slurm, "SELECT status FROM run WHERE id = ?", run_id) == [("cancelled",)], out
+    assert _until(lambda: _slurm_state(ref) in ("CANCELLED", "COMPLETED"), timeout=30, message="scancel")
+
+
+def test_a_sweep_goes_as_one_job_array(slurm: Project) -> None:
+    with open(slurm.root / "mayuri.toml", "a", encoding="utf-8") as handle:
+        handle.write("array = true\n")
+    slurm.write("exp.yaml", """
+        name: sweep
+        params: {seed: 0}
+        jobs:
+          train:
+            # The seed in the command: the instances differ from the start, so all three start together.
+            run: python -c "import mayuri; mayuri.output('seed', ${seed})"
+    """)
+    done = slurm.mayuri("run", "exp.yaml", "seed=1,2,3", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    refs = sorted(r for (r,) in _query(slurm, "SELECT executor_ref FROM attempt"))
+    assert len(refs) == 3 and len({r.split("_")[0] for r in refs}) == 1, refs
+    assert sorted(r.split("_")[1] for r in refs) == ["0", "1", "2"]
+    outputs = sorted(json.loads(v) for (v,) in _query(slurm, "SELECT value FROM output WHERE name = 'seed'"))
+    assert outputs == [1, 2, 3]
+
+
+def test_timeout_stops_the_slurm_job(slurm: Project) -> None:
+    slurm.write("exp.yaml", """
+        name: slow
+        jobs:
+          slow:
+            run: sleep 120
+            timeout: 3s
+    """)
+    done = slurm.mayuri("run", "exp.yaml", timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    [(status, ref, cause)] = _query(slurm, "SELECT r.status, a.executor_ref, a.cause FROM run r JOIN attempt a "
+                                           "ON a.run_id = r.id")
+    # As for a local job: the attempt timed out, the run failed.
+    assert (status, cause) == ("failed", "timeout")
+    assert _until(lambda: _slurm_state(ref) != "RUNNING", timeout=30, message="the Slurm job stopped")
+
+
+def test_a_missing_partition_is_refused_before_anything_runs(slurm: Project) -> None:
+    slurm.write("exp.yaml", """
+        name: nowhere
+        jobs:
+          one:
+            run: echo hi
+    """)
+    text = (slurm.root / "mayuri.toml").read_text(encoding="utf-8")
+    (slurm.root / "mayuri.toml").write_text(text.replace('partition = "', 'partition = "nope-'), encoding="utf-8")
+    done = slurm.mayuri("run", "exp.yaml")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no partition 'nope-" in done.stderr and "Traceback" not in done.stderr
+    assert _query(slurm, "SELECT count(*) FROM run") in ([], [(0,)])
+    hidden = dict(os.environ, PATH=str(Path(sys.executable).parent))
+    (slurm.root / "mayuri.toml").write_text(text, encoding="utf-8")
+    done = slurm.mayuri("run", "exp.yaml", env=hidden)
+    assert done.returncode == 2 and "`sbatch` is not on the PATH" in done.stderr, done.stderr

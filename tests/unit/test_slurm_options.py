@@ -1,0 +1,88 @@
+"""The Slurm executor's pure parts: `[executor.slurm]`, the sbatch request, Slurm's states, the preflight."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from mayuri.errors import ConfigError, ExecutorError
+from mayuri.executors.slurm import preflight
+from mayuri.executors.slurm.node import node_env
+from mayuri.executors.slurm.options import parse_settings, sbatch_parameters, slurm_time
+from mayuri.executors.slurm.states import JobState, parse_sacct, parse_squeue
+
+
+def test_settings_read_and_checked() -> None:
+    settings = parse_settings({"partition": "gpu", "time": "4h", "setup": "module load cuda",
+                               "additional": {"mail-type": "END"}, "array": True})
+    assert settings.partition == "gpu" and settings.time == 4 * 3600
+    assert settings.setup == ("module load cuda",) and settings.array
+    with pytest.raises(ConfigError, match="unknown key 'partiton'"):
+        parse_settings({"partiton": "gpu"})
+    with pytest.raises(ConfigError, match="time"):
+        parse_settings({"time": "soon"})
+    with pytest.raises(ConfigError, match="array must be true or false"):
+        parse_settings({"array": "yes"})
+
+
+def test_resources_become_the_request() -> None:
+    settings = parse_settings({"partition": "gpu", "account": "lab", "qos": "high", "time": "2h",
+                               "setup": ["source venv/bin/activate"], "additional": {"mail-type": "END"}})
+    params = sbatch_parameters(settings, {"gpus": 2, "cpus": 8, "memory": 16 * 2**30, "labels": ["a100", "ib"]},
+                               None, "train")
+    assert params["partition"] == "gpu" and params["account"] == "lab" and params["qos"] == "high"
+    assert params["gpus_per_node"] == 2 and params["cpus_per_task"] == 8 and params["mem"] == "16384M"
+    assert params["constraint"] == "a100&ib"
+    assert params["setup"] == ["source venv/bin/activate"]
+    assert params["additional_parameters"] == {"mail-type": "END", "time": "120:00"}
+    assert params["job_name"] == "mayuri-train"
+
+
+def test_a_jobs_timeout_wins_over_the_tables_time() -> None:
+    params = sbatch_parameters(parse_settings({"time": "4h"}), {}, 30.0, "train")
+    # The head stops it on time; Slurm's limit is the backstop, a minute later.
+    assert params["additional_parameters"]["time"] == "1:30"
+    assert slurm_time(0.2) == "0:01"
+    assert "additional_parameters" not in sbatch_parameters(parse_settings({}), {}, None, "x")
+
+
+def test_squeue_states_mapped_onto_mayuris() -> None:
+    found = parse_squeue("12|PENDING|Resources||0|\n13_2|RUNNING|None|node1|0|\n14|TIMEOUT|TimeLimit|n|15|\n"
+                         "15|PREEMPTED|None|n|0|\n16|NODE_FAIL|None|n|0|\n17|OUT_OF_MEMORY|OutOfMemory|n|0|\n"
+                         "18|FAILED|NonZeroExitCode|n|768|\n")
+    assert found["12"].queued and found["12"].reason == "Resources" and found["12"].alive
+    assert found["13_2"].alive and not found["13_2"].queued and found["13_2"].node == "node1"
+    assert found["14"].cause() == ("timeout", "reached its Slurm time limit") and found["14"].exit_code() == -15
+    assert found["15"].cause()[0] == "node_lost"  # type: ignore[index]
+    assert found["16"].cause()[0] == "node_lost"  # type: ignore[index]
+    assert found["17"].cause()[0] == "host_oom"  # type: ignore[index]
+    assert found["18"].cause() is None and found["18"].exit_code() == 3 and not found["18"].alive
+
+
+def test_sacct_lines_of_the_job_not_its_steps() -> None:
+    found = parse_sacct("20|COMPLETED|n1|0:0\n20.batch|COMPLETED|n1|0:0\n21|CANCELLED by 0|n1|0:15\n")
+    assert set(found) == {"20", "21"}
+    assert found["21"] == JobState("CANCELLED", "", "n1", 15)
+    assert found["21"].cause()[0] == "cancelled"  # type: ignore[index]
+
+
+def test_slurms_allocation_reaches_the_job() -> None:
+    env = node_env({"CUDA_VISIBLE_DEVICES": "", "PATH": "/bin"},
+                   {"CUDA_VISIBLE_DEVICES": "1", "SLURM_JOB_ID": "7", "HOME": "/node"})
+    assert env == {"CUDA_VISIBLE_DEVICES": "1", "PATH": "/bin", "SLURM_JOB_ID": "7"}
+    # A job Slurm gave no GPU keeps the head's "none visible".
+    assert node_env({"CUDA_VISIBLE_DEVICES": ""}, {})["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_preflight_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "submitit" else real(name))
+    with pytest.raises(ExecutorError, match="needs submitit") as caught:
+        preflight.check(None)
+    assert "mayuri[slurm]" in (caught.value.hint or "")
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    monkeypatch.setattr(preflight.shutil, "which", lambda name: None)
+    if real("submitit") is not None:
+        with pytest.raises(ExecutorError, match="`sbatch` is not on the PATH"):
+            preflight.check(None)
