@@ -87,7 +87,8 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
     try:
         planner = Planner(store, settings, spec.name, instances, reporter,
                           force=request.force, dry_run=request.dry_run,
-                          origin=RunOrigin(_source(path, settings.root), tuple(request.overrides)))
+                          origin=RunOrigin(_source(path, settings.root), tuple(request.overrides)),
+                          executor=request.executor)
         if request.dry_run:
             return RunResult(planner.plan())
         share_umask(store.root)

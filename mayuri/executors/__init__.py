@@ -52,14 +52,23 @@ def unknown(name: str) -> str:
 UNKNOWN_HINT = f"Install the package that provides it (entry-point group '{GROUP}'), or name a known one."
 
 
-def load(name: str, options: Mapping[str, Any] | None = None) -> Executor:
-    """A new executor of that name, configured with its `[executor.NAME]` table."""
+def executor_class(name: str) -> type[Executor]:
+    """The class registered under `name` (imported, not made)."""
     target = BUILTIN.get(name) or _plugins().get(name)
     if target is None:
         raise ConfigError(unknown(name), hint=UNKNOWN_HINT)
     module, _, attribute = target.partition(":")
-    cls = getattr(importlib.import_module(module), attribute)
-    return cls(options)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
+
+
+def load(name: str, options: Mapping[str, Any] | None = None) -> Executor:
+    """A new executor of that name, configured with its `[executor.NAME]` table."""
+    return executor_class(name)(options)
+
+
+def leases_gpus(name: str) -> bool:
+    """Whether the jobs of that executor are placed on this host's GPUs (a cluster's engine places its own)."""
+    return name == DEFAULT or executor_class(name).leases_gpus
 
 
 _recorded: dict[str, Executor] = {}

@@ -98,8 +98,11 @@ class Planner:
         force: bool = False,
         dry_run: bool = False,
         origin: RunOrigin | None = None,
+        executor: str | None = None,
     ) -> None:
         self.store = store
+        # The executor of the jobs that name none (`mayuri run --executor`, else `[executor] default`).
+        self.default_executor = executor or settings.executor.default
         # What every run this scheduler starts records as its origin.
         self.origin = origin or RunOrigin()
         self.settings = settings
@@ -276,10 +279,15 @@ class Planner:
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""
-        if not any((s.instance.job.resources.get("gpus") or 0) > 0 for s in self.slots.values()):
+        from mayuri.executors import leases_gpus
+
+        # Only jobs placed on this host's GPUs are checked against them: a cluster's engine places its own.
+        here = [s for s in self.slots.values() if (s.instance.job.resources.get("gpus") or 0) > 0
+                and leases_gpus(s.instance.job.executor or self.default_executor)]
+        if not here:
             return
         self.devices = usable(inventory(), self.settings.scheduler.gpus)
-        for slot in self.slots.values():
+        for slot in here:
             inst = slot.instance
             slot.request = request_for(inst, functools.partial(
                 peak_history, self.store, self.experiment, inst.name, inst.config_hash))

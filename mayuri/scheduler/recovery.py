@@ -38,7 +38,7 @@ from mayuri.executors.local.process import marked_processes, read_exit_record
 from mayuri.job import read_outputs
 from mayuri.liveness import scheduler_alive
 from mayuri.process_identity import boot_id, host, same_process
-from mayuri.run_contract import log_file
+from mayuri.run_contract import log_file, spool_dir
 from mayuri.scheduler.causes import classify, stderr_tail
 from mayuri.store.attempt_records import AttemptEnd, EndRecord, settle_abandoned, settle_ended
 from mayuri.store.db import Store
@@ -131,6 +131,11 @@ def settle_from_record(store: Store, run: UnownedRun, record: dict[str, Any], cl
                                 oom_kills_after=None)
         status = "failed"
     leftovers = int(record.get("leftovers") or 0)
+    if spool_dir(run_dir).is_dir():
+        from mayuri.executors.remote.ingest import SpoolReader
+
+        # A remote job's metrics and artifacts its dead head had not read yet (from where it stopped).
+        SpoolReader(store, run.run_id, run_dir).pump()
     try:
         outputs = read_outputs(run_dir)
     except (OSError, ValueError) as exc:

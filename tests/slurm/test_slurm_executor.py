@@ -236,3 +236,60 @@ def test_a_missing_partition_is_refused_before_anything_runs(slurm: Project) -> 
     (slurm.root / "mayuri.toml").write_text(text, encoding="utf-8")
     done = slurm.mayuri("run", "exp.yaml", env=hidden)
     assert done.returncode == 2 and "`sbatch` is not on the PATH" in done.stderr, done.stderr
+
+
+OOM_ONCE = """
+import os, sys
+print("gpus", os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+if os.environ["MAYURI_ATTEMPT"] == "1":
+    sys.exit("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+"""
+
+
+def test_gpus_come_from_slurm_and_a_cuda_oom_is_retried(slurm: Project) -> None:
+    # The head has no GPU: Slurm places the job on its node's (fake) GPUs.
+    slurm.write("oom.py", OOM_ONCE)
+    slurm.write("exp.yaml", """
+        name: gpu
+        jobs:
+          fit:
+            run: python oom.py
+            resources: {gpus: 1}
+            retry: {oom: {max: 1, strategy: wait, wait: 0s}}
+    """)
+    done = slurm.mayuri("run", "exp.yaml", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    attempts = _query(slurm, "SELECT number, cause, executor_ref FROM attempt ORDER BY number")
+    assert [(n, c) for n, c, _ in attempts] == [(1, "gpu_oom"), (2, None)]
+    assert attempts[0][2] != attempts[1][2]  # a new Slurm job for the retry
+    [(run_dir,)] = _query(slurm, "SELECT run_dir FROM run")
+    # Each attempt saw the one GPU Slurm gave it (gres, as CUDA_VISIBLE_DEVICES).
+    seen = (Path(run_dir) / "stdout.log").read_text().splitlines()
+    assert len(seen) == 2 and all(line in ("gpus 0", "gpus 1") for line in seen), seen
+
+
+def test_a_head_that_died_finds_its_slurm_job_and_adopts_it(slurm: Project) -> None:
+    slurm.write("train.py", TRAIN)
+    slurm.write("exp.yaml", """
+        name: adopt
+        jobs:
+          train:
+            run: python train.py
+    """)
+    head = _background(slurm, "run", "exp.yaml")
+    try:
+        run_id, ref = _until(lambda: _query(slurm, "SELECT run_id, executor_ref FROM attempt "
+                                                   "WHERE executor_ref IS NOT NULL"), message="submitted")[0]
+        _until(lambda: _query(slurm, "SELECT 1 FROM metric WHERE run_id = ?", run_id), message="a first metric")
+    finally:
+        head.kill()  # the head dies (SIGKILL): its Slurm job goes on
+        _finish(head)
+    assert _slurm_state(ref) == "RUNNING"
+    done = slurm.mayuri("run", "exp.yaml", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "adopted" in done.stderr and "cached (run" in done.stderr, done.stderr
+    assert _query(slurm, "SELECT count(*) FROM attempt") == [(1,)]  # never submitted twice
+    shown = slurm.show(run_id)
+    assert shown["status"] == "succeeded" and shown["outputs"] == {"loss": 0.25}
+    # Every metric, those spooled after the head died included.
+    assert shown["metrics"]["loss"]["count"] == 4
