@@ -514,6 +514,10 @@ class Scheduler(Planner):
             active = slot.active
             assert active is not None
             note = active.executor.waiting(active.handle)
+            timeout = slot.instance.job.timeout
+            if note is not None and timeout and active.deadline is not None:
+                # A job's timeout counts from when it runs, not while it waits in a cluster's queue.
+                active.deadline = self._clock() + timeout
             if note != active.waiting:
                 active.waiting = note
                 self.reporter.event(JobEvent(slot.instance.key, "running", note or "started", slot.run_id,

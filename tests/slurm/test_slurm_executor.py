@@ -293,3 +293,21 @@ def test_a_head_that_died_finds_its_slurm_job_and_adopts_it(slurm: Project) -> N
     assert shown["status"] == "succeeded" and shown["outputs"] == {"loss": 0.25}
     # Every metric, those spooled after the head died included.
     assert shown["metrics"]["loss"]["count"] == 4
+
+
+def test_a_timeout_counts_from_when_the_job_runs_not_while_it_is_queued(slurm: Project) -> None:
+    # Two jobs that each want every CPU of the node: the second waits in Slurm's queue for the first.
+    cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, check=True).stdout.split()[0])
+    slurm.write("exp.yaml", f"""
+        name: queue
+        params: {{n: 1}}
+        jobs:
+          hog:
+            run: python -c "import time; time.sleep(4); print(${{n}})"
+            resources: {{cpus: {cpus}}}
+            timeout: 6s
+    """)
+    done = slurm.mayuri("run", "exp.yaml", "n=1,2", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "queued in Slurm" in done.stderr, done.stderr
+    assert _query(slurm, "SELECT status, count(*) FROM run GROUP BY status") == [("succeeded", 2)]
