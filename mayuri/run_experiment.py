@@ -102,10 +102,7 @@ def run_experiment(request: RunRequest, reporter: Reporter, root: Path | None = 
             # Loaded only when something must run: a cached run needs none of it.
             from mayuri.scheduler.loop import Scheduler
 
-            scheduler = Scheduler(planner, ready, fresh=request.fresh, default_executor=request.executor)
-            # Exit 2 before anything runs when an executor cannot start jobs (its package, its cluster).
-            scheduler.preflight()
-            outcome = scheduler.run()
+            outcome = Scheduler(planner, ready, fresh=request.fresh, default_executor=request.executor).run()
         else:
             outcome = planner.all_cached()
         if not request.tests:

@@ -66,9 +66,9 @@ def load(name: str, options: Mapping[str, Any] | None = None) -> Executor:
     return executor_class(name)(options)
 
 
-def leases_gpus(name: str) -> bool:
-    """Whether the jobs of that executor are placed on this host's GPUs (a cluster's engine places its own)."""
-    return name == DEFAULT or executor_class(name).leases_gpus
+def places_gpus(name: str) -> bool:
+    """Whether that executor's engine places its jobs on GPUs itself (not on this host's, through leases)."""
+    return name != DEFAULT and executor_class(name).places_gpus
 
 
 _recorded: dict[str, Executor] = {}

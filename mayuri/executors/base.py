@@ -43,9 +43,10 @@ class LaunchSpec:
     grace: float = 10.0
     # The GPUs (by UUID) the scheduler placed it on.
     gpus: Sequence[str] = ()
-    # The job's name, its `resources` and `timeout` (seconds): what a cluster executor asks its engine for.
-    job: str = ""
+    # The job's `resources:` (gpus, cpus, memory), for an engine that places jobs itself.
     resources: Mapping[str, Any] = field(default_factory=dict)
+    # The job's name and `timeout` (seconds): a cluster groups a sweep by the one, limits time by the other.
+    job: str = ""
     timeout: float | None = None
 
 
@@ -117,9 +118,8 @@ class Executor(ABC):
     """Where jobs run. One instance per scheduler (or per command asking about recorded attempts)."""
 
     name: ClassVar[str]
-    # Whether the scheduler places its jobs on this host's GPUs (leases in the store); a cluster's
-    # engine places them itself.
-    leases_gpus: ClassVar[bool] = True
+    # The engine places jobs on GPUs itself (the scheduler takes no GPU leases for its jobs).
+    places_gpus: ClassVar[bool] = False
     # Whether its jobs spool metrics and artifacts in their run folders (a remote node never opens
     # the store): the scheduler then ingests them while they run and once more when they end.
     spools: ClassVar[bool] = False
@@ -128,8 +128,14 @@ class Executor(ABC):
         # The executor's table of mayuri.toml (`[executor.NAME]`), as written.
         self.options = dict(options or {})
 
-    def preflight(self) -> None:  # noqa: B027 - most executors need no check; those that do override it
-        """Before anything of a run starts: raise ExecutorError naming what is missing to start jobs."""
+    def preflight(self, jobs: Sequence[Any], project_root: Path, store_root: Path) -> None:
+        """Refuse (a MayuriError, exit 2) before anything runs when these job instances cannot run here.
+
+        Called once per run, only when some job must run on this executor: an
+        engine that is not installed, a cluster that cannot be reached. Nothing
+        to check by default.
+        """
+        return None
 
     @abstractmethod
     def start(self, spec: LaunchSpec) -> Handle:

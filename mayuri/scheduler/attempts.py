@@ -154,8 +154,8 @@ def start_batch(
             if name != "XLA_PYTHON_CLIENT_PREALLOCATE" or name not in env:
                 env[name] = value
         specs.append(LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
-                                item.number, grace, tuple(lease.gpu_uuid for lease in item.leases), item.job,
-                                item.resources, item.timeout))
+                                item.number, grace, tuple(lease.gpu_uuid for lease in item.leases),
+                                item.resources, item.job, item.timeout))
 
         def launch() -> Started | str:
             # Started already (`_start_together`): this says what came of it.

@@ -106,16 +106,6 @@ class Scheduler(Planner):
         # Reads the spools of jobs on remote nodes into the store (`mayuri.executors.remote.ingest`).
         self._ingester: Ingester | None = None
 
-    def preflight(self) -> None:
-        """Before anything runs: each executor a job of the plan may run on says it can start jobs (exit 2 if not)."""
-        names = {slot.instance.job.executor or self._default_executor
-                 for slot in [*self._handed_over, *self._pending]}
-        for name in sorted(names):
-            if self._only_executor is None and name not in self._executors:
-                self._load_executor(name)
-        for executor in ([self._only_executor] if self._only_executor else self._executors.values()):
-            executor.preflight()
-
     # -- launching ----------------------------------------------------------
 
     def _executor_for(self, slot: Slot) -> Executor:
@@ -123,14 +113,13 @@ class Scheduler(Planner):
         if self._only_executor is not None:
             return self._only_executor
         name = slot.instance.job.executor or self._default_executor
-        return self._executors.get(name) or self._load_executor(name)
+        executor = self._executors.get(name)
+        if executor is None:
+            from mayuri.executors import load
 
-    def _load_executor(self, name: str) -> Executor:
-        from mayuri.executors import load
-
-        executor = self._executors[name] = load(name, self.settings.executor.options.get(name))
-        if hasattr(executor, "poll_interval"):
-            executor.poll_interval = self.settings.scheduler.poll_interval
+            executor = self._executors[name] = load(name, self.settings.executor.options.get(name))
+            if hasattr(executor, "poll_interval"):
+                executor.poll_interval = self.settings.scheduler.poll_interval
         return executor
 
     def _spool_reader(self) -> Ingester:
@@ -223,7 +212,7 @@ class Scheduler(Planner):
                 self._settle_cached(slot, decision)
                 return True, None
         leases: list[Any] = []
-        if slot.request.gpus and self._executor_for(slot).leases_gpus:
+        if slot.request.gpus and not self._executor_for(slot).places_gpus:
             taken = self._take_gpus(slot, keeper, now)
             if taken is None:
                 return False, None
@@ -587,6 +576,7 @@ class Scheduler(Planner):
 
     def run(self) -> Outcome:
         """Run the plan to the end (or until interrupted)."""
+        self._preflight()
         long_running()
         keeper = LeaseKeeper(self.store, self.experiment)
         previous = self._install_signals()
@@ -611,6 +601,17 @@ class Scheduler(Planner):
             self._restore_signals(previous)
             self._close_books(keeper, fenced, locked)
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)
+
+    def _preflight(self) -> None:
+        """Let each executor that has jobs to run refuse them (exit 2) before anything runs."""
+        if self._only_executor is not None:
+            return
+        jobs: dict[str, list[JobInstance]] = {}
+        for slot in self.slots.values():
+            if slot.state != "cached":
+                jobs.setdefault(slot.instance.job.executor or self._default_executor, []).append(slot.instance)
+        for group in jobs.values():
+            self._executor_for(self.slots[group[0].key]).preflight(group, self.settings.root, self.store.root)
 
     def _secured(self, keeper: LeaseKeeper, ready: list[Slot]) -> list[Slot]:
         """Before `ready` is launched: register the scheduler and count the cache hits so far, at once.

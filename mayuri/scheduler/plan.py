@@ -279,11 +279,11 @@ class Planner:
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""
-        from mayuri.executors import leases_gpus
+        from mayuri.executors import places_gpus
 
         # Only jobs placed on this host's GPUs are checked against them: a cluster's engine places its own.
         here = [s for s in self.slots.values() if (s.instance.job.resources.get("gpus") or 0) > 0
-                and leases_gpus(s.instance.job.executor or self.default_executor)]
+                and not places_gpus(s.instance.job.executor or self.default_executor)]
         if not here:
             return
         self.devices = usable(inventory(), self.settings.scheduler.gpus)

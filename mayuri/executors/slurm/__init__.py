@@ -14,7 +14,8 @@ job spools its metrics and artifacts in the run folder, the head reads them.
 - `[executor.slurm] array = true`: the attempts of one job that start in the
   same turn with the same request (a sweep) go in one job array (submitit's
   `map_array`); otherwise one Slurm job each.
-- Slurm places GPUs: the head leases none (`leases_gpus = False`).
+- Slurm places GPUs (`places_gpus`): the head leases none, and the job sees
+  the GPUs Slurm gave it (`node.py`), none when it asked for none.
 - How it ended: the runner's `exit-N.json` when there is one (its exit code;
   the stderr tail then tells a CUDA OOM as for a local job); Slurm's state
   when the node could not write it or Slurm ended the job for a reason of its
@@ -52,8 +53,6 @@ REFRESH = 1.0
 # unknown to squeue.
 RECORD_WAIT = 5.0
 UNSEEN_WAIT = 30.0
-# The variables the head sets to pin a job to its leased GPUs: Slurm pins a job on its node instead.
-HEAD_GPU_VARS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "XLA_PYTHON_CLIENT_PREALLOCATE")
 
 
 @dataclass(kw_only=True)
@@ -74,10 +73,6 @@ class _NoUsage(Usage):
     next_at = float("inf")
 
 
-def _spec_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in env.items() if name not in HEAD_GPU_VARS}
-
-
 def _exit_from_record(record: Mapping[str, Any]) -> Exit:
     code = record.get("exit_code")
     code = int(code) if code is not None else 1
@@ -91,7 +86,7 @@ class SlurmExecutor(Executor):
     """Attempts as Slurm jobs (see the module's docstring)."""
 
     name = "slurm"
-    leases_gpus = False
+    places_gpus = True
     spools = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -104,7 +99,7 @@ class SlurmExecutor(Executor):
 
     # -- before anything runs -------------------------------------------------
 
-    def preflight(self) -> None:
+    def preflight(self, jobs: Sequence[Any], project_root: Path, store_root: Path) -> None:
         from mayuri.executors.slurm.preflight import check
 
         check(self.settings.partition)
@@ -174,7 +169,7 @@ class SlurmExecutor(Executor):
         parameters["additional_parameters"] = additional
         if len(specs) > 1:
             parameters["array_parallelism"] = self.settings.array_parallelism
-        payloads = [make_spec(command=s.command, shell=s.shell, cwd=s.cwd, env=_spec_env(s.env), run_dir=s.run_dir,
+        payloads = [make_spec(command=s.command, shell=s.shell, cwd=s.cwd, env=s.env, run_dir=s.run_dir,
                               attempt=s.attempt, grace=s.grace) for s in specs]
         try:
             executor = submitit.SlurmExecutor(folder=self._folder(specs[0]), max_num_timeout=0)
