@@ -37,7 +37,9 @@ _EXECUTOR = {"type": "string", "pattern": _NAME,
 
 def _resources() -> dict[str, Any]:
     props: dict[str, Any] = {"gpus": {"type": "number", "minimum": 0}, "cpus": {"type": "number", "minimum": 0},
-                             "gpu_memory": _SIZE, "memory": _SIZE}
+                             "gpu_memory": _SIZE, "memory": _SIZE,
+                             "labels": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                                        "description": "What a node must have (Slurm constraints)."}}
     assert set(props) == set(RESOURCE_KEYS)
     return _object(props, description="What the job needs to run.")
 

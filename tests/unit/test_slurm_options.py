@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
-from mayuri.errors import ConfigError, ExecutorError
+from mayuri.errors import ConfigError, ExecutorError, ExperimentError
 from mayuri.executors.slurm import preflight
 from mayuri.executors.slurm.node import node_env
 from mayuri.executors.slurm.options import parse_settings, sbatch_parameters, slurm_time
 from mayuri.executors.slurm.states import JobState, parse_sacct, parse_squeue
+from mayuri.experiment.parse import parse_experiment
 
 
 def test_settings_read_and_checked() -> None:
@@ -86,3 +88,14 @@ def test_preflight_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> Non
     if real("submitit") is not None:
         with pytest.raises(ExecutorError, match="`sbatch` is not on the PATH"):
             preflight.check(None)
+
+
+def test_labels_are_a_resource_of_the_experiment_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("jobs:\n  train:\n    run: python -c pass\n    resources: {gpus: 1, labels: [a100, ib]}\n")
+    assert parse_experiment(good).jobs["train"].resources["labels"] == ["a100", "ib"]
+    good.write_text("jobs:\n  train:\n    run: python -c pass\n    resources: {labels: a100}\n")
+    assert parse_experiment(good).jobs["train"].resources["labels"] == ["a100"]
+    good.write_text("jobs:\n  train:\n    run: python -c pass\n    resources: {labels: [1]}\n")
+    with pytest.raises(ExperimentError, match="resources.labels: must be a name or a list of names"):
+        parse_experiment(good)
