@@ -86,6 +86,8 @@ class Exit:
     # `host_oom`, `cancelled`: a cluster's own reasons), with the sentence for the user.
     cause: str | None = None
     error: str | None = None
+    # The machine it ran on, when not this one (a cluster's node).
+    node: str | None = None
 
 
 @dataclass(frozen=True)

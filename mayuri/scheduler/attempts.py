@@ -245,7 +245,7 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
     end = AttemptEnd(
         status=status, exit_code=code if code >= 0 else None, signal=signal_number, cause=cause, error=error,
         peak_rss=max(active.sampler.peak_rss, ended.max_rss) or None,
-        peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=ended.leftovers or None,
+        peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=ended.leftovers or None, node=ended.node,
     )
     return Ended(status, cause, error, code, duration, end)
 

@@ -148,7 +148,7 @@ def settle_from_record(store: Store, run: UnownedRun, record: dict[str, Any], cl
     end = AttemptEnd(status=close.status,
                      exit_code=code if code >= 0 else None, signal=-code if code < 0 else None, cause=cause,
                      error=close.error, peak_rss=int(record.get("max_rss") or 0) or None,
-                     leftovers=leftovers or None)
+                     leftovers=leftovers or None, node=record.get("node"))
     ended_at = float(record.get("ended_at") or time.time())
     return settle_ended(store, EndRecord(run.run_id, run.attempt or 1, end, close=close), ended_at)
 

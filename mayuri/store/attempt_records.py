@@ -37,6 +37,8 @@ class AttemptEnd:
     peak_rss: int | None = None
     peak_gpu_memory: int | None = None
     leftovers: int | None = None
+    # The machine that ran it, when not the scheduler's (a cluster's node).
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,9 +192,10 @@ def _end_rows(conn: sqlite3.Connection, record: EndRecord, now: float) -> None:
     if end is not None:
         conn.execute(
             "UPDATE attempt SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cause = ?, error = ?, "
-            "peak_rss = ?, peak_gpu_memory = ?, leftovers = ? WHERE run_id = ? AND number = ?",
+            "peak_rss = ?, peak_gpu_memory = ?, leftovers = ?, node = COALESCE(?, node) "
+            "WHERE run_id = ? AND number = ?",
             (end.status, now, end.exit_code, end.signal, end.cause, end.error, end.peak_rss,
-             end.peak_gpu_memory, end.leftovers, record.run_id, record.number),
+             end.peak_gpu_memory, end.leftovers, end.node, record.run_id, record.number),
         )
         if end.peak_rss or end.peak_gpu_memory:
             conn.execute(

@@ -314,11 +314,16 @@ class AttemptRow:
     resumed_from: str | None = None
     resumed_step: int | None = None
     leftovers: int | None = None
+    executor: str | None = None
+    executor_ref: str | None = None
+    node: str | None = None
 
     @property
     def note(self) -> str:
-        """What else happened to the attempt: where it resumed from, leftover processes stopped."""
+        """What else happened to the attempt: where it ran (on a cluster), where it resumed from, leftovers stopped."""
         parts = []
+        if self.executor not in (None, "local"):
+            parts.append(f"{self.executor} {self.executor_ref or '?'}" + (f" on {self.node}" if self.node else ""))
         if self.resumed_from:
             at = f" at step {self.resumed_step}" if self.resumed_step is not None else ""
             parts.append(f"resumed from run {self.resumed_from[:8]}{at}")
@@ -331,7 +336,8 @@ def attempts_of(store: Store, run_id: str) -> list[AttemptRow]:
     """A run's attempts in order."""
     rows = store.db.execute_sql(
         "SELECT number, status, pid, host, started_at, ended_at, exit_code, signal, cause, gpus, params, "
-        "resumed_from, resumed_step, leftovers FROM attempt WHERE run_id = ? ORDER BY number",
+        "resumed_from, resumed_step, leftovers, executor, executor_ref, node FROM attempt WHERE run_id = ? "
+        "ORDER BY number",
         (run_id,),
     )
     return [AttemptRow(number, status, pid, host, started, ended, code, sig, cause, json.loads(gpus), json.loads(params),

@@ -147,6 +147,11 @@ def test_pipeline_trained_on_slurm_then_cached_here_and_there(slurm: Project) ->
         ("prep", "succeeded", "slurm"), ("train", "succeeded", "slurm")]
     assert all(ref.isdigit() for *_, ref in rows)
     shown = slurm.show(train)
+    [attempt] = shown["attempts"]
+    # Where it ran: the node (from the runner's exit record), by its Slurm job id.
+    assert (attempt["executor"], attempt["node"]) == ("slurm", subprocess.run(
+        ["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip())
+    assert attempt["executor_ref"].isdigit()
     assert shown["outputs"] == {"loss": 0.25}
     assert shown["metrics"]["loss"]["count"] == 4
     assert [c["path"] for c in shown["closure"] if c["role"] == "code"] == ["train.py"]

@@ -79,7 +79,7 @@ def _exit_from_record(record: Mapping[str, Any]) -> Exit:
     cause = record.get("cause")
     known = cause if cause in ("host_oom", "start_failed") else None
     return Exit(code, max_rss=int(record.get("max_rss") or 0), leftovers=int(record.get("leftovers") or 0),
-                cause=known, error=record.get("error") if known else None)
+                cause=known, error=record.get("error") if known else None, node=record.get("node"))
 
 
 class SlurmExecutor(Executor):
@@ -204,7 +204,8 @@ class SlurmExecutor(Executor):
                 # Killed from outside (Slurm's time limit, a preemption, its OOM kill): Slurm's state names why.
                 slurm = self._slurm_end(handle)
                 if slurm is not None:
-                    ended = Exit(ended.code, ended.max_rss, ended.leftovers, cause=slurm.cause, error=slurm.error)
+                    ended = Exit(ended.code, ended.max_rss, ended.leftovers, cause=slurm.cause, error=slurm.error,
+                                 node=ended.node)
             return self._forget(handle, ended)
         self._refresh(now)
         state = handle.state
@@ -236,10 +237,11 @@ class SlurmExecutor(Executor):
     @staticmethod
     def _ended_by_slurm(state: JobState) -> Exit:
         cause = state.cause()
+        node = state.node or None
         if cause is None:
             # It ended on its own yet left no exit record: the runner did not get to write one.
-            return Exit(state.exit_code(), status_lost=True)
-        return Exit(state.exit_code() or -signal.SIGKILL, cause=cause[0], error=cause[1])
+            return Exit(state.exit_code(), status_lost=True, node=node)
+        return Exit(state.exit_code() or -signal.SIGKILL, cause=cause[0], error=cause[1], node=node)
 
     def _forget(self, handle: SlurmHandle, ended: Exit) -> Exit:
         self._watched.pop(handle.ref, None)
