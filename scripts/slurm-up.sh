@@ -74,7 +74,7 @@ SlurmdTimeout=60
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000
 GresTypes=gpu
 SlurmdParameters=config_overrides
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:2 State=UNKNOWN
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:2 Features=fake-gpu State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 )"

@@ -316,3 +316,50 @@ def test_a_timeout_counts_from_when_the_job_runs_not_while_it_is_queued(slurm: P
     assert done.returncode == 0, done.stdout + done.stderr
     assert "queued in Slurm" in done.stderr, done.stderr
     assert _query(slurm, "SELECT status, count(*) FROM run GROUP BY status") == [("succeeded", 2)]
+
+
+def test_labels_are_slurm_constraints_and_a_refusal_fails_the_job(slurm: Project) -> None:
+    features = subprocess.run(["sinfo", "-h", "-o", "%f"], capture_output=True, text=True, check=True).stdout.split()
+    feature = next((f for f in ",".join(features).split(",") if f and f != "(null)"), None)
+    if feature is None:
+        pytest.skip("no node of this cluster has a feature (scripts/slurm-up.sh gives its node `fake-gpu`)")
+    slurm.write("exp.yaml", f"""
+        name: where
+        jobs:
+          fits:
+            run: python -c "print('fits')"
+            resources: {{labels: [{feature}]}}
+          nowhere:
+            # Not the same command: resources do not count in the cache key, so it would be reused.
+            run: python -c "print('nowhere')"
+            resources: {{labels: [no-such-feature]}}
+    """)
+    done = slurm.mayuri("run", "exp.yaml", timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = dict(_query(slurm, "SELECT job, status FROM run"))
+    assert rows == {"fits": "succeeded", "nowhere": "failed"}
+    [(error,)] = _query(slurm, "SELECT error FROM run WHERE job = 'nowhere'")
+    assert "Slurm refused the job" in error and "feature" in error.lower(), error
+
+
+def test_ctrl_c_cancels_the_slurm_job(slurm: Project) -> None:
+    slurm.write("exp.yaml", """
+        name: interrupted
+        jobs:
+          sleeper:
+            run: sleep 120
+    """)
+    head = _background(slurm, "run", "exp.yaml")
+    try:
+        run_id, ref = _until(lambda: _query(slurm, "SELECT run_id, executor_ref FROM attempt "
+                                                   "WHERE executor_ref IS NOT NULL"), message="submitted")[0]
+        _until(lambda: _slurm_state(ref) == "RUNNING", message="the Slurm job running")
+        head.send_signal(signal.SIGINT)
+        out = _finish(head)
+    finally:
+        if head.poll() is None:
+            head.kill()
+            _finish(head)
+    assert head.returncode == 130, out
+    assert _query(slurm, "SELECT status FROM run WHERE id = ?", run_id) == [("cancelled",)], out
+    assert _until(lambda: _slurm_state(ref) in ("CANCELLED", "COMPLETED"), timeout=30, message="scancel")
