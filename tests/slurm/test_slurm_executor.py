@@ -164,7 +164,8 @@ def test_pipeline_trained_on_slurm_then_cached_here_and_there(slurm: Project) ->
     assert _submissions(slurm) == submitted
 
 
-def test_cancel_stops_the_slurm_job(slurm: Project) -> None:
+def _stopped_while_running(slurm: Project, stop: Callable[[subprocess.Popen[str], str], None]) -> int:
+    """Run a long job on Slurm, `stop(head, run_id)` once Slurm runs it: the run is cancelled, its job too."""
     slurm.write("exp.yaml", """
         name: long
         jobs:
@@ -176,8 +177,7 @@ def test_cancel_stops_the_slurm_job(slurm: Project) -> None:
         run_id, ref = _until(lambda: _query(slurm, "SELECT run_id, executor_ref FROM attempt "
                                                    "WHERE executor_ref IS NOT NULL"), message="submitted")[0]
         _until(lambda: _slurm_state(ref) == "RUNNING", message="the Slurm job running")
-        done = slurm.mayuri("cancel", run_id)
-        assert done.returncode == 0, done.stderr
+        stop(head, run_id)
         out = _finish(head)
     finally:
         if head.poll() is None:
@@ -185,6 +185,19 @@ def test_cancel_stops_the_slurm_job(slurm: Project) -> None:
             _finish(head)
     assert _query(slurm, "SELECT status FROM run WHERE id = ?", run_id) == [("cancelled",)], out
     assert _until(lambda: _slurm_state(ref) in ("CANCELLED", "COMPLETED"), timeout=30, message="scancel")
+    return head.returncode
+
+
+def test_cancel_stops_the_slurm_job(slurm: Project) -> None:
+    def cancel(head: subprocess.Popen[str], run_id: str) -> None:
+        done = slurm.mayuri("cancel", run_id)
+        assert done.returncode == 0, done.stderr
+
+    _stopped_while_running(slurm, cancel)
+
+
+def test_ctrl_c_cancels_the_slurm_job(slurm: Project) -> None:
+    assert _stopped_while_running(slurm, lambda head, _: head.send_signal(signal.SIGINT)) == 130
 
 
 def test_a_sweep_goes_as_one_job_array(slurm: Project) -> None:
@@ -340,26 +353,3 @@ def test_labels_are_slurm_constraints_and_a_refusal_fails_the_job(slurm: Project
     assert rows == {"fits": "succeeded", "nowhere": "failed"}
     [(error,)] = _query(slurm, "SELECT error FROM run WHERE job = 'nowhere'")
     assert "Slurm refused the job" in error and "feature" in error.lower(), error
-
-
-def test_ctrl_c_cancels_the_slurm_job(slurm: Project) -> None:
-    slurm.write("exp.yaml", """
-        name: interrupted
-        jobs:
-          sleeper:
-            run: sleep 120
-    """)
-    head = _background(slurm, "run", "exp.yaml")
-    try:
-        run_id, ref = _until(lambda: _query(slurm, "SELECT run_id, executor_ref FROM attempt "
-                                                   "WHERE executor_ref IS NOT NULL"), message="submitted")[0]
-        _until(lambda: _slurm_state(ref) == "RUNNING", message="the Slurm job running")
-        head.send_signal(signal.SIGINT)
-        out = _finish(head)
-    finally:
-        if head.poll() is None:
-            head.kill()
-            _finish(head)
-    assert head.returncode == 130, out
-    assert _query(slurm, "SELECT status FROM run WHERE id = ?", run_id) == [("cancelled",)], out
-    assert _until(lambda: _slurm_state(ref) in ("CANCELLED", "COMPLETED"), timeout=30, message="scancel")
