@@ -20,7 +20,7 @@ def test_settings_read_and_checked() -> None:
                                "additional": {"mail-type": "END"}, "array": True})
     assert settings.partition == "gpu" and settings.time == 4 * 3600
     assert settings.setup == ("module load cuda",) and settings.array
-    with pytest.raises(ConfigError, match="unknown key 'partiton'"):
+    with pytest.raises(ConfigError, match="unknown key 'partiton' in mayuri.toml — did you mean 'partition'"):
         parse_settings({"partiton": "gpu"})
     with pytest.raises(ConfigError, match="time"):
         parse_settings({"time": "soon"})

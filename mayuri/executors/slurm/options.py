@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.errors import ConfigError
+from mayuri.suggest import did_you_mean
 from mayuri.units import parse_duration
 
 KEYS = ("partition", "account", "qos", "time", "folder", "setup", "additional", "array", "array_parallelism")
@@ -63,7 +64,7 @@ def parse_settings(table: Mapping[str, Any] | None) -> SlurmSettings:
     table = dict(table or {})
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
-        raise _fail(f"unknown key '{unknown[0]}'; the keys are: {', '.join(KEYS)}.")
+        raise _fail(f"unknown key '{unknown[0]}' in mayuri.toml — {did_you_mean(unknown[0], KEYS)}")
     time = None
     if table.get("time") is not None:
         try:
