@@ -16,7 +16,7 @@ Pure: no submitit, no Slurm command. The keys:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,8 +146,3 @@ def sbatch_parameters(settings: SlurmSettings, resources: Mapping[str, Any], tim
 def array_key(job: str, parameters: Mapping[str, Any]) -> tuple[str, str]:
     """What attempts must share to go in one array: their job and their sbatch request."""
     return job, repr(sorted(parameters.items()))
-
-
-def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    """`items` in runs of at most `size`."""
-    return [items[i:i + size] for i in range(0, len(items), size)]
