@@ -3,7 +3,8 @@
 Pure: no submitit, no Slurm command. The keys:
 
 - `partition`, `account`, `qos`: passed as they are (`--partition`, ...);
-- `time`: the time limit of a job that sets no `timeout` (a duration, `4h`);
+- `time`: the time limit of a job that sets no `timeout` (a duration, `4h`;
+  default: the partition's default time);
 - `folder`: submitit's folder (its sbatch files, pickles and own logs), on a
   filesystem the nodes share; default `<store>/slurm`;
 - `setup`: shell lines run on the node before the job (module loads, venv activation);
@@ -26,7 +27,7 @@ from mayuri.suggest import did_you_mean
 from mayuri.units import parse_duration
 
 KEYS = ("partition", "account", "qos", "time", "folder", "setup", "additional", "array", "array_parallelism")
-# Slurm's own default limit is the partition's; this is only used when neither `time` nor `timeout` says.
+# What a ConfigError about the table suggests.
 HINT = ('For example:\n[executor.slurm]\npartition = "gpu"\ntime = "4h"\nfolder = "/shared/mayuri-slurm"\n'
         'setup = ["module load cuda", "source /shared/venv/bin/activate"]')
 # A job's own `timeout` is enforced by the head; Slurm's limit is a little later, as a backstop.
