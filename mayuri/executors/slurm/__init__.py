@@ -218,7 +218,8 @@ class SlurmExecutor(Executor):
             return None
         if handle.ended_seen is None:
             handle.ended_seen = now
-        if now - handle.ended_seen < RECORD_WAIT:
+        if state.node and now - handle.ended_seen < RECORD_WAIT:
+            # It ran on a node: its exit record may still be on its way through the shared filesystem.
             return None
         return self._forget(handle, self._ended_by_slurm(state))
 
