@@ -356,3 +356,30 @@ def test_labels_are_slurm_constraints_and_a_refusal_fails_the_job(slurm: Project
     assert rows == {"fits": "succeeded", "nowhere": "failed"}
     [(error,)] = _query(slurm, "SELECT error FROM run WHERE job = 'nowhere'")
     assert "Slurm refused the job" in error and "feature" in error.lower(), error
+
+
+def test_a_job_still_queued_is_shown_so_and_cancelled_at_once(slurm: Project) -> None:
+    with open(slurm.root / "mayuri.toml", "a", encoding="utf-8") as handle:
+        handle.write('additional = {begin = "now+3600"}\n')  # Slurm holds it an hour
+    slurm.write("exp.yaml", """
+        name: later
+        jobs:
+          later:
+            run: python -c pass
+    """)
+    head = _background(slurm, "run", "exp.yaml")
+    try:
+        run_id, ref = _until(lambda: _query(slurm, "SELECT run_id, executor_ref FROM attempt "
+                                                   "WHERE executor_ref IS NOT NULL"), message="submitted")[0]
+        assert _slurm_state(ref) == "PENDING"
+        began = time.monotonic()
+        assert slurm.mayuri("cancel", run_id).returncode == 0
+        out = _finish(head)
+        assert time.monotonic() - began < 15, out
+    finally:
+        if head.poll() is None:
+            head.kill()
+            _finish(head)
+    assert "queued in Slurm (job " in out and "BeginTime" in out, out
+    assert _query(slurm, "SELECT status FROM run") == [("cancelled",)]
+    assert _slurm_state(ref) == "CANCELLED"
