@@ -31,7 +31,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ class SlurmHandle(Handle):
     run_dir: Path
     attempt: int
     state: JobState | None = None
+    # When it was submitted (monotonic clock, like the executor's other moments).
+    submitted: float = field(default_factory=time.monotonic)
     # When Slurm was first seen to say it ended (the exit record is waited for a moment from then).
     ended_seen: float | None = None
     stopping: bool = False
@@ -210,7 +212,7 @@ class SlurmExecutor(Executor):
         self._refresh(now)
         state = handle.state
         if state is None:
-            if now - handle.started > UNSEEN_WAIT and self._asked_at > handle.started + UNSEEN_WAIT:
+            if self._asked_at > handle.submitted + UNSEEN_WAIT:
                 return self._forget(handle, Exit(1, cause="node_lost", error="Slurm lost the job (squeue and "
                                                                               "sacct no longer know it)"))
             return None
