@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mayuri.errors import ConfigError, ExecutorError, ExperimentError
-from mayuri.executors.slurm import preflight
+from mayuri.executors import slurm as slurm_executor
+from mayuri.executors.slurm import SlurmHandle, preflight
 from mayuri.executors.slurm.node import node_env
 from mayuri.executors.slurm.options import parse_settings, sbatch_parameters, slurm_time
 from mayuri.executors.slurm.states import JobState, parse_sacct, parse_squeue
@@ -99,3 +100,35 @@ def test_labels_are_a_resource_of_the_experiment_file(tmp_path: Path) -> None:
     good.write_text("jobs:\n  train:\n    run: python -c pass\n    resources: {labels: [1]}\n")
     with pytest.raises(ExperimentError, match="resources.labels: must be a name or a list of names"):
         parse_experiment(good)
+
+
+def _handle(tmp_path: Path, job_id: str) -> SlurmHandle:
+    return SlurmHandle(job_id, run_dir=tmp_path, attempt=1)
+
+
+def test_how_an_attempt_ended_from_its_record_and_slurms_state(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    states: dict[str, JobState] = {}
+    monkeypatch.setattr(slurm_executor, "query", lambda ids: {i: states[i] for i in ids if i in states})
+    monkeypatch.setattr(slurm_executor, "RECORD_WAIT", 0.0)
+    executor = slurm_executor.SlurmExecutor({})
+    # Still queued: not ended, and said so with Slurm's reason.
+    states["1"] = JobState("PENDING", "Priority")
+    queued = _handle(tmp_path, "1")
+    executor._watched["1"] = queued
+    assert executor.poll(queued) is None
+    assert executor.waiting(queued) == "queued in Slurm (job 1: pending, Priority)"
+    # The node died: no exit record, Slurm says NODE_FAIL -> node_lost (retried like a failure).
+    states["1"] = JobState("NODE_FAIL", "", "n7")
+    executor._asked_at = float("-inf")
+    lost = executor.poll(queued)
+    assert lost is not None and (lost.cause, lost.node) == ("node_lost", "n7")
+    # The runner wrote its record (killed by SIGTERM) and Slurm says TIMEOUT -> timeout.
+    (tmp_path / "exit-1.json").write_text('{"exit_code": -15, "node": "n8", "cause": "stopped"}')
+    states["2"] = JobState("TIMEOUT", "TimeLimit", "n8", 15)
+    timed = executor.poll(_handle(tmp_path, "2"))
+    assert timed is not None and (timed.code, timed.cause, timed.node) == (-15, "timeout", "n8")
+    # A plain exit code: the record alone says it (the stderr tail then tells a CUDA OOM, as locally).
+    (tmp_path / "exit-1.json").write_text('{"exit_code": 3, "node": "n8"}')
+    failed = executor.poll(_handle(tmp_path, "3"))
+    assert failed is not None and (failed.code, failed.cause) == (3, None)
