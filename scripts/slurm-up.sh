@@ -40,10 +40,11 @@ for i in 0 1; do
 done
 
 mkdir -p "$CONF_DIR" "$STATE" "$SPOOL" "$LOGS"
+# The daemons talk over loopback: the host name need not resolve to a reachable address.
 conf="$(cat <<EOF
 # Written by mayuri's scripts/slurm-up.sh: a one-node test cluster.
 ClusterName=mayuri-test
-SlurmctldHost=$HOST
+SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -74,7 +75,7 @@ SlurmdTimeout=60
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000
 GresTypes=gpu
 SlurmdParameters=config_overrides
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:2 Features=fake-gpu State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:2 Features=fake-gpu State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 )"

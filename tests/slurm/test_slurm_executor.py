@@ -316,8 +316,7 @@ def test_a_head_that_died_finds_its_slurm_job_and_adopts_it(slurm: Project) -> N
 def test_a_timeout_counts_from_when_the_job_runs_not_while_it_is_queued(slurm: Project) -> None:
     # Two jobs that each want every CPU of the node: the second waits in Slurm's queue for the first.
     # Each runs in well under its timeout; counted from its submission, the second would not. Its
-    # Slurm limit (timeout + 60 s) is under submitit's 90 s warning: SIGUSR2 comes at once, and must
-    # neither stop the runner nor kill the job.
+    # Slurm limit (timeout + 60 s) is under submitit's 90 s warning (SIGUSR2), which must not come.
     cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, check=True).stdout.split()[0])
     slurm.write("exp.yaml", f"""
         name: queue

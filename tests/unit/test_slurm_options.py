@@ -38,7 +38,7 @@ def test_resources_become_the_request() -> None:
     assert params["gpus_per_node"] == 2 and params["cpus_per_task"] == 8 and params["mem"] == "16384M"
     assert params["constraint"] == "a100&ib"
     assert params["setup"] == ["source venv/bin/activate"]
-    assert params["additional_parameters"] == {"mail-type": "END", "time": "120:00"}
+    assert params["additional_parameters"] == {"mail-type": "END", "time": "120:00", "signal": "B:URG@1"}
     assert params["job_name"] == "mayuri-train"
 
 
@@ -47,7 +47,7 @@ def test_a_jobs_timeout_wins_over_the_tables_time() -> None:
     # The head stops it on time; Slurm's limit is the backstop, a minute later.
     assert params["additional_parameters"]["time"] == "1:30"
     assert slurm_time(0.2) == "0:01"
-    assert "additional_parameters" not in sbatch_parameters(parse_settings({}), {}, None, "x")
+    assert sbatch_parameters(parse_settings({}), {}, None, "x")["additional_parameters"] == {"signal": "B:URG@1"}
 
 
 def test_squeue_states_mapped_onto_mayuris() -> None:

@@ -29,9 +29,9 @@ def run_attempt(spec: dict[str, Any]) -> int:
     """Run one attempt on this node to its end (the runner writes `exit-N.json`); its exit status."""
     from mayuri.executors.remote.runner import run
 
-    # submitit asks Slurm for SIGUSR2 90 s before the time limit (`--signal=USR2@90`) and answers it
-    # by raising in this process, which would leave the job without its runner; and the job itself,
-    # sent the signal too, would die of it. Ignored here, and so in the job (an ignored signal stays
+    # submitit answers SIGUSR2 by raising in this process, which would leave the job without its
+    # runner. The executor asks Slurm for no such warning (`options.NO_WARNING`); should one come
+    # anyway (a `signal` in `additional`), it is ignored here and in the job (an ignored signal stays
     # ignored across exec): the time limit ends the job by SIGTERM, through the runner.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     return run({**spec, "env": node_env(spec["env"], os.environ)})

@@ -32,6 +32,12 @@ HINT = ('For example:\n[executor.slurm]\npartition = "gpu"\ntime = "4h"\nfolder 
         'setup = ["module load cuda", "source /shared/venv/bin/activate"]')
 # A job's own `timeout` is enforced by the head; Slurm's limit is a little later, as a backstop.
 MARGIN = 60.0
+# submitit asks Slurm for SIGUSR2 90 s before the time limit (`--signal=USR2@90`, sent up to a minute
+# earlier still, to every process of the job), and answers it by requeueing or raising: a job whose
+# limit is under that would be killed by it at its start, before anything could ignore it. The time
+# limit ends a Mayuri job by SIGTERM, through its runner; the warning goes to the batch shell only,
+# as a signal whose default is to be ignored.
+NO_WARNING = "B:URG@1"
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def sbatch_parameters(settings: SlurmSettings, resources: Mapping[str, Any], tim
         value = getattr(settings, key)
         if value is not None:
             params[key] = value
-    additional = dict(settings.additional)
+    additional = {"signal": NO_WARNING, **settings.additional}
     limit = timeout + MARGIN if timeout else settings.time
     if limit is not None:
         # submitit's own `time` counts whole minutes: the exact limit goes in as an sbatch option.
