@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 GROUP = "mayuri.executors"
 DEFAULT = "local"
-BUILTIN = {"local": "mayuri.executors.local:LocalExecutor"}
+BUILTIN = {
+    "local": "mayuri.executors.local:LocalExecutor",
+    # Shipped with Mayuri; it needs submitit (`pip install 'mayuri[slurm]'`), checked before a run.
+    "slurm": "mayuri.executors.slurm:SlurmExecutor",
+}
 
 
 def _plugins() -> dict[str, str]:
@@ -48,14 +52,23 @@ def unknown(name: str) -> str:
 UNKNOWN_HINT = f"Install the package that provides it (entry-point group '{GROUP}'), or name a known one."
 
 
-def load(name: str, options: Mapping[str, Any] | None = None) -> Executor:
-    """A new executor of that name, configured with its `[executor.NAME]` table."""
+def executor_class(name: str) -> type[Executor]:
+    """The class registered under `name` (imported, not made)."""
     target = BUILTIN.get(name) or _plugins().get(name)
     if target is None:
         raise ConfigError(unknown(name), hint=UNKNOWN_HINT)
     module, _, attribute = target.partition(":")
-    cls = getattr(importlib.import_module(module), attribute)
-    return cls(options)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
+
+
+def load(name: str, options: Mapping[str, Any] | None = None) -> Executor:
+    """A new executor of that name, configured with its `[executor.NAME]` table."""
+    return executor_class(name)(options)
+
+
+def places_gpus(name: str) -> bool:
+    """Whether that executor's engine places its jobs on GPUs itself (not on this host's, through leases)."""
+    return name != DEFAULT and executor_class(name).places_gpus
 
 
 _recorded: dict[str, Executor] = {}

@@ -54,6 +54,9 @@ class LaunchSpec:
     gpus: Sequence[str] = ()
     # The job's `resources:` (gpus, cpus, memory), for an engine that places jobs itself.
     resources: Mapping[str, Any] = field(default_factory=dict)
+    # The job's name and `timeout` (seconds): a cluster groups a sweep by the one, limits time by the other.
+    job: str = ""
+    timeout: float | None = None
 
 
 @dataclass
@@ -95,6 +98,8 @@ class Exit:
     error: str | None = None
     # Why the run must not be reused although it may have succeeded (a file on the node differed from the head's).
     unreusable: str | None = None
+    # The machine it ran on, when not this one (a cluster's node).
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,9 @@ class Executor(ABC):
     name: ClassVar[str]
     # The engine places jobs on GPUs itself (the scheduler takes no GPU leases for its jobs).
     places_gpus: ClassVar[bool] = False
+    # Whether its jobs spool metrics and artifacts in their run folders (a remote node never opens
+    # the store): the scheduler then ingests them while they run and once more when they end.
+    spools: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         # The executor's table of mayuri.toml (`[executor.NAME]`), as written.
@@ -162,6 +170,10 @@ class Executor(ABC):
             except ExecutorError as exc:
                 started.append(exc)
         return started
+
+    def waiting(self, handle: Handle) -> str | None:
+        """Why a started attempt does not run yet (queued on a cluster, and the engine's reason), else None."""
+        return None
 
     @abstractmethod
     def poll(self, handle: Handle) -> Exit | None:

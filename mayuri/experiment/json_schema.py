@@ -38,8 +38,10 @@ _EXECUTOR = {"type": "string", "pattern": _NAME,
 def _resources() -> dict[str, Any]:
     props: dict[str, Any] = {"gpus": {"type": "number", "minimum": 0}, "cpus": {"type": "number", "minimum": 0},
                              "gpu_memory": _SIZE, "memory": _SIZE,
-                             "labels": {"type": "array", "items": {"type": "string", "minLength": 1},
-                                        "description": "Node labels the job needs (Ray custom resources)."}}
+                             "labels": {"anyOf": [{"type": "string", "minLength": 1},
+                                                  {"type": "array", "items": {"type": "string", "minLength": 1}}],
+                                        "description": "What a node must have (Ray custom resources, Slurm "
+                                                       "constraints); ignored by the local executor."}}
     assert set(props) == set(RESOURCE_KEYS)
     return _object(props, description="What the job needs to run.")
 

@@ -171,7 +171,13 @@ def _resources(reader: _Reader, node: Any, parent: Any, key: str) -> dict[str, A
     for name, value in node.items():
         plain = to_plain(value)
         try:
-            if name in ("gpus", "cpus"):
+            if name == "labels":
+                # What a node must have (Slurm constraints, Ray custom resources): a name or a list of names.
+                labels = [plain] if isinstance(plain, str) else plain
+                if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
+                    raise ValueError(f"must be a name or a list of names, not {plain!r}")
+                out[name] = labels
+            elif name in ("gpus", "cpus"):
                 if isinstance(plain, bool) or not isinstance(plain, int | float) or plain < 0:
                     raise ValueError(f"must be a non-negative number, not {plain!r}")
                 out[name] = plain

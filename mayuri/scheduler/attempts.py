@@ -25,7 +25,7 @@ from mayuri.experiment.expand import JobInstance
 from mayuri.experiment.spec import Resources
 from mayuri.gpu import Gpu
 from mayuri.run_contract import CHECKPOINT_DIR_VAR, RESUME_FROM_VAR, checkpoint_dir, log_file
-from mayuri.scheduler.causes import classify, oom_kill_count, stderr_tail
+from mayuri.scheduler.causes import GPU_OOM, classify, oom_kill_count, stderr_tail
 from mayuri.scheduler.launch import Launch, plan_launch
 from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.resume import Resume
@@ -58,6 +58,8 @@ class Active:
     deadline: float | None
     stop_reason: str | None = None
     kill_at: float | None = None
+    # Why it does not run yet, as its executor last said (queued on a cluster).
+    waiting: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class Planned:
     new_run: NewRun | None = None
     stderr_start: int = 0
     resume: Resume | None = None
-    # The job's `resources:`, for an executor that places jobs itself.
+    # The job's name and `resources:`: what an executor that places jobs itself asks its engine for.
+    job: str = ""
     resources: Resources = field(default_factory=Resources)
 
 
@@ -134,7 +137,7 @@ def _spec(item: Planned, devices: dict[str, Gpu], project_root: Path, grace: flo
             env[name] = value
     return LaunchSpec(item.launch.command, item.shell, project_root, env, item.run_id, item.launch.run_dir,
                       item.number, grace, tuple(lease.gpu_uuid for lease in item.leases),
-                      item.resources.as_request())
+                      item.resources.as_request(), item.job, item.timeout)
 
 
 def _start_all(planned: Sequence[Planned], specs: Sequence[LaunchSpec]) -> list[Handle | ExecutorError]:
@@ -222,19 +225,18 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         status, cause, error = "cancelled", "cancelled", "cancelled"
     elif active.stop_reason == "timeout":
         status, cause, error = "timeout", "timeout", f"timed out after {duration:.1f}s"
+    elif ended.cause in ("timeout", "cancelled"):
+        # Ended by the executor's engine (a cluster's time limit, a scancel from outside).
+        status, cause, error = ended.cause, ended.cause, ended.error or ended.cause
+    elif ended.cause is not None and not GPU_OOM.search(_tail(run_dir, active)):
+        # The engine knows why (a lost node, its OOM kill); a CUDA OOM in stderr still says more.
+        status, cause, error = "failed", ended.cause, ended.error or ended.cause
     elif ended.status_lost:
         status, cause, error = "failed", "status_lost", "exit status lost: the jobs' supervisor died before it ended"
-    elif ended.cause is not None:
-        # What only the executor saw (a node lost, its OOM killer): it names the cause itself.
-        status, cause, error = "failed", ended.cause, ended.error or ended.cause
     elif code == 0:
         status, cause, error = "succeeded", None, None
     else:
-        # Exceptions recorded by the job's excepthook come first: they survive
-        # a stderr that was redirected, flooded or cut short.
-        raised = "\n".join(uncaught_exceptions(active.launch.closure_dir))
-        tail = raised + "\n" + stderr_tail(log_file(run_dir, "stderr"), active.stderr_start)
-        cause, error = classify(code, tail, oom_kills_before=active.oom_kills_before,
+        cause, error = classify(code, _tail(run_dir, active), oom_kills_before=active.oom_kills_before,
                                 oom_kills_after=oom_kill_count())
         status = "failed"
     end = AttemptEnd(
@@ -242,6 +244,14 @@ def conclude(run_dir: Path, active: Active, ended: Exit) -> Ended:
         peak_rss=max(active.sampler.peak_rss, ended.max_rss) or None,
         peak_gpu_memory=active.sampler.peak_gpu or None, leftovers=ended.leftovers or None,
         # An engine that placed the job itself says where, and on which GPUs, once it knows.
-        node=active.handle.node, gpus=active.handle.gpus if active.handle.gpus and not active.leases else None,
+        node=ended.node or active.handle.node,
+        gpus=active.handle.gpus if active.handle.gpus and not active.leases else None,
     )
     return Ended(status, cause, error, code, duration, end, ended.unreusable)
+
+
+def _tail(run_dir: Path, active: Active) -> str:
+    # Exceptions recorded by the job's excepthook come first: they survive
+    # a stderr that was redirected, flooded or cut short.
+    raised = "\n".join(uncaught_exceptions(active.launch.closure_dir))
+    return raised + "\n" + stderr_tail(log_file(run_dir, "stderr"), active.stderr_start)

@@ -55,6 +55,7 @@ from mayuri.store.scheduler_queries import cancel_requests, claim_holders
 
 if TYPE_CHECKING:
     from mayuri.executors.base import Executor, Exit
+    from mayuri.executors.remote.ingest import Ingester
     from mayuri.scheduler import attempts
 
 __all__ = ["SETTLED_OK", "Outcome", "Scheduler", "Slot"]
@@ -114,6 +115,8 @@ class Scheduler:
         # Slots waiting for a run that claims the same work (see claims.py), by that run's id.
         self._waiting: dict[str, list[Slot]] = {}
         self._next_claim_check = 0.0
+        # Reads the spools of jobs on remote nodes into the store (`mayuri.executors.remote.ingest`).
+        self._ingester: Ingester | None = None
 
     # -- launching ----------------------------------------------------------
 
@@ -130,6 +133,15 @@ class Scheduler:
             if hasattr(executor, "poll_interval"):
                 executor.poll_interval = self.settings.scheduler.poll_interval
         return executor
+
+    def _spool_reader(self) -> Ingester:
+        """The thread that reads remote jobs' spools into the store (started with the first such job)."""
+        if self._ingester is None:
+            from mayuri.executors.remote.ingest import Ingester
+
+            store = self.store
+            self._ingester = Ingester(lambda: store)
+        return self._ingester
 
     def _base_environment(self) -> dict[str, Any]:
         if self._environment is None:
@@ -251,7 +263,7 @@ class Scheduler:
             resumed = None
         make_files(launch, self.store.root)
         return True, Planned(slot.run_id, slot.attempt, inst.job.shell, self._executor_for(slot), launch, leases,
-                             inst.job.timeout, new_run, stderr_start, resumed, inst.job.resources)
+                             inst.job.timeout, new_run, stderr_start, resumed, inst.name, inst.job.resources)
 
     def _launch_ready(self, keeper: LeaseKeeper, now: float) -> None:
         """Start as many queued attempts as there is room for (in queue order), in one transaction."""
@@ -295,6 +307,9 @@ class Scheduler:
                 self.planner.emit(slot, "failed", result)
                 continue
             slot.active = result
+            if result.executor.spools:
+                assert slot.run_id is not None and slot.run_dir is not None
+                self._spool_reader().watch(slot.run_id, slot.run_dir)
             result.sampler.step = slot.sys_step
             self._running.add(slot.instance.key)
             self.planner.emit(slot, "running", f"{slot.reason}; {item.resume.note}" if item.resume else slot.reason)
@@ -352,6 +367,9 @@ class Scheduler:
             active = slot.active
             assert active is not None and slot.run_dir is not None
             self._running.discard(slot.instance.key)
+            if active.executor.spools and self._ingester is not None:
+                # The job's last metrics and its artifacts, before its end is recorded.
+                self._ingester.finish(slot.run_id or "", slot.run_dir)
             slot.sys_step = active.sampler.step
             ended.append((slot, active, attempts.conclude(slot.run_dir, active, exit_)))
         # GPUs are given back before any closure is hashed: other jobs may be waiting for them.
@@ -460,6 +478,7 @@ class Scheduler:
         if now >= self._next_cancel_check:
             self._next_cancel_check = now + CANCEL_CHECK_INTERVAL
             self._check_cancels(keeper, now)
+            self._note_waiting(running)
         due: dict[int, list[Slot]] = {}
         for slot in running:
             if slot.active is not None and slot.active.sampler.due(now):
@@ -477,6 +496,21 @@ class Scheduler:
                         # A lost sample costs nothing that matters: the peaks are kept in memory.
                         log.debug("store locked: system metrics of %s not stored", slot.run_id)
         keeper.beat_if_due(now)
+
+    def _note_waiting(self, running: list[Slot]) -> None:
+        """Say so when a started attempt waits in its engine's queue (a Slurm job pending), and why."""
+        for slot in running:
+            active = slot.active
+            assert active is not None
+            note = active.executor.waiting(active.handle)
+            timeout = slot.instance.job.timeout
+            if note is not None and timeout and active.deadline is not None:
+                # A job's timeout counts from when it runs, not while it waits in a cluster's queue.
+                active.deadline = self._clock() + timeout
+            if note != active.waiting:
+                active.waiting = note
+                self.reporter.event(JobEvent(slot.instance.key, "running", note or "started", slot.run_id,
+                                             attempt=slot.attempt, gpus=tuple(active.gpus)))
 
     def _check_cancels(self, keeper: LeaseKeeper, now: float) -> None:
         try:
@@ -562,6 +596,8 @@ class Scheduler:
             raise
         finally:
             self._kill_leftovers(failure)
+            if self._ingester is not None:
+                self._ingester.close()
             self._restore_signals(previous)
             self._close_books(keeper, fenced, locked)
         return Outcome(list(self.slots.values()), interrupted=self._signals > 0)

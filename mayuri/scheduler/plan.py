@@ -297,8 +297,10 @@ class Planner:
 
     def _check_resources(self) -> None:
         """Work out each instance's GPU request and refuse, before anything runs, one that can never fit."""
-        # Only the jobs of this machine: an engine that places jobs itself checks its own (`preflight`).
-        local = [s for s in self.slots.values() if (s.instance.job.executor or self.default_executor) == "local"]
+        from mayuri.executors import places_gpus
+
+        # Only the jobs placed on this host's GPUs are checked against them: a cluster's engine places its own.
+        local = [s for s in self.slots.values() if not places_gpus(s.instance.job.executor or self.default_executor)]
         if not any(s.instance.job.resources.gpus > 0 for s in local):
             return
         self.devices = usable(inventory(), self.settings.scheduler.gpus)

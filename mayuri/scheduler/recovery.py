@@ -37,7 +37,7 @@ from mayuri.executors.base import AttemptRef
 from mayuri.job import read_outputs
 from mayuri.liveness import scheduler_alive
 from mayuri.process_identity import boot_id, host
-from mayuri.run_contract import log_file
+from mayuri.run_contract import log_file, spool_dir
 from mayuri.scheduler.causes import classify, stderr_tail
 from mayuri.store.attempt_records import AttemptEnd, EndRecord, settle_abandoned, settle_ended
 from mayuri.store.db import Store
@@ -135,6 +135,11 @@ def settle_from_record(store: Store, run: UnownedRun, record: dict[str, Any], cl
                                 oom_kills_after=None)
         status = "failed"
     leftovers = int(record.get("leftovers") or 0)
+    if spool_dir(run_dir).is_dir():
+        from mayuri.executors.remote.ingest import SpoolReader
+
+        # A remote job's metrics and artifacts its dead head had not read yet (from where it stopped).
+        SpoolReader(store, run.run_id, run_dir).pump()
     try:
         outputs = read_outputs(run_dir)
     except (OSError, ValueError) as exc:
@@ -147,7 +152,7 @@ def settle_from_record(store: Store, run: UnownedRun, record: dict[str, Any], cl
     end = AttemptEnd(status=close.status,
                      exit_code=code if code >= 0 else None, signal=-code if code < 0 else None, cause=cause,
                      error=close.error, peak_rss=int(record.get("max_rss") or 0) or None,
-                     leftovers=leftovers or None)
+                     leftovers=leftovers or None, node=record.get("node"))
     ended_at = float(record.get("ended_at") or time.time())
     return settle_ended(store, EndRecord(run.run_id, run.attempt or 1, end, close=close), ended_at)
 

@@ -339,8 +339,10 @@ class AttemptRow:
 
     @property
     def note(self) -> str:
-        """What else happened to the attempt: where it resumed from, leftover processes stopped."""
+        """What else happened to the attempt: where it ran (on a cluster), where it resumed from, leftovers stopped."""
         parts = []
+        if self.executor not in (None, "local"):
+            parts.append(f"{self.executor} {self.executor_ref or '?'}" + (f" on {self.node}" if self.node else ""))
         if self.resumed_from:
             at = f" at step {self.resumed_step}" if self.resumed_step is not None else ""
             parts.append(f"resumed from run {self.resumed_from[:8]}{at}")

@@ -20,9 +20,9 @@ def test_local_is_built_in_and_others_come_from_entry_points(monkeypatch: pytest
     assert isinstance(executors.load("local"), LocalExecutor)
     monkeypatch.setattr(executors, "_plugins",
                         lambda: {"fake": "tests.scheduler_fast.fake_executor:FakeExecutor"})
-    assert executors.known() == ["local", "fake"]
+    assert executors.known() == ["local", "slurm", "fake"]
     assert isinstance(executors.load("fake"), FakeExecutor)
-    with pytest.raises(ConfigError, match="unknown executor 'ray'; known: local, fake"):
+    with pytest.raises(ConfigError, match="unknown executor 'ray'; known: local, slurm, fake"):
         executors.load("ray")
 
 
@@ -35,9 +35,9 @@ def test_unknown_executor_names_are_refused_before_anything_runs(project: Projec
     done = project.mayuri("run", "bad.yaml")
     assert done.returncode == 2 and "bad.yaml:2" in done.stderr and "known: local" in done.stderr, done.stderr
     config = project.root / "mayuri.toml"
-    config.write_text(config.read_text() + '\n[executor]\ndefault = "slurm"\n')
+    config.write_text(config.read_text() + '\n[executor]\ndefault = "pbs"\n')
     done = project.mayuri("run", "exp.yaml")
-    assert done.returncode == 2 and "[executor] default: unknown executor 'slurm'" in done.stderr, done.stderr
+    assert done.returncode == 2 and "[executor] default: unknown executor 'pbs'" in done.stderr, done.stderr
     assert not project.runs()
 
 
