@@ -44,6 +44,10 @@ class Resources:
     # What a node must have (Ray: custom resources of the nodes; Slurm: --constraint); ignored locally.
     labels: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # A parsed file read back from its cache (JSON) gives a list.
+        object.__setattr__(self, "labels", tuple(self.labels))
+
     def as_request(self) -> dict[str, Any]:
         """The keys given, as plain values: what an engine that places jobs itself is asked for."""
         request: dict[str, Any] = {"gpus": self.gpus} if self.gpus else {}

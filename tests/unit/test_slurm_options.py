@@ -94,9 +94,9 @@ def test_preflight_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_labels_are_a_resource_of_the_experiment_file(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("jobs:\n  train:\n    run: python -c pass\n    resources: {gpus: 1, labels: [a100, ib]}\n")
-    assert parse_experiment(good).jobs["train"].resources["labels"] == ["a100", "ib"]
+    assert parse_experiment(good).jobs["train"].resources.labels == ("a100", "ib")
     good.write_text("jobs:\n  train:\n    run: python -c pass\n    resources: {labels: a100}\n")
-    assert parse_experiment(good).jobs["train"].resources["labels"] == ["a100"]
+    assert parse_experiment(good).jobs["train"].resources.labels == ("a100",)
     good.write_text("jobs:\n  train:\n    run: python -c pass\n    resources: {labels: [1]}\n")
     with pytest.raises(ExperimentError, match="resources.labels: must be a name or a list of names"):
         parse_experiment(good)

@@ -307,6 +307,15 @@ class SlurmExecutor(Executor):
             _scancel(attempt.ref, False)
         return []
 
+    def ended(self, attempt: AttemptRef, wait: float) -> dict[str, Any] | None:
+        # The node runner writes `exit-N.json` into the shared run folder as the job ends.
+        if attempt.run_dir is None or attempt.number is None:
+            return None
+        deadline = time.monotonic() + wait
+        while (record := read_exit_record(attempt.run_dir, attempt.number)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return record
+
     def capacity(self, wanted: str | list[int]) -> list[Any]:
         # Slurm places GPUs on its nodes; the head offers none of its own.
         return []
