@@ -252,7 +252,36 @@ def _alive(pid: int) -> bool:
     return fields is not None and fields[0] not in _STATE_SKIP
 
 
+def _outlive_the_asker() -> None:
+    """Go on in a child, so that whatever kills the asker's direct children on its way out misses the shepherd.
+
+    A Ray worker that exits kills its direct children (Ray's
+    `kill_child_processes_on_worker_exit`, on by default) before its pipes
+    close: a shepherd killed there could no longer kill its jobs, which run in
+    sessions of their own. This process stays as the asker's child, holding
+    nothing, and ends with the shepherd's exit status.
+    """
+    child = os.fork()
+    if child == 0:
+        return
+    os.close(0)
+    os.close(1)
+    for sig in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)
+
+
 def main() -> None:
+    kill_orphans = os.environ.get(KILL_ORPHANS_ENV) == "1"
+    if kill_orphans:
+        _outlive_the_asker()
     shepherd = Shepherd()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -261,7 +290,6 @@ def main() -> None:
     # Handlers, not SIG_IGN: an ignored signal would stay ignored in the jobs it execs.
     for sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    kill_orphans = os.environ.get(KILL_ORPHANS_ENV) == "1"
     while not (shepherd.scheduler_gone and not shepherd.jobs):
         if kill_orphans and shepherd.scheduler_gone:
             kill_orphans = False

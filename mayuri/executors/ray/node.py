@@ -20,8 +20,10 @@ reaches the head while the job runs). It
 
 A Ray cancel arrives as KeyboardInterrupt: the job's whole process tree is
 stopped as a local job's is (SIGTERM, the grace period, SIGKILL). If this
-worker is killed outright (its node lost, a forced cancel), its shepherd
-sees its pipe close and kills the jobs it runs (MAYURI_SHEPHERD_KILL_ORPHANS).
+worker dies (its node lost, a forced cancel, its driver gone), its shepherd
+sees its pipe close and kills the jobs it runs (MAYURI_SHEPHERD_KILL_ORPHANS);
+the shepherd then runs one fork below the worker's child, out of reach of
+Ray's killing of an exiting worker's direct children.
 """
 
 from __future__ import annotations
