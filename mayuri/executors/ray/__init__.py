@@ -7,9 +7,10 @@ its GPUs). On the node the task prepares the launch as the remote runner does an
 runs the job through the local executor (same contract: bootstrap,
 variables, params.json, process tree stopped as a whole), and yields, while the job runs, what changed in the node's run
 folder (copy mode); a pump thread here writes those changes into the head's
-run folder (so `mayuri logs -f` follows), the `Ingester` reads the spooled
-metrics and artifacts into the store, and at the end the closure records
-are moved back to the head's paths before the scheduler records the end.
+run folder (so `mayuri logs -f` follows), the scheduler's `Ingester` reads
+the spooled metrics and artifacts into the store (`spools`: this executor
+never opens the store), and at the end the closure records are moved back to
+the head's paths before the scheduler records the end.
 docs/ray.md says how to start a cluster and what `copy` and `shared` cost.
 
 Ray is imported only by `preflight` and `start`: a run the cache answers
@@ -32,7 +33,6 @@ from mayuri.executors.base import AttemptRef, Executor, Exit, Handle, LaunchSpec
 from mayuri.executors.ray import connect
 from mayuri.executors.ray.files import relocate_closure, upstream_files
 from mayuri.executors.remote.closure_check import differing
-from mayuri.executors.remote.ingest import Ingester
 from mayuri.executors.remote.runner import make_spec
 from mayuri.executors.remote.sync import apply
 from mayuri.run_contract import PARAMS_FILE, log_file
@@ -72,12 +72,12 @@ class RayExecutor(Executor):
 
     name = "ray"
     places_gpus = True
+    spools = True
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
         self.poll_interval = 0.05
         self._ray: Any = None
-        self._ingester: Ingester | None = None
         self._handles: list[RayHandle] = []
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -94,10 +94,8 @@ class RayExecutor(Executor):
         if self._ray is None:
             self._ray = connect.connect(self.options, project_root, store_root)
             from mayuri.executors.ray.node import attempt_task
-            from mayuri.tracking.artifacts import process_store
 
             self._task = self._ray.remote(max_retries=0)(attempt_task)
-            self._ingester = Ingester(lambda: process_store(store_root))
         return self._ray
 
     # -- starting -----------------------------------------------------------------
@@ -124,8 +122,6 @@ class RayExecutor(Executor):
         ref = generator._generator_ref.task_id().hex()
         handle = RayHandle(ref, time.time(), (), generator=generator, run_id=spec.run_id, run_dir=spec.run_dir,
                            copy=copy, bases=bases, project=spec.cwd, attempt=spec.attempt)
-        assert self._ingester is not None
-        self._ingester.watch(spec.run_id, spec.run_dir)
         with self._changed:
             self._handles.append(handle)
             self._changed.notify_all()
@@ -206,7 +202,7 @@ class RayExecutor(Executor):
         return Exit(255, cause="node_lost", error=f"node lost{where}: {type(exc).__name__}: {first}"[:300])
 
     def _ended(self, handle: RayHandle, ended: Exit) -> None:
-        """Finish reading what the attempt left (closure paths back to the head's, spool), then tell of its end."""
+        """Put what the attempt left in place (closure paths back to the head's), then tell of its end."""
         try:
             if handle.moves:
                 relocate_closure(handle.run_dir, handle.moves)
@@ -216,8 +212,6 @@ class RayExecutor(Executor):
                     shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
                     ended = replace(ended, unreusable=f"not reusable: {shown} on {handle.node or 'the node'} "
                                                       "differed from the head's")
-            assert self._ingester is not None
-            self._ingester.finish(handle.run_id, handle.run_dir)
         except Exception as exc:  # noqa: BLE001 - the end must still be told; the run's stderr says what went wrong
             log.warning("run %s: reading what its node sent failed: %s", handle.run_id[:8], exc)
         with self._changed:
