@@ -142,11 +142,11 @@ def _flag_job(project: Project, tmp_path: Path) -> Path:
     return flag
 
 
-def _started(project: Project) -> Path:
+def _started(project: Project, running: subprocess.Popen[str]) -> Path:
     """Wait until the run's first line reached the head's stdout.log; its run folder."""
-    _wait("the run", lambda: project.runs())
+    _wait("the run", lambda: project.runs(), running=running)
     run_dir = Path(project.show(project.runs()[0]["id"])["run_dir"])
-    _wait("its first line on the head", lambda: "first" in (run_dir / "stdout.log").read_text())
+    _wait("its first line on the head", lambda: "first" in (run_dir / "stdout.log").read_text(), running=running)
     return run_dir
 
 
@@ -154,9 +154,13 @@ def _gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
-def _wait(what: str, check: object, timeout: float = 120) -> None:
+def _wait(what: str, check: object, timeout: float = 120, running: subprocess.Popen[str] | None = None) -> None:
+    """Wait until `check()`; with `running` (the `mayuri run` that should bring it about), fail at once if it ended."""
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
+        if running is not None and running.poll() is not None:
+            out, err = running.communicate()
+            raise AssertionError(f"`mayuri run` ended (exit {running.returncode}) before {what}:\n{out}\n{err}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
@@ -216,7 +220,7 @@ def test_logs_and_metrics_reach_the_head_while_the_job_runs(ray_project: Project
     project = ray_project
     flag = _flag_job(project, tmp_path)
     with _in_background(project) as running:
-        _started(project)
+        _started(project, running)
         with sqlite3.connect(project.db) as db:
             _wait("its metrics in the store", lambda: db.execute("SELECT count(*) FROM metric").fetchone()[0] >= 3)
         assert running.poll() is None
@@ -264,7 +268,7 @@ def test_cancel_stops_a_remote_job_and_its_processes(ray_project: Project, tmp_p
     project = ray_project
     pidfile = _waiting_job(project, tmp_path)
     with _in_background(project) as running:
-        _wait("the job to start", pidfile.exists)
+        _wait("the job to start", pidfile.exists, running=running)
         job_pid = int(pidfile.read_text())
         done = project.mayuri("cancel", project.runs()[0]["id"], env=_ray_env())
         assert done.returncode == 0, done.stdout + done.stderr
@@ -279,7 +283,7 @@ def test_a_killed_worker_node_ends_the_attempt_as_node_lost_and_the_retry_runs_o
     project = ray_project
     pidfile = _waiting_job(project, tmp_path, "retry: {failed: 1}")
     with _in_background(project) as running:
-        _wait("the job to start", pidfile.exists)
+        _wait("the job to start", pidfile.exists, running=running)
         job_pid = int(pidfile.read_text())
         cluster.stop_node("worker")
         _wait("the job's process to be gone with its node", lambda: _gone(job_pid), 60)
@@ -335,7 +339,7 @@ def test_a_file_that_differed_on_the_node_makes_the_run_not_reusable_and_is_name
     project = ray_project
     flag = _flag_job(project, tmp_path)
     with _in_background(project) as running:
-        _started(project)
+        _started(project, running)
         # The head's train.py is no longer what Ray shipped to the node.
         with open(project.root / "train.py", "a") as handle:
             handle.write("\n# edited on the head while the job ran\n")
@@ -353,7 +357,7 @@ def test_a_head_killed_with_9_leaves_no_remote_job_running_and_the_next_run_sett
     project = ray_project
     pidfile = _waiting_job(project, tmp_path)
     with _in_background(project) as running:
-        _wait("the job to start", pidfile.exists)
+        _wait("the job to start", pidfile.exists, running=running)
         job_pid = int(pidfile.read_text())
         running.kill()
         running.communicate()
