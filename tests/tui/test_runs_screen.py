@@ -189,3 +189,19 @@ async def test_the_shards_of_a_job_are_one_line_with_their_progress_unfolded_by_
                          what="the cursor on the group")
         await pilot.press("t")
         await wait_until(pilot, lambda: table.total == 2, what="the shards folded again")
+
+
+async def test_the_first_page_of_a_query_loaded_again_keeps_the_cursor(demo: Project) -> None:
+    # A store change while a query's first page is on its way loads that page again (`refresh_data`); the
+    # second answer used to send the cursor back to the top, away from the run (or shard group) it was on.
+    async with app_for(demo.root).run_test(size=(120, 30)) as pilot:
+        screen = await runs_loaded(pilot)
+        table = screen.query_one(RunTable)
+        await wait_until(pilot, lambda: table.total >= 3, what="the runs")
+        table.cursor = 2
+        chosen = table.current
+        assert chosen is not None
+        worker = screen.load_first(screen.run_query, screen.loaded_generation)
+        await pilot.app.workers.wait_for_complete([worker])
+        await pilot.pause()
+        assert table.cursor == 2 and table.current is not None and table.current.id == chosen.id

@@ -150,18 +150,26 @@ class RunsScreen(ReadsStore, RunActions, Screen[None]):
             return
         table = self.query_one(RunTable)
         if message.fresh:
+            # The same query's first page again (a store change while it was on its way, `refresh_data`):
+            # the cursor stays on the line it was on.
+            kept, at = (table.current, table.cursor) if message.generation == self.loaded_generation else (None, 0)
             # The worker may have filled in the metric column; keep it without reloading.
             self.set_reactive(RunsScreen.run_query, message.query)
             # Until the count arrives the table knows only its first page.
             table.reset(message.total if message.total is not None else len(message.pages[0]),
                         message.generation)
+            first_page = message.pages.get(0, [])
             if self._keep_group is not None:
                 # The group's first line, wherever the new order puts it (by index it could be another
                 # run's line once the group's shards are listed, or folded, above it).
-                first = [i for i, row in enumerate(message.pages.get(0, [])) if row.group == self._keep_group]
+                first = [i for i, row in enumerate(first_page) if row.group == self._keep_group]
                 if first:
                     table.cursor = first[0]
                 self._keep_group = None
+            elif kept is not None:
+                same = [i for i, row in enumerate(first_page)
+                        if row.id == kept.id and (row.progress is None) == (kept.progress is None)]
+                table.cursor = same[0] if same else min(at, max(0, table.total - 1))
             self.counted = message.total is not None
         elif message.total is not None:
             table.set_total(message.total)
