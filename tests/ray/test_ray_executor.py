@@ -162,7 +162,12 @@ def _wait(what: str, check: object, timeout: float = 120, running: subprocess.Po
             out, err = running.communicate()
             raise AssertionError(f"`mayuri run` ended (exit {running.returncode}) before {what}:\n{out}\n{err}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            said = ""
+            if running is not None:
+                running.kill()
+                out, err = running.communicate()
+                said = f"; what `mayuri run` said:\n{out[-2000:]}\n{err[-4000:]}"
+            raise AssertionError(f"timed out waiting for {what}{said}")
         time.sleep(0.1)
 
 
