@@ -10,6 +10,7 @@ read for a name that is not built in, so that a local run pays nothing.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,10 @@ BUILTIN = {
 }
 
 
+@functools.cache
 def _plugins() -> dict[str, str]:
+    # Read once per process: reading every installed distribution's metadata costs about 10 ms, and a plan asks
+    # for each job instance.
     from importlib.metadata import entry_points  # here: a local run never reads the entry points
 
     return {ep.name: ep.value for ep in entry_points(group=GROUP)}
