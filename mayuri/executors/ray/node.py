@@ -50,15 +50,24 @@ def node_store() -> Path:
     return Path(tempfile.gettempdir()) / f"mayuri-ray-{getpass.getuser()}" / "store"
 
 
-def _gpu_uuids(ids: list[Any]) -> list[str]:
-    from mayuri.gpu import inventory
+# This node's GPU UUIDs by index, read once per Ray worker (an inventory costs milliseconds, a task less;
+# a node's GPUs do not change under a running worker).
+_uuids_by_index: dict[str, str] | None = None
 
-    try:
-        devices = inventory()
-    except Exception:  # noqa: BLE001 - no NVML here: Ray's indices are all there is
-        devices = []
-    by_index = {str(d.index): d.uuid for d in devices if not d.is_mig}
-    return [by_index.get(str(i), str(i)) for i in ids]
+
+def _gpu_uuids(ids: list[Any]) -> list[str]:
+    global _uuids_by_index
+    if not ids:
+        return []
+    if _uuids_by_index is None:
+        from mayuri.gpu import inventory
+
+        try:
+            devices = inventory()
+        except Exception:  # noqa: BLE001 - no NVML here: Ray's indices are all there is
+            devices = []
+        _uuids_by_index = {str(d.index): d.uuid for d in devices if not d.is_mig}
+    return [_uuids_by_index.get(str(i), str(i)) for i in ids]
 
 
 def _place(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], copy: bool) -> Path:
