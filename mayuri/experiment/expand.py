@@ -95,9 +95,10 @@ class JobInstance:
         result: dict[str, Any] = name_free(self.params, config_positions(self.config))
         return result
 
-    @property
-    def upstream_keys(self) -> list[str]:
-        return [key for keys in self.upstream.values() for key in keys]
+    @functools.cached_property
+    def upstream_keys(self) -> tuple[str, ...]:
+        # Kept: a plan asks every turn, and a reduction has one upstream per shard.
+        return tuple(key for keys in self.upstream.values() for key in keys)
 
 
 def upstream_name(job: str, output: str) -> str:

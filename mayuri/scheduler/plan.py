@@ -149,7 +149,7 @@ class Planner:
     def upstream_state(self, slot: Slot) -> tuple[bool, str | None]:
         """(all upstreams settled ok, the reason it can never run) for one slot."""
         if is_reduction(slot.instance):
-            return shards_state([self.slots[k] for k in slot.instance.upstream_keys], self.dry_run)
+            return shards_state(slot.instance.upstream_keys, self.slots, self.dry_run)
         for key in slot.instance.upstream_keys:
             up = self.slots[key]
             if up.state in ("failed", "skipped", "cancelled", "blocked"):

@@ -36,10 +36,16 @@ def _index(slot: Slot) -> int:
     return int(part["index"]) if part else 0
 
 
-def shards_state(shards: Sequence[Slot], dry_run: bool) -> tuple[bool, str | None]:
-    """(every shard settled ok, why the reduction can never be computed) — like an instance's upstream state."""
-    if any(s.state in _UNSETTLED or (dry_run and s.state == "will run") for s in shards):
+def shards_state(keys: Sequence[str], slots: Mapping[str, Slot], dry_run: bool) -> tuple[bool, str | None]:
+    """(every shard settled ok, why the reduction can never be computed) — like an instance's upstream state.
+
+    `keys`: the shards' instance keys, in shard order; `slots`: the plan's slots by key.
+    """
+    # Looked at from the end: shards start in order, so the last settle last and, while any runs, one of the
+    # first looked at is unsettled (asked every turn, a scan from the start was quadratic in the shards).
+    if any(slots[k].state in _UNSETTLED or (dry_run and slots[k].state == "will run") for k in reversed(keys)):
         return False, None
+    shards = [slots[k] for k in keys]
     bad = [s for s in shards if s.state not in _OK]
     if not bad:
         return True, None
