@@ -60,6 +60,8 @@ class Active:
     kill_at: float | None = None
     # Why it does not run yet, as its executor last said (queued on a cluster).
     waiting: str | None = None
+    # Whether where its engine placed it (node, GPUs) is in the store (see `record_placements`).
+    placed: bool = False
 
 
 @dataclass(frozen=True)

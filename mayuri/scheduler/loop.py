@@ -40,7 +40,7 @@ from mayuri.scheduler.leases import Fenced, LeaseKeeper
 from mayuri.scheduler.patience import patiently
 from mayuri.scheduler.plan import SETTLED_OK, Outcome, Planner, Slot
 from mayuri.scheduler.resume import Resume, find_resume
-from mayuri.store.attempt_records import Claimed, EndRecord, record_ends
+from mayuri.store.attempt_records import Claimed, EndRecord, record_ends, record_placements
 from mayuri.store.db import StoreLocked
 from mayuri.store.hit_log import log_hits
 from mayuri.store.metric_records import append_points
@@ -479,6 +479,7 @@ class Scheduler:
             self._next_cancel_check = now + CANCEL_CHECK_INTERVAL
             self._check_cancels(keeper, now)
             self._note_waiting(running)
+            self._note_placed(running, keeper)
         due: dict[int, list[Slot]] = {}
         for slot in running:
             if slot.active is not None and slot.active.sampler.due(now):
@@ -511,6 +512,32 @@ class Scheduler:
                 active.waiting = note
                 self.reporter.event(JobEvent(slot.instance.key, "running", note or "started", slot.run_id,
                                              attempt=slot.attempt, gpus=tuple(active.gpus)))
+
+    def _note_placed(self, running: list[Slot], keeper: LeaseKeeper) -> None:
+        """Record where an engine placed attempts (a Ray node, its GPUs) as soon as it says, not at their end."""
+        placed = []
+        for slot in running:
+            active = slot.active
+            assert active is not None and slot.run_id is not None
+            handle = active.handle
+            if active.placed or active.leases or not (handle.node or handle.gpus):
+                continue
+            placed.append((slot, (slot.run_id, active.number, handle.node, tuple(handle.gpus))))
+        if not placed:
+            return
+        try:
+            if not record_placements(self.store, keeper.id, [row for _, row in placed]):
+                return  # fenced: the loop learns it from the heartbeat
+        except StoreLocked:
+            return  # said again at the next check
+        for slot, (_, _, node, gpus) in placed:
+            assert slot.active is not None
+            slot.active.placed = True
+            if gpus:
+                slot.active.gpus = list(gpus)
+                where = f" on {node}" if node else ""
+                self.reporter.event(JobEvent(slot.instance.key, "running", f"started{where}", slot.run_id,
+                                             attempt=slot.attempt, gpus=gpus))
 
     def _check_cancels(self, keeper: LeaseKeeper, now: float) -> None:
         try:

@@ -185,6 +185,26 @@ def confirm_attempts(store: Store, scheduler_id: str,
     return failures
 
 
+def record_placements(store: Store, scheduler_id: str,
+                      placements: Sequence[tuple[str, int, str | None, Sequence[str]]]) -> bool:
+    """Where running attempts run, once their engine placed them: (run id, attempt, node, GPU UUIDs) each.
+
+    For executors whose engine places jobs itself (a Ray node's GPUs): without
+    this, the node and the GPUs would be known only at the attempt's end, and
+    the GPU screen would miss them while they run. False when fenced.
+    """
+    with store.write():
+        conn = store.db.connection()
+        if not _alive(conn, scheduler_id):
+            return False
+        conn.executemany(
+            "UPDATE attempt SET node = COALESCE(?, node), gpus = ? WHERE run_id = ? AND number = ? "
+            "AND status = 'running'",
+            [(node, json.dumps(list(gpus)), run_id, number) for run_id, number, node, gpus in placements],
+        )
+    return True
+
+
 def _end_rows(conn: sqlite3.Connection, record: EndRecord, now: float) -> None:
     end = record.end
     if end is not None:

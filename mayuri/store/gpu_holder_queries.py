@@ -45,7 +45,9 @@ def gpu_holders(store: Store) -> list[GpuHolder]:
     claims += [(lease.gpu_uuid, lease.run_id, lease.host, lease.memory) for lease in leases(store)]
     leased = {(gpu, rid) for gpu, rid, _, _ in claims}
     rows = store.db.execute_sql(
-        "SELECT gpus, run_id, host FROM attempt WHERE status = 'running' AND gpus <> '[]' ORDER BY started_at"
+        # A job an engine placed on another machine (a Ray node) holds that machine's GPUs.
+        "SELECT gpus, run_id, COALESCE(node, host) FROM attempt WHERE status = 'running' AND gpus <> '[]' "
+        "ORDER BY started_at"
     ).fetchall()
     for gpus, rid, host in rows:
         claims += [(str(g), rid, host, None) for g in json.loads(gpus) if (str(g), rid) not in leased]

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from mayuri.store import open_store
+from mayuri.store.gpu_holder_queries import gpu_holders
 from tests.conftest import Project
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'mayuri[ray]'): the ray executor's tests need it")
@@ -228,7 +230,16 @@ def test_logs_and_metrics_reach_the_head_while_the_job_runs(ray_project: Project
         _started(project, running)
         with sqlite3.connect(project.db) as db:
             _wait("its metrics in the store", lambda: db.execute("SELECT count(*) FROM metric").fetchone()[0] >= 3)
+            # Where it runs is in the store while it runs (the GPU screen shows it), not only at its end.
+            node, gpus = db.execute("SELECT node, gpus FROM attempt WHERE status = 'running'").fetchone()
+        store = open_store(project.root / ".mayuri")
+        try:
+            holders = [(h.gpu, h.host, h.job) for h in gpu_holders(store)]
+        finally:
+            store.close()
         assert running.poll() is None
+        assert node and json.loads(gpus)[0].startswith("GPU-fake-"), (node, gpus)
+        assert holders == [(json.loads(gpus)[0], node, "train")], holders
         flag.write_text("go")
         out, err = running.communicate(timeout=120)
     assert running.returncode == 0, out + err

@@ -125,6 +125,10 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
     handle = executor.start(LaunchSpec(argv, False, Path(cwd), job_env, job_env.get("MAYURI_RUN_ID", ""), run_dir,
                                        attempt, grace))
     sync = FolderSync(run_dir) if copy else None
+    if gpus and started is not None:
+        # Where it runs, at once: the head records the node and the GPUs while the job holds them.
+        yield started
+        started = None
     ended = None
     try:
         while (ended := executor.poll(handle)) is None:
