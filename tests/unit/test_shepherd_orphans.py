@@ -9,12 +9,14 @@ nobody to stop it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # The "Ray worker": starts a shepherd as the node does, asks it for a job, prints the pids, then waits.
@@ -53,38 +55,35 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return True
 
 
-def test_the_job_dies_when_its_worker_exits_after_killing_its_direct_children(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _worker(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    """The worker, its shepherd's pid and its job's pid; whatever still runs at the end is killed, by pid."""
     worker = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     job_pid = 0
     try:
         assert worker.stdout is not None
         shepherd_pid, job_pid = (int(word) for word in worker.stdout.readline().split())
+        yield worker, shepherd_pid, job_pid
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        if job_pid and _alive(job_pid):
+            os.kill(job_pid, signal.SIGKILL)
+
+
+def test_the_job_dies_when_its_worker_exits_after_killing_its_direct_children(tmp_path: Path) -> None:
+    with _worker(tmp_path) as (worker, shepherd_pid, job_pid):
         assert _alive(job_pid)
         # What the Ray worker does on its way out: SIGKILL to its direct children, then it exits.
         os.kill(shepherd_pid, signal.SIGKILL)
         worker.kill()
         worker.wait()
         assert _wait_gone(job_pid, 20), "the job outlived its worker"
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        if job_pid and _alive(job_pid):
-            os.kill(job_pid, signal.SIGKILL)
 
 
 def test_the_job_dies_when_its_worker_is_killed_outright(tmp_path: Path) -> None:
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    job_pid = 0
-    try:
-        assert worker.stdout is not None
-        _, job_pid = (int(word) for word in worker.stdout.readline().split())
+    with _worker(tmp_path) as (worker, _, job_pid):
         worker.kill()
         worker.wait()
         assert _wait_gone(job_pid, 20), "the job outlived its worker"
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        if job_pid and _alive(job_pid):
-            os.kill(job_pid, signal.SIGKILL)
