@@ -91,7 +91,10 @@ def _start(log: Path, args: list[str], env: dict[str, str] | None = None) -> sub
         return subprocess.Popen([*RAY, "start", "--block", "--disable-usage-stats", *args], stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": str(scratch),
-                                     **(env or {})})
+                                     # A ~/.ray/auth_token (left by any local `ray.init()`) would turn token
+                                     # authentication on for the nodes but not for the drivers, which then
+                                     # cannot connect: this cluster, reached on 127.0.0.1 only, has none.
+                                     "RAY_AUTH_MODE": "disabled", **(env or {})})
 
 
 def start_cluster(worker_gpus: int = 2, worker_cpus: int = 2) -> Cluster:
