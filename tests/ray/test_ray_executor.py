@@ -232,6 +232,10 @@ def test_logs_and_metrics_reach_the_head_while_the_job_runs(ray_project: Project
             _wait("its metrics in the store", lambda: db.execute("SELECT count(*) FROM metric").fetchone()[0] >= 3)
             # Where it runs is in the store while it runs (the GPU screen shows it), not only at its end.
             node, gpus = db.execute("SELECT node, gpus FROM attempt WHERE status = 'running'").fetchone()
+            # Its CPU and memory, sampled on the node, reach the store while it runs, as a local job's do.
+            _wait("its system metrics", lambda: db.execute(
+                "SELECT count(*) FROM metric JOIN metric_key ON metric_key.id = metric.key_id "
+                "WHERE metric_key.name = 'sys/rss_bytes' AND metric.value > 0").fetchone()[0] >= 1, running=running)
         store = open_store(project.root / ".mayuri")
         try:
             holders = [(h.gpu, h.host, h.job) for h in gpu_holders(store)]

@@ -40,6 +40,8 @@ from mayuri.run_contract import PARAMS_FILE, log_file
 log = logging.getLogger(__name__)
 # How often the node looks for changes in its run folder (the log and metric delay's main part).
 SYNC_INTERVAL = 0.25
+# How often the scheduler is handed the system metric points its nodes sampled.
+SAMPLES_HANDED_EVERY = 1.0
 
 
 def _log_size(path: Path) -> int:
@@ -65,6 +67,8 @@ class RayHandle(Handle):
     stopping: bool = False
     project: Path = Path()
     attempt: int = 1
+    # System metric points the node sampled, not yet handed to the scheduler (`sample`).
+    samples: list[Point] = field(default_factory=list)
 
 
 class RayExecutor(Executor):
@@ -184,6 +188,9 @@ class RayExecutor(Executor):
             handle.node, handle.node_id = started.get("node"), started.get("node_id")
             handle.gpus = tuple(started.get("gpus") or ())
             handle.moves = [(old, new) for old, new in started.get("moves") or []]
+        if message.get("samples"):
+            with self._changed:
+                handle.samples.extend(tuple(point) for point in message["samples"])
         if message.get("files"):
             apply(handle.run_dir, message["files"], handle.bases)
         if message.get("products"):
@@ -255,13 +262,24 @@ class RayExecutor(Executor):
         return handle.exit or Exit(-9, status_lost=True)
 
     def usage(self, handle: Handle, now: float) -> Usage:
+        # Sampled on the node (see node.py); what arrived is handed over about every second.
         usage = Usage()
-        # Sampled on the node by nobody: the peak RSS comes with the exit record.
-        usage.next_at = float("inf")
+        usage.next_at = now + SAMPLES_HANDED_EVERY
         return usage
 
     def sample(self, due: Sequence[tuple[Handle, Usage]], now: float) -> list[list[Point]]:
-        return [[] for _ in due]
+        handed = []
+        for handle, usage in due:
+            assert isinstance(handle, RayHandle)
+            usage.next_at = now + SAMPLES_HANDED_EVERY
+            with self._changed:
+                points, handle.samples = handle.samples, []
+            for key, step, value, _ in points:
+                usage.step = max(usage.step, step)
+                if key == "sys/rss_bytes":
+                    usage.peak_rss = max(usage.peak_rss, int(value))
+            handed.append(points)
+        return handed
 
     def alive(self, attempt: AttemptRef) -> bool:
         # A Ray task belongs to the driver that submitted it: when that scheduler died, Ray stopped its

@@ -15,8 +15,9 @@ reaches the head while the job runs). It
   executor, whose shepherd is started once per Ray worker and kept while Ray
   reuses the worker (a launch costs a fork, not an interpreter start);
 - every `interval` seconds yields what changed in the run folder (logs,
-  spool, outputs, checkpoints; copy mode only); at the end the digests of the
-  closure's files (copy mode), then the exit record.
+  spool, outputs, checkpoints; copy mode only) and, every few seconds, the
+  job's CPU and memory (`sys/*` points, sampled as a local job's); at the end
+  the digests of the closure's files (copy mode), then the exit record.
 
 A Ray cancel arrives as KeyboardInterrupt: the job's whole process tree is
 stopped as a local job's is (SIGTERM, the grace period, SIGKILL). If this
@@ -33,6 +34,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -130,12 +132,19 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
         yield started
         started = None
     ended = None
+    # The job's CPU and memory, sampled here as the local executor samples a local job's; sent with the next message.
+    usage = executor.usage(handle, time.monotonic())
     try:
         while (ended := executor.poll(handle)) is None:
             # Woken by the job's end at once: a short job pays no interval.
             executor.wait([handle], interval)
+            message: dict[str, Any] = {}
+            if usage.due(now := time.monotonic()):
+                message["samples"] = executor.sample([(handle, usage)], now)[0]
             if sync is not None and (changes := sync.changes()):
-                yield {**(started or {}), "files": changes}
+                message["files"] = changes
+            if message:
+                yield {**(started or {}), **message}
                 started = None
     finally:
         if ended is None:
