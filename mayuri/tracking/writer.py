@@ -40,6 +40,12 @@ _FRAME = struct.Struct("<Q")
 _FRAME_POINTS = 50_000
 
 
+def encode_frame(points: list[tuple[str, int, float, float]]) -> bytes:
+    """One frame of the sink's format (`sink.decode_frames` reads it): an 8-byte length, the marshalled points."""
+    payload = marshal.dumps(points)
+    return _FRAME.pack(len(payload)) + payload
+
+
 class _Target(Protocol):
     """Where the frames go: the sink process's stdin, or the spool file."""
 
@@ -124,9 +130,7 @@ class MetricBuffer:
                     self._sink = self._start_sink()
                 stream = self._sink
                 for start in range(0, len(batch), _FRAME_POINTS):
-                    payload = marshal.dumps(batch[start:start + _FRAME_POINTS])
-                    stream.write(_FRAME.pack(len(payload)))
-                    stream.write(payload)
+                    stream.write(encode_frame(batch[start:start + _FRAME_POINTS]))
                 stream.flush()
             except (OSError, ValueError) as exc:
                 # The job must go on training: say so once, then drop points.

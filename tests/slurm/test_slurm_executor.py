@@ -154,6 +154,8 @@ def test_pipeline_trained_on_slurm_then_cached_here_and_there(slurm: Project) ->
     assert attempt["executor_ref"].isdigit()
     assert shown["outputs"] == {"loss": 0.25}
     assert shown["metrics"]["loss"]["count"] == 4
+    # Its CPU and memory, sampled by the runner on the node, came back through the spool.
+    assert shown["metrics"]["sys/rss_bytes"]["count"] >= 1 and "sys/cpu_percent" in shown["metrics"]
     assert [c["path"] for c in shown["closure"] if c["role"] == "code"] == ["train.py"]
     # Cached: nothing is submitted again, on Slurm or locally.
     submitted = _submissions(slurm)

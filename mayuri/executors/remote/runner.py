@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.executors.local.shepherd import KILL_ORPHANS_ENV, Job, Shepherd, leftovers
+from mayuri.executors.remote.spool import METRICS_PREFIX, METRICS_SUFFIX
 from mayuri.run_contract import (
     PARAMS_FILE,
     RUN_DIR_VAR,
@@ -50,6 +51,7 @@ from mayuri.run_contract import (
     SPOOL_VAR,
     exit_record,
     log_file,
+    spool_dir,
 )
 
 # The node-side machinery's own variables, never a job's (with `inherit`).
@@ -166,6 +168,37 @@ class _Runner(Shepherd):
         super().finish(job)
 
 
+class _UsageSpool:
+    """The job's CPU and memory, sampled as the local executor samples a local job's, into the run's spool.
+
+    The head's ingestion reads them with the job's own metrics (`sys/*` points):
+    a node never opens the store.
+    """
+
+    def __init__(self, pid: int, run_dir: Path) -> None:
+        from mayuri.executors.local.process import JobProcess
+        from mayuri.executors.local.usage import Sampler
+
+        self.sampler = Sampler(JobProcess(pid, None, time.time()))
+        self.path = spool_dir(run_dir) / f"{METRICS_PREFIX}runner-{os.getpid()}{METRICS_SUFFIX}"
+
+    def sample_if_due(self, now: float) -> None:
+        if not self.sampler.due(now):
+            return
+        points = self.sampler.sample({}, now)
+        if not points:
+            return
+        from mayuri.tracking.writer import encode_frame
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One write per frame: a kill leaves at most one frame cut short, which the reader skips.
+            with open(self.path, "ab", buffering=0) as spool:
+                spool.write(encode_frame(points))
+        except OSError as exc:
+            sys.stderr.write(f"mayuri: the job's usage was not recorded: {exc}\n")
+
+
 _stop_asked: list[int] = []
 
 
@@ -249,9 +282,12 @@ def run(spec: Mapping[str, Any]) -> int:
         return 127
     job = next(iter(runner.jobs.values()))
     job.extra = {"node": socket.gethostname(), "started_at": time.time()}
+    usage = _UsageSpool(job.pid, run_dir) if env.get(SPOOL_VAR) else None
     kill_at: float | None = None
     while runner.jobs:
         now = time.monotonic()
+        if usage is not None and job.code is None:
+            usage.sample_if_due(now)
         if _stop_asked and kill_at is None:
             job.extra["cause"] = "stopped"
             _signal_job(job, signal.SIGTERM)
