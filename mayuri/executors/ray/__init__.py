@@ -40,8 +40,6 @@ from mayuri.run_contract import PARAMS_FILE, log_file
 log = logging.getLogger(__name__)
 # How often the node looks for changes in its run folder (the log and metric delay's main part).
 SYNC_INTERVAL = 0.25
-# How often the scheduler is handed the system metric points its nodes sampled.
-SAMPLES_HANDED_EVERY = 1.0
 
 
 def _log_size(path: Path) -> int:
@@ -67,8 +65,6 @@ class RayHandle(Handle):
     stopping: bool = False
     project: Path = Path()
     attempt: int = 1
-    # System metric points the node sampled, not yet handed to the scheduler (`sample`).
-    samples: list[Point] = field(default_factory=list)
 
 
 class RayExecutor(Executor):
@@ -188,9 +184,6 @@ class RayExecutor(Executor):
             handle.node, handle.node_id = started.get("node"), started.get("node_id")
             handle.gpus = tuple(started.get("gpus") or ())
             handle.moves = [(old, new) for old, new in started.get("moves") or []]
-        if message.get("samples"):
-            with self._changed:
-                handle.samples.extend(tuple(point) for point in message["samples"])
         if message.get("files"):
             apply(handle.run_dir, message["files"], handle.bases)
         if message.get("products"):
@@ -262,24 +255,14 @@ class RayExecutor(Executor):
         return handle.exit or Exit(-9, status_lost=True)
 
     def usage(self, handle: Handle, now: float) -> Usage:
-        # Sampled on the node (see node.py); what arrived is handed over about every second.
         usage = Usage()
-        usage.next_at = now + SAMPLES_HANDED_EVERY
+        # Sampled on the node into the run's spool (`remote.runner.UsageSpool`), which the scheduler's
+        # Ingester reads; the peak RSS comes with the exit record.
+        usage.next_at = float("inf")
         return usage
 
     def sample(self, due: Sequence[tuple[Handle, Usage]], now: float) -> list[list[Point]]:
-        handed = []
-        for handle, usage in due:
-            assert isinstance(handle, RayHandle)
-            usage.next_at = now + SAMPLES_HANDED_EVERY
-            with self._changed:
-                points, handle.samples = handle.samples, []
-            for key, step, value, _ in points:
-                usage.step = max(usage.step, step)
-                if key == "sys/rss_bytes":
-                    usage.peak_rss = max(usage.peak_rss, int(value))
-            handed.append(points)
-        return handed
+        return [[] for _ in due]
 
     def alive(self, attempt: AttemptRef) -> bool:
         # A Ray task belongs to the driver that submitted it: when that scheduler died, Ray stopped its

@@ -15,9 +15,10 @@ reaches the head while the job runs). It
   executor, whose shepherd is started once per Ray worker and kept while Ray
   reuses the worker (a launch costs a fork, not an interpreter start);
 - every `interval` seconds yields what changed in the run folder (logs,
-  spool, outputs, checkpoints; copy mode only) and, every few seconds, the
-  job's CPU and memory (`sys/*` points, sampled as a local job's); at the end
-  the digests of the closure's files (copy mode), then the exit record.
+  spool, outputs, checkpoints; copy mode only), the job's CPU and memory
+  being sampled into its spool every few seconds (`remote.runner.UsageSpool`,
+  as on a Slurm node); at the end the digests of the closure's files (copy
+  mode), then the exit record.
 
 A Ray cancel arrives as KeyboardInterrupt: the job's whole process tree is
 stopped as a local job's is (SIGTERM, the grace period, SIGKILL). If this
@@ -41,7 +42,7 @@ from typing import Any
 
 from mayuri.executors.local.shepherd import KILL_ORPHANS_ENV
 from mayuri.executors.remote.sync import FolderSync
-from mayuri.run_contract import RUN_DIR_VAR
+from mayuri.run_contract import RUN_DIR_VAR, SPOOL_VAR
 
 # Ray's own variable for the GPUs it assigned (indices on this node).
 CUDA_VAR = "CUDA_VISIBLE_DEVICES"
@@ -96,7 +97,7 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
 
     from mayuri.executors.base import LaunchSpec
     from mayuri.executors.local import LocalExecutor
-    from mayuri.executors.remote.runner import prepare
+    from mayuri.executors.remote.runner import UsageSpool, prepare
     from mayuri.scheduler.causes import oom_kill_count
 
     run_dir = _place(spec, head_store, files, copy)
@@ -132,19 +133,16 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
         yield started
         started = None
     ended = None
-    # The job's CPU and memory, sampled here as the local executor samples a local job's; sent with the next message.
-    usage = executor.usage(handle, time.monotonic())
+    # The job's CPU and memory, into its spool as on any node (the head ingests them with its metrics).
+    usage = UsageSpool(handle.pid, run_dir) if handle.pid is not None and job_env.get(SPOOL_VAR) else None
     try:
         while (ended := executor.poll(handle)) is None:
             # Woken by the job's end at once: a short job pays no interval.
             executor.wait([handle], interval)
-            message: dict[str, Any] = {}
-            if usage.due(now := time.monotonic()):
-                message["samples"] = executor.sample([(handle, usage)], now)[0]
+            if usage is not None:
+                usage.sample_if_due(time.monotonic())
             if sync is not None and (changes := sync.changes()):
-                message["files"] = changes
-            if message:
-                yield {**(started or {}), **message}
+                yield {**(started or {}), "files": changes}
                 started = None
     finally:
         if ended is None:

@@ -168,7 +168,7 @@ class _Runner(Shepherd):
         super().finish(job)
 
 
-class _UsageSpool:
+class UsageSpool:
     """The job's CPU and memory, sampled as the local executor samples a local job's, into the run's spool.
 
     The head's ingestion reads them with the job's own metrics (`sys/*` points):
@@ -192,7 +192,7 @@ class _UsageSpool:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One write per frame: a kill leaves at most one frame cut short, which the reader skips.
+            # One write per frame: the reader takes whole frames only.
             with open(self.path, "ab", buffering=0) as spool:
                 spool.write(encode_frame(points))
         except OSError as exc:
@@ -282,7 +282,7 @@ def run(spec: Mapping[str, Any]) -> int:
         return 127
     job = next(iter(runner.jobs.values()))
     job.extra = {"node": socket.gethostname(), "started_at": time.time()}
-    usage = _UsageSpool(job.pid, run_dir) if env.get(SPOOL_VAR) else None
+    usage = UsageSpool(job.pid, run_dir) if env.get(SPOOL_VAR) else None
     kill_at: float | None = None
     while runner.jobs:
         now = time.monotonic()
