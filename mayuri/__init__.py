@@ -8,9 +8,11 @@ nothing is imported here; both APIs are imported on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# Set by type checkers only: importing `typing` would cost every job's start (~2 ms).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from mayuri.job import (
         artifact,
         checkpoint_dir,

@@ -16,16 +16,10 @@ import operator
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from time import time as _now
-from typing import TYPE_CHECKING, Any
 
 from mayuri.errors import MayuriError
-
-if TYPE_CHECKING:
-    from mayuri.tracking.writer import MetricBuffer
-
 from mayuri.run_contract import (
     ATTEMPT_VAR,
     CHECKPOINT_DIR_VAR,
@@ -42,6 +36,13 @@ from mayuri.run_contract import (
     STORE_VAR,
 )
 
+# Set by type checkers only: importing `typing` would cost every job's start (~2 ms).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mayuri.tracking.writer import MetricBuffer
+
 __all__ = ["CHECKPOINTS_DIR", "OUTPUTS_FILE", "OUTPUTS_LOCK", "PARAMS_FILE", "PARAMS_USED_FILE", "PARAMS_VAR",
            "SCRIPT_PARAMS_FILE"]
 
@@ -50,14 +51,20 @@ class NotInJob(MayuriError):
     """An in-job function was called outside a job that Mayuri launched."""
 
 
-@dataclass(frozen=True)
 class CurrentRun:
-    """The run this process belongs to."""
+    """The run this process belongs to.
 
-    id: str
-    dir: Path
-    store: Path
-    attempt: int
+    A plain class: `dataclasses` (with `inspect`) or `typing.NamedTuple` would
+    cost every job's start several ms, for four fields.
+    """
+
+    __slots__ = ("attempt", "dir", "id", "store")
+
+    def __init__(self, id: str, dir: Path, store: Path, attempt: int) -> None:  # noqa: A002 (the run's id)
+        self.id, self.dir, self.store, self.attempt = id, dir, store, attempt
+
+    def __repr__(self) -> str:
+        return f"CurrentRun(id={self.id!r}, dir={str(self.dir)!r}, attempt={self.attempt})"
 
 
 def current_run() -> CurrentRun:

@@ -71,31 +71,23 @@ def share_umask(folder: Path) -> None:
     os.umask(current & ~0o070)
 
 
-def current_umask() -> int:
-    """This process's umask, read without changing it (other threads may be creating files)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
-
-
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write `path` whole (temporary file, then rename) with the mode a plain create would give it.
+    """Write `path` whole (a temporary file beside it, then a rename), with the mode a plain create gives.
 
-    A temporary file is made 0600 whatever the umask: left so, outputs.json
-    of a shared store would be private to the job's user.
+    The temporary file is created with mode 0666, which the umask trims as it
+    would for a plain create (`tempfile.mkstemp` makes it 0600: left so,
+    outputs.json of a shared store would be private to the job's user; and
+    importing tempfile costs every job that sets an output a few ms).
     """
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    while True:
+        tmp = path.parent / f".{path.name}-{os.urandom(6).hex()}"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)

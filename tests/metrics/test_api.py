@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,33 @@ def test_import_mayuri_stays_cheap(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]", "True"]
+
+
+def test_a_job_that_reads_its_shard_and_sets_outputs_loads_nothing_costly(tmp_path: Path) -> None:
+    # Every job of a sharded evaluation pays its start-up: the store's database layer (peewee,
+    # sqlite3) cost ~25 ms of it, dataclasses, typing and tempfile a few ms more.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    env = {**os.environ, "MAYURI_RUN_ID": "ab" * 16, "MAYURI_RUN_DIR": str(run_dir), "MAYURI_SHARD": "1",
+           "MAYURI_SHARDS": "4", "MAYURI_PARAMS": '{"n": 10}'}
+    code = ("import sys, mayuri\n"
+            "part = mayuri.shard_of(range(mayuri.params()['n']))\n"
+            "mayuri.output('total', sum(part))\n"
+            "mayuri.output('index', mayuri.shard()[0])\n"
+            "costly = {'peewee', 'sqlite3', 'dataclasses', 'typing', 'tempfile', 'inspect', 'hashlib'}\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & costly))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"]
+    assert json.loads((run_dir / "outputs.json").read_text()) == {"index": 1, "total": 3 + 4 + 5}
+    assert (run_dir / "outputs.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def test_log_outside_a_job_says_how_to_run_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
