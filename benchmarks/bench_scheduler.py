@@ -61,8 +61,12 @@ def raw(jobs: int, parallel: int) -> float:
                                                                  start_new_session=True))
 
 
-def raw_with_files(jobs: int, parallel: int, root: Path) -> float:
-    """Like `raw`, each job with a folder, a params file, and its stdout and stderr in two files there."""
+def raw_with_files(jobs: int, parallel: int, root: Path,
+                   argv: Callable[[int, Path], list[str]] = lambda number, folder: ["true"]) -> float:
+    """Like `raw`, each job with a folder, a params file, and its stdout and stderr in two files there.
+
+    `argv(number, folder)` is job `number`'s command (by default `true`).
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
     def start(number: int) -> subprocess.Popen[bytes]:
@@ -72,7 +76,7 @@ def raw_with_files(jobs: int, parallel: int, root: Path) -> float:
         out = os.open(folder / "stdout.log", flags, 0o666)
         err = os.open(folder / "stderr.log", flags, 0o666)
         try:
-            return subprocess.Popen(["true"], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            return subprocess.Popen(argv(number, folder), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True)
         finally:
             os.close(out)
