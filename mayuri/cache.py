@@ -22,7 +22,7 @@ same command). This module only decides; it never launches anything.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,15 @@ from mayuri.experiment.upstream_positions import (
     name_free,
 )
 from mayuri.filestate import Digest, current_digests, unchanged_except
-from mayuri.fingerprint import closure_changes, config_changes, env_changes, summarize, used_key
+from mayuri.fingerprint import (
+    Difference,
+    closure_changes,
+    config_differences,
+    env_changes,
+    in_words,
+    summarize,
+    used_key,
+)
 from mayuri.hashing import canonical_json
 from mayuri.store.db import Store
 from mayuri.store.queries import (
@@ -106,6 +114,7 @@ def check(
     used_sets: Sequence[list[str] | None] | None = None,
     current: UpstreamRuns | None = None,
     explain: bool = True,
+    nearest: NearestRuns | None = None,
 ) -> CacheDecision:
     """Decide whether `instance` (whose upstreams gave these results, by name) can be reused.
 
@@ -117,7 +126,9 @@ def check(
     their names when nothing else answers. `explain=False` leaves a miss
     unexplained ("new"): finding the nearest earlier run reads up to 50 runs,
     a cost a launch-time re-check (which keeps the reason given at plan time)
-    need not pay.
+    need not pay. `nearest` keeps the earlier runs read to explain a miss
+    for the other instances of the same job decided with the store unchanged
+    (the points of a sweep, the shards of a job).
     """
     if force:
         return CacheDecision(None, "forced (--force)")
@@ -139,7 +150,7 @@ def check(
         return CacheDecision(None, summarize(first_mismatch))
     if not explain:
         return CacheDecision(None, "new")
-    return CacheDecision(None, _why_new(store, experiment, instance, keys))
+    return CacheDecision(None, _why_new(store, experiment, instance, keys, {} if nearest is None else nearest))
 
 
 # What `_lookup` says when every candidate was older than the job's `cache` max age.
@@ -220,27 +231,52 @@ def _renamed_upstreams(then: dict[str, Any], now: dict[str, Any]) -> list[tuple[
     return [(new, old) for new, old in zip(after, before, strict=False) if new != old]
 
 
-def _why_new(store: Store, experiment: str, instance: JobInstance, keys: _Keys) -> str:
-    recent = latest_runs(store, experiment, instance.job.name, limit=50) or \
-        runs_of_command(store, instance.base_hash, limit=50) or \
-        (runs_of_command(store, base_hash(instance.config, by_name=True), limit=50) if instance.positions else [])
-    recent = _peers(recent, instance.config)
+# The earlier runs a miss is compared with, as read from the store and as compared (each with its
+# config free of upstream names), for the misses decided while the store is unchanged (one pass of
+# the planner): the points of a sweep share them.
+NearestRuns = dict[tuple[Any, ...], Any]
+
+
+def _recent(store: Store, experiment: str, instance: JobInstance,
+            nearest: NearestRuns) -> list[tuple[RunRow, dict[str, Any]]]:
+    """The earlier runs to explain a miss against, newest first, each with its config free of upstream names."""
+    sources: list[tuple[tuple[Any, ...], Callable[[], list[RunRow]]]] = [
+        (("job", experiment, instance.job.name), lambda: latest_runs(store, experiment, instance.job.name, limit=50)),
+        (("command", instance.base_hash), lambda: runs_of_command(store, instance.base_hash, limit=50)),
+    ]
+    if instance.positions:
+        named = base_hash(instance.config, by_name=True)
+        sources.append((("command", named), lambda: runs_of_command(store, named, limit=50)))
+    for source, read in sources:
+        if source not in nearest:
+            nearest[source] = read()
+        if nearest[source]:
+            break
+    key = (source, _role(instance.config), tuple(instance.positions.items()))
+    if key not in nearest:
+        # A run recorded before the list of upstreams was holds them by the names they have now, if any.
+        nearest[key] = [(run, name_free(run.config, config_positions(run.config) or instance.positions))
+                        for run in _peers(nearest[source], instance.config)]
+    found: list[tuple[RunRow, dict[str, Any]]] = nearest[key]
+    return found
+
+
+def _why_new(store: Store, experiment: str, instance: JobInstance, keys: _Keys, nearest: NearestRuns) -> str:
+    recent = _recent(store, experiment, instance, nearest)
     if not recent:
         return "new"
-    best: list[str] | None = None
+    best: list[Difference] | None = None
     best_run: RunRow | None = None
     current = name_free(instance.config, config_positions(instance.config))
     # The nearest earlier run is the one that differs least (newest on a tie),
     # so that a new sweep point is compared with its neighbour, not the last run.
-    for previous in recent:
-        # A run recorded before the list of upstreams was holds them by the names they have now, if any.
-        then = name_free(previous.config, config_positions(previous.config) or instance.positions)
-        changes = config_changes(then, current, previous.params_used)
+    for previous, then in recent:
+        changes = config_differences(then, current, previous.params_used)
         # Runs recorded before upstreams were keyed by position hold them by name.
         was = by_position(previous.upstream, instance.positions) if not config_positions(previous.config) \
             else previous.upstream
         changes += [
-            f"upstream {keys.names.get(position, position)} changed"
+            ("other", f"upstream {keys.names.get(position, position)} changed", None, None)
             for position in sorted(keys.upstream)
             if was.get(position) not in (keys.upstream[position],
                                          keys.current.keys.get(position) if keys.current else None)
@@ -252,4 +288,4 @@ def _why_new(store: Store, experiment: str, instance: JobInstance, keys: _Keys) 
         if best_run.status != "succeeded":
             return f"previous run {best_run.short_id} {best_run.status}"
         return "not cached"
-    return summarize(best)
+    return summarize([in_words(d) for d in best])

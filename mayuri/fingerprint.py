@@ -45,36 +45,65 @@ def config_key(base_hash: str, used: str) -> str:
     return hash_structure("job-used/v1", [base_hash, used])
 
 
+# One difference between two configs: (what, name, before, after). `what` is `removed`, `added` or
+# `changed` for a param (named by its dotted path), or `other` with the words in `name`. Kept as
+# tuples and put in words only where shown: explaining a miss compares a config with up to 50
+# earlier ones and shows one.
+Difference = tuple[str, str, Any, Any]
+
+
 def param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """`param lr 0.1 -> 0.2` for every param that differs (added and removed ones too)."""
-    before, after = flat_params(old), flat_params(new)
-    changes = []
+    return [in_words(d) for d in _param_differences(flat_params(old), flat_params(new))]
+
+
+def _param_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Difference]:
+    differences: list[Difference] = []
     for key in sorted(before.keys() | after.keys()):
         if key not in after:
-            changes.append(f"param {key} removed (was {as_text(before[key])})")
+            differences.append(("removed", key, before[key], None))
         elif key not in before:
-            changes.append(f"param {key} added ({as_text(after[key])})")
+            differences.append(("added", key, None, after[key]))
         elif before[key] != after[key] or type(before[key]) is not type(after[key]):
-            changes.append(f"param {key} {as_text(before[key])} -> {as_text(after[key])}")
-    return changes
+            differences.append(("changed", key, before[key], after[key]))
+    return differences
+
+
+def in_words(difference: Difference) -> str:
+    """One difference as `config_changes` says it."""
+    what, name, before, after = difference
+    if what == "removed":
+        return f"param {name} removed (was {as_text(before)})"
+    if what == "added":
+        return f"param {name} added ({as_text(after)})"
+    if what == "changed":
+        return f"param {name} {as_text(before)} -> {as_text(after)}"
+    return name
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], used: list[str] | None = None) -> list[str]:
     """What differs between two job configs, in words, params first (only those the old run used, if known)."""
+    return [in_words(d) for d in config_differences(old, new, used)]
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
+                       used: list[str] | None = None) -> list[Difference]:
+    """`config_changes`, not yet in words."""
     old_params, new_params = flat_params(old.get("params", {})), flat_params(new.get("params", {}))
-    changes = param_changes(old_params, new_params)
+    differences = _param_differences(old_params, new_params)
     if used is not None:
-        changes = [c for c in changes if any(c.startswith((f"param {u} ", f"param {u}.")) for u in used)]
+        differences = [d for d in differences if any(d[1] == u or d[1].startswith(f"{u}.") for u in used)]
     for key in ("command", "shell", "env", "inputs", "outputs", "kind", "gather", "shard", "reduction"):
         if old.get(key) == new.get(key):
             continue
         if key == "command" and _same_but_params(old.get(key), new.get(key), old_params, new_params):
             continue
         if key == "shard" and isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
-            changes.append(_shard_change(old[key], new[key]))
+            differences.append(("other", _shard_change(old[key], new[key]), None, None))
             continue
-        changes.append(f"{key} changed" if key != "env" else _env_change(old.get("env", {}), new.get("env", {})))
-    return changes
+        words = f"{key} changed" if key != "env" else _env_change(old.get("env", {}), new.get("env", {}))
+        differences.append(("other", words, None, None))
+    return differences
 
 
 def _same_but_params(old: Any, new: Any, old_params: dict[str, Any], new_params: dict[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mayuri.cache import CacheDecision, check
+from mayuri.cache import CacheDecision, NearestRuns, check
 from mayuri.config import Settings
 from mayuri.experiment.expand import JobInstance
 from mayuri.experiment.shard_expand import is_reduction
@@ -129,6 +129,8 @@ class Planner:
         self._upstreams = UpstreamMemo(store)
         # The run folders of the slots the cache answered, by instance key.
         self._cached_dirs: dict[str, str] = {}
+        # The earlier runs that explain a miss, read once per pass of `advance_pending` (see `cache.check`).
+        self._nearest: NearestRuns = {}
         # The sets of params earlier runs of each config used: asked once for the whole plan.
         self._used_sets: dict[str, list[list[str] | None]] | None = None
         # A dry run's planned launches by claim key (the first instance that would do each piece of work).
@@ -172,7 +174,7 @@ class Planner:
         })
         decision = check(
             self.store, self.settings.root, self.experiment, inst, slot.upstream_fps,
-            self.settings.key_env, self.force, self.known_used(inst.base_hash), current, explain,
+            self.settings.key_env, self.force, self.known_used(inst.base_hash), current, explain, self._nearest,
         )
         if decision.hit:
             reran = sorted({self.slots[k].instance.name for k in inst.upstream_keys
@@ -225,6 +227,8 @@ class Planner:
     def advance_pending(self) -> list[Slot]:
         """Decide every pending slot whose upstreams are settled; returns the ones to launch."""
         self.changed = False
+        # No run is recorded while this pass decides: the earlier runs read to explain one miss serve all.
+        self._nearest = {}
         ready = []
         for slot in self.pending:
             if slot.state != "pending":
