@@ -27,24 +27,19 @@ from mayuri.config import Settings
 from mayuri.errors import StoreError
 from mayuri.store.fsinfo import is_network_fs
 from mayuri.store.perms import group_shared, make_dirs, share_like_folder
+from mayuri.store.plain_sqlite import (
+    ALREADY_ROLLED_BACK,
+    DB_NAME,
+    LOCKED,
+    StoreLocked,
+    is_store_failure,
+    select_in,
+    translate,
+)
 
-DB_NAME = "mayuri.db"
 HISTORY_TABLE = "schema_migration"
 
 log = logging.getLogger(__name__)
-
-# Text of the SQLite errors that mean the file cannot be used as it is.
-_CORRUPT = ("not a database", "malformed", "corrupt")
-_LOCKED = ("locked", "busy")
-_ALREADY_ROLLED_BACK = ("no transaction is active", "no such savepoint")
-
-
-class StoreLocked(StoreError):
-    """Another process kept the store's write lock for longer than the busy timeout.
-
-    The only store failure worth retrying: a caller holding results it must
-    not lose (a scheduler recording finished jobs) may catch it and try again.
-    """
 
 
 class StoreReadOnly(StoreError):
@@ -55,44 +50,8 @@ class DatabaseLost(StoreError):
     """mayuri.db is missing or empty while the store still holds run folders or blobs."""
 
 
-def _translate(exc: Exception, path: Path) -> StoreError:
-    text = str(exc)
-    if any(word in text for word in _LOCKED):
-        return StoreLocked(
-            f"the store is locked: another process has held it for longer than the busy timeout ({text}).",
-            path=path,
-            hint=f"Wait for it to finish, or find it with `fuser {path}`; `[store] busy_timeout` in "
-            "mayuri.toml sets how long to wait. The write that could not wait was rolled back.",
-        )
-    if any(word in text for word in _CORRUPT):
-        return StoreError(
-            f"the store's database is corrupt or not a Mayuri store ({text}).",
-            path=path,
-            hint="Run `mayuri doctor`, or restore the file from a backup; nothing was changed.",
-        )
-    if "readonly" in text or "unable to open" in text:
-        return StoreError(
-            f"cannot write the store ({text}).",
-            path=path,
-            hint="Check that you may write the store folder and its files; a shared store needs "
-            "a group-writable folder (chmod 2770) and group read/write on mayuri.db*.",
-        )
-    if "full" in text or "I/O error" in text:
-        return StoreError(
-            f"the store could not be written ({text}): no space left on the device holding the store, "
-            "or it is failing, or over a file size limit. The write was rolled back.",
-            path=path,
-            hint="Free some space (`mayuri gc`, `df -h`), then run the command again.",
-        )
-    return StoreError(f"cannot use the store: {text}.", path=path)
-
-
 def _is_store_failure(exc: Exception) -> bool:
-    # Constraint violations and misuse are bugs or callers' business, not a
-    # broken store: they keep their own type.
-    if isinstance(exc, (peewee.OperationalError, sqlite3.OperationalError)):
-        return True
-    return any(word in str(exc) for word in _CORRUPT)
+    return isinstance(exc, peewee.OperationalError) or is_store_failure(exc)
 
 
 @contextlib.contextmanager
@@ -103,7 +62,7 @@ def store_errors(path: Path) -> Iterator[None]:
     except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
         if not _is_store_failure(exc):
             raise
-        raise _translate(exc, path) from exc
+        raise translate(exc, path) from exc
 
 
 class _StoreDatabase(peewee.SqliteDatabase):
@@ -168,7 +127,7 @@ class Store:
                 # transaction back, and peewee's own rollback then fails: report
                 # the error that mattered, not that one.
                 original: BaseException | None = exc
-                while original is not None and any(text in str(original) for text in _ALREADY_ROLLED_BACK):
+                while original is not None and any(text in str(original) for text in ALREADY_ROLLED_BACK):
                     original = original.__context__
                 if original is not None and original is not exc:
                     raise original from None
@@ -188,14 +147,8 @@ class Store:
             connection.execute(f"PRAGMA busy_timeout = {int(usual)}")
 
     def select_in(self, sql: str, values: Sequence[Any], size: int = 500) -> Iterator[tuple[Any, ...]]:
-        """The rows of `sql` for all of `values`, asked in chunks; `{marks}` in `sql` is one chunk's placeholders.
-
-        SQLite limits the parameters of one statement (999 in older builds), so
-        a long `IN (...)` list is split.
-        """
-        for start in range(0, len(values), size):
-            chunk = tuple(values[start:start + size])
-            yield from self.db.execute_sql(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        """The rows of `sql` for all of `values`, asked in chunks (`plain_sqlite.select_in`)."""
+        return select_in(self.db.execute_sql, sql, values, size)
 
     def close(self) -> None:
         if not self.db.is_closed():
@@ -316,7 +269,7 @@ def _set_journal_mode(db: peewee.SqliteDatabase, mode: str, deadline: float) -> 
                 return
             got = connection.execute(f"PRAGMA journal_mode = {mode}").fetchone()[0]
         except sqlite3.OperationalError as exc:
-            if not any(word in str(exc) for word in _LOCKED) or time.monotonic() > deadline:
+            if not any(word in str(exc) for word in LOCKED) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
             continue

@@ -12,11 +12,18 @@ out of min and max; infinities are stored as they are and count in min/max.
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from mayuri.errors import StoreError
-from mayuri.store.db import Store
+from mayuri.store.plain_sqlite import select_in
+
+# Set by type checkers only: the metrics writer imports this module, and must not load peewee.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mayuri.store.db import Store
 
 Point = tuple[str, int, float, float]
 """(key, step, value, logged_at) of one metric point."""
@@ -39,12 +46,12 @@ ON CONFLICT (run_id, key_id) DO UPDATE SET
 """
 
 
-def intern_keys(store: Store, names: Iterable[str]) -> dict[str, int]:
-    """The id of each metric key name, created when new (call inside a write transaction)."""
+def _intern_keys(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, int]:
+    """The id of each metric key name, created when new (inside the caller's write transaction)."""
     wanted = sorted(set(names))
-    cursor = store.db.cursor()
-    cursor.executemany("INSERT OR IGNORE INTO metric_key (name) VALUES (?)", [(n,) for n in wanted])
-    return {name: key_id for key_id, name in store.select_in("SELECT id, name FROM metric_key WHERE name IN ({marks})", wanted)}
+    conn.executemany("INSERT OR IGNORE INTO metric_key (name) VALUES (?)", [(n,) for n in wanted])
+    return {name: key_id for key_id, name in select_in(conn.execute, "SELECT id, name FROM metric_key "
+                                                       "WHERE name IN ({marks})", wanted)}
 
 
 def _summarise(points: Sequence[Point]) -> dict[str, list[float | int | None]]:
@@ -77,17 +84,19 @@ def append_points(store: Store, run_id: str, points: Sequence[Point]) -> None:
     """Append (key, step, value, logged_at) points to a run and update its summaries, atomically."""
     if not points:
         return
+    with store.write():
+        write_points(store.db.connection(), store.db_path, run_id, points)
+
+
+def write_points(conn: sqlite3.Connection, db_path: Path, run_id: str, points: Sequence[Point]) -> None:
+    """`append_points` on a plain connection, inside the caller's write transaction (the metrics writer's way)."""
+    if not points:
+        return
     summary = _summarise(points)
     now = time.time()
-    with store.write():
-        cursor = store.db.cursor()
-        # Checked once here, so that a writer may turn off the per-row foreign key check.
-        if cursor.execute("SELECT 1 FROM run WHERE id = ?", (run_id,)).fetchone() is None:
-            raise StoreError(f"no run {run_id} in the store: its metric points were not recorded.",
-                             path=store.db_path)
-        ids = intern_keys(store, summary)
-        cursor.executemany(_INSERT, [(run_id, ids[k], s, v, t) for k, s, v, t in points])
-        cursor.executemany(
-            _UPSERT_SUMMARY,
-            [(run_id, ids[key], *entry, now) for key, entry in summary.items()],
-        )
+    # Checked once here, so that a writer may turn off the per-row foreign key check.
+    if conn.execute("SELECT 1 FROM run WHERE id = ?", (run_id,)).fetchone() is None:
+        raise StoreError(f"no run {run_id} in the store: its metric points were not recorded.", path=db_path)
+    ids = _intern_keys(conn, summary)
+    conn.executemany(_INSERT, [(run_id, ids[k], s, v, t) for k, s, v, t in points])
+    conn.executemany(_UPSERT_SUMMARY, [(run_id, ids[key], *entry, now) for key, entry in summary.items()])

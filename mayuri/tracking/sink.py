@@ -7,6 +7,10 @@ Whatever has arrived is committed in one transaction, so a busy job gets
 large batches and a quiet one gets its points within milliseconds. It exits
 when stdin closes (the job ended, normally or not), after committing.
 
+It starts with every job that logs, so it opens the database with the
+standard library alone (`store.plain_sqlite`): its scheduler has opened,
+checked and upgraded the store already.
+
 Must not: exit before everything read is committed, or be stopped by the
 signals meant for the job (it runs in its own session and ignores SIGINT).
 """
@@ -17,13 +21,14 @@ import marshal
 import os
 import select
 import signal
+import sqlite3
 import struct
 import sys
 from pathlib import Path
 
 from mayuri.errors import MayuriError, StoreError
-from mayuri.store.db import Store, open_store, store_errors
-from mayuri.store.metric_records import Point, append_points
+from mayuri.store.metric_records import Point, write_points
+from mayuri.store.plain_sqlite import DB_NAME, connect, write_transaction
 
 _FRAME = struct.Struct("<Q")
 _READ = 1 << 20
@@ -46,7 +51,7 @@ def decode_frames(buffer: bytearray) -> list[Point]:
     return points
 
 
-def pump(store: Store, run_id: str, fd: int) -> int:
+def pump(conn: sqlite3.Connection, db_path: Path, run_id: str, fd: int) -> int:
     """Commit every frame read from `fd` until it closes; returns the number of points written."""
     written = 0
     buffer = bytearray()
@@ -64,8 +69,8 @@ def pump(store: Store, run_id: str, fd: int) -> int:
         if not points:
             continue
         try:
-            with store_errors(store.db_path):
-                append_points(store, run_id, points)
+            with write_transaction(conn, db_path):
+                write_points(conn, db_path, run_id, points)
             written += len(points)
         except (StoreError, OverflowError) as exc:
             # Keep draining: later batches may succeed once a lock is released
@@ -79,11 +84,11 @@ def main(argv: list[str]) -> int:
     store_root, run_id = Path(argv[0]), argv[1]
     try:
         # The scheduler has already accepted this store (network filesystem or not).
-        store = open_store(store_root, allow_network_fs=True, create=False)
-        # append_points checks the run once per batch; the per-row foreign key
+        conn = connect(store_root / DB_NAME)
+        # write_points checks the run once per batch; the per-row foreign key
         # lookup would cost a tenth of the insert rate. (This connection only.)
-        store.db.execute_sql("PRAGMA foreign_keys = OFF")
-        pump(store, run_id, sys.stdin.fileno())
+        conn.execute("PRAGMA foreign_keys = OFF")
+        pump(conn, store_root / DB_NAME, run_id, sys.stdin.fileno())
     except MayuriError as exc:
         sys.stderr.write(f"mayuri: metrics of run {run_id} not recorded: {exc}\n")
         return 1

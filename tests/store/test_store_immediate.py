@@ -134,6 +134,8 @@ def _is_write_sql(text: str | None) -> bool:
 
 def _is_write_block(item: ast.withitem) -> bool:
     call = item.context_expr
+    if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "write_transaction":
+        return True  # store.plain_sqlite's BEGIN IMMEDIATE on a plain connection (the metrics writer's)
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
         return False
     if call.func.attr == "write" and not call.args:
