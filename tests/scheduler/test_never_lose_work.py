@@ -296,18 +296,6 @@ def test_leftover_child_and_daemon_are_stopped_before_the_run_ends(project, sigk
     store_is_sound(project.db)
 
 
-def test_detach_message_names_the_pid(project) -> None:
-    project.write("exp.yaml", "name: bg\njobs:\n  a: {run: python -c 'import time; time.sleep(3)'}\n")
-    done = project.mayuri("run", "exp.yaml", "--detach")
-    assert done.returncode == 0, done.stderr
-    assert "{started.pid}" not in done.stderr
-    pid = int(done.stderr.split("as pid ")[1].split(";")[0])
-    assert f"kill {pid}`" in done.stderr
-    deadline = time.monotonic() + 60
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
 RETAIN = """
     import mayuri
     folder = mayuri.checkpoint_dir(keep_last=2, keep_best=1, metric="val_loss")
