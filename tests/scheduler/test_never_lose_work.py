@@ -135,7 +135,7 @@ def test_kill_9_of_the_job_then_rerun_resumes(project) -> None:
 
 def test_kill_9_of_mayuri_run_the_job_finishes_and_is_adopted(project) -> None:
     train_project(project)
-    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.4"})
+    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.3"})
     first = wait_for_steps(project, 1)
     pid = int((project.root / ".mayuri" / "runs" / first / "job.pid").read_text())
     os.kill(proc.pid, signal.SIGKILL)
@@ -161,7 +161,7 @@ def test_kill_9_of_mayuri_run_the_job_finishes_and_is_adopted(project) -> None:
 def test_kill_9_of_mayuri_run_then_doctor_waits_and_records_the_job(project) -> None:
     """`mayuri doctor` adopts a live job of a dead scheduler: waits, says so, records it succeeded."""
     train_project(project)
-    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.4"})
+    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.3"})
     first = wait_for_steps(project, 1)
     pid = int((project.root / ".mayuri" / "runs" / first / "job.pid").read_text())
     os.kill(proc.pid, signal.SIGKILL)
