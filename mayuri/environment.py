@@ -36,7 +36,7 @@ def _top_levels() -> tuple[tuple[Any, frozenset[str]], ...]:
     parses every distribution's METADATA for its name and makes a path object of every line of every
     RECORD without a top_level.txt (10,000 lines in a data-science environment): 50-60 ms at every
     run that records a Python job. Here the names are read from the RECORD's text, and a
-    distribution's METADATA only when one of its names was imported (tests/unit/test_environment.py
+    distribution's METADATA only when one of its names was imported (tests/unit/test_distributions.py
     compares the two).
     """
     from importlib import metadata  # slow to import; a cached run never needs it
