@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow go first (in their order): xdist hands tests out in this order, and a test
+    of half a minute handed out last keeps one worker busy while the other has nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)
@@ -55,16 +62,28 @@ class Project:
             text=True, timeout=timeout, input=input,
         )
 
+    def read(self, *args: str) -> Any:
+        """The JSON that a reading command prints (`runs --json`, `show --json`...), run in this process.
+
+        For reading results back, which is not what a test is about: a process for it cost a tenth of a
+        second, hundreds of times. The commands' own output across the process boundary is tested in
+        tests/cli/test_commands.py.
+        """
+        from click.testing import CliRunner
+
+        from mayuri.cli import cli
+
+        with contextlib.chdir(self.root):
+            done = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return json.loads(done.stdout)
+
     def runs(self, *filters: str) -> list[dict[str, Any]]:
-        done = self.mayuri("runs", "--json", "--limit", "0", *filters)
-        assert done.returncode == 0, done.stderr
-        result: list[dict[str, Any]] = json.loads(done.stdout)
+        result: list[dict[str, Any]] = self.read("runs", "--json", "--limit", "0", *filters)
         return result
 
     def show(self, run_id: str, *flags: str) -> dict[str, Any]:
-        done = self.mayuri("show", run_id, "--json", *flags)
-        assert done.returncode == 0, done.stderr
-        result: dict[str, Any] = json.loads(done.stdout)
+        result: dict[str, Any] = self.read("show", run_id, "--json", *flags)
         return result
 
     @property
@@ -74,10 +93,14 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
-    """An initialised project in a temporary folder."""
+    """An initialised project in a temporary folder.
+
+    Initialised in-process, by what `mayuri init` calls (a process per test cost a third of a second
+    in hundreds of tests); the command itself is tested in tests/ergonomics/test_small_items.py.
+    """
+    from mayuri.init_project import init_project
+
     root = tmp_path / "proj"
     root.mkdir()
-    proj = Project(root)
-    done = proj.mayuri("init")
-    assert done.returncode == 0, done.stderr
-    yield proj
+    init_project(root)
+    yield Project(root)

@@ -42,7 +42,9 @@ def two_runs(project: Project) -> Project:
 
 
 def test_runs_json_has_the_stable_fields(two_runs: Project) -> None:
-    runs = two_runs.runs()
+    listed = two_runs.mayuri("runs", "--json")  # the interface for scripts: a process's stdout
+    assert listed.returncode == 0, listed.stderr
+    runs = json.loads(listed.stdout)
     assert len(runs) == 2
     for run in runs:
         for field in ("id", "experiment", "job", "status", "params", "fingerprint", "started", "duration",
@@ -56,7 +58,9 @@ def test_runs_json_has_the_stable_fields(two_runs: Project) -> None:
 
 def test_show_has_params_closure_environment_and_logs(two_runs: Project) -> None:
     run = two_runs.runs()[0]
-    detail = two_runs.show(run["id"][:6])
+    shown = two_runs.mayuri("show", run["id"][:6], "--json")
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
     assert detail["id"] == run["id"]
     assert {c["path"] for c in detail["closure"] if c["role"] == "code"} >= {"job.py", "helper.py"}
     assert detail["environment"]["python"]["version"].startswith("3.")

@@ -29,6 +29,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -176,6 +177,7 @@ def _outputs(project: Project, short_ids: list[str]) -> dict[str, str]:
     return {short: values[short] for short in short_ids}
 
 
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model=models(), change=st.sampled_from(["b", "script"]), which=st.integers(0, 2), renamed=st.sets(st.integers(0, 2)))
 def test_random_pipelines_rerun_exactly_what_the_model_says(

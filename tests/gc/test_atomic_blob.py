@@ -54,7 +54,7 @@ def test_killed_blob_writes_leave_no_bad_blob_and_gc_clears_temp_files(
             text=True,
         )
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
-        time.sleep(random.uniform(0.05, 0.6))
+        time.sleep(random.uniform(0.05, 0.3))
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     for sha, path in _final_blobs(filler.store.blobs):

@@ -1,10 +1,11 @@
 """RELIABILITY.md test 20: gc against a blob writer, with its sensitivity check; and the grace period.
 
-Scaled down from the plan's 10 minutes to about ten seconds a case: the
-writer waits 0-1.5 s (not 0-3 s) between writing a blob and referencing it,
+Scaled down from the plan's 10 minutes to about five seconds a case: the
+writer waits 0-0.75 s (not 0-3 s) between writing a blob and referencing it,
 and `mayuri gc` runs back to back through the real CLI meanwhile (each call
-is a new process, about a second apart on this machine). With a grace period
-longer than the delay, or with a pending reference (a hold) and no grace, no
+is a new process, a few tenths of a second apart on two cores). With a grace
+period longer than the delay (2 s against 0.75 s: still more than twice the
+longest delay, as the plan's), or with a pending reference (a hold) and no grace, no
 reference may dangle; with neither, a blob MUST be lost, which proves that
 the test can see the race it guards against.
 """
@@ -26,6 +27,7 @@ from tests.gc.gc_helpers import Filler, dangling_references
 from tests.store.store_workers import integrity
 
 WRITER = Path(__file__).with_name("race_writer.py")
+MAX_DELAY = 0.75  # seconds between writing a blob and referencing it, at most
 
 
 def race(
@@ -38,7 +40,7 @@ def race(
         str(filler.store.root),
         str(project.root),
         str(seconds),
-        "1.5",
+        str(MAX_DELAY),
         "hold" if hold else "nohold",
     ] + (["stop-on-loss"] if stop_on_loss else [])
     writer = subprocess.Popen(args, cwd=project.root, stdout=subprocess.PIPE, text=True)
@@ -63,7 +65,7 @@ def race(
 
 @pytest.mark.slow
 def test_grace_period_protects_blobs_not_yet_referenced(project: Any, filler: Filler) -> None:
-    summary, sweeps = race(project, filler, "5s", hold=False, seconds=10)
+    summary, sweeps = race(project, filler, "2s", hold=False, seconds=5)
     assert summary["written"] >= 5 and sweeps >= 3
     assert summary["lost"] == 0
     assert dangling_references(filler.store) == []
@@ -72,7 +74,7 @@ def test_grace_period_protects_blobs_not_yet_referenced(project: Any, filler: Fi
 
 @pytest.mark.slow
 def test_a_hold_protects_without_any_grace(project: Any, filler: Filler) -> None:
-    summary, sweeps = race(project, filler, "0s", hold=True, seconds=8)
+    summary, sweeps = race(project, filler, "0s", hold=True, seconds=4)
     assert summary["written"] >= 4 and sweeps >= 3
     assert summary["lost"] == 0
     assert dangling_references(filler.store) == []

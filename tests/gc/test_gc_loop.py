@@ -81,7 +81,7 @@ def test_gc_loop_while_jobs_write_artifacts(project: Any, filler: Filler) -> Non
             done = project.mayuri("run", "exp.yaml", f"round={round_}", "i=1,2,3")
             assert done.returncode == 1 and "2 succeeded" in done.stderr, done.stderr
             assert missing_registered_blobs(filler) == []
-            time.sleep(random.uniform(0.2, 1.0))
+            time.sleep(random.uniform(0.1, 0.4))
     finally:
         stop.set()
         thread.join(timeout=120)

@@ -61,8 +61,13 @@ def test_running_points_are_visible_soon_and_sigkill_loses_at_most_a_second(proj
     finally:
         if scheduler.poll() is None:
             scheduler.kill()
-    # The writer process drains what it was sent; give it a moment to commit.
-    time.sleep(1.5)
+    # The writer process drains what it was sent: the last second before the kill is in the store within
+    # a moment of the scheduler's end (1.5 s at most).
+    deadline = time.monotonic() + 1.5
+    while not _ticks(project.db) or _ticks(project.db)[-1][1] < killed_at - 1.0:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     ticks = _ticks(project.db)
     steps = [s for s, _ in ticks]
     assert steps == list(range(len(steps))), "points are missing in the middle"

@@ -44,15 +44,21 @@ def test_two_schedulers_started_together_run_each_point_once(project: Project, s
     store_is_sound(project.db)
 
 
+# The pause comes from the environment (not the config, so that both schedulers plan the same run): the
+# first scheduler's job outlives the test's kill, the job of the one that takes over ends at once.
+PAUSED = SWEEP.replace("import time, mayuri; time.sleep(${pause})",
+                       "import os, time, mayuri; time.sleep(float(os.environ['PAUSE']))")
+
+
 def test_a_wait_on_a_scheduler_that_died_takes_the_work_over(project: Project, sigkill_later: list[int]) -> None:
-    project.write("exp.yaml", SWEEP.replace("pause: 1.5", "pause: 4").replace("[1, 2, 3, 4]", "[1]"))
-    first = start_mayuri(project.root, "run", "exp.yaml")
+    project.write("exp.yaml", PAUSED.replace("[1, 2, 3, 4]", "[1]"))
+    first = start_mayuri(project.root, "run", "exp.yaml", env={"PAUSE": "60"})
     sigkill_later.append(first.pid)
     wait_for(lambda: query(project.db, "SELECT count(*) FROM attempt WHERE status = 'running'")[0][0] == 1,
              timeout=60, message="the first scheduler's job")
     job_pid = query(project.db, "SELECT pid FROM attempt")[0][0]
     sigkill_later.append(job_pid)
-    second = start_mayuri(project.root, "run", "exp.yaml")
+    second = start_mayuri(project.root, "run", "exp.yaml", env={"PAUSE": "0"})
     sigkill_later.append(second.pid)
     wait_for(lambda: query(project.db, "SELECT count(*) FROM scheduler WHERE status = 'running'")[0][0] == 2,
              timeout=60, message="the second scheduler")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
+import psutil
 from sched_helpers import fake, query, store_is_sound, wait_for
 
 MiB = 1024**2
@@ -74,8 +75,15 @@ def test_detach_runs_in_the_background(project) -> None:
     assert done.returncode == 0, done.stderr
     assert "running in the background" in done.stderr
     assert time.monotonic() - began < 15
+    # It returned once the run had got past its start (detach.STARTUP_WAIT), naming its pid and how to stop it.
+    assert "{started.pid}" not in done.stderr
+    pid = int(done.stderr.split("as pid ")[1].split(";")[0])
+    assert f"kill {pid}`" in done.stderr
     wait_for(lambda: any(r["status"] == "running" for r in project.runs()), message="the job to show as running")
+    assert psutil.pid_exists(pid)
     wait_for(lambda: [r["status"] for r in project.runs()] == ["succeeded"], timeout=60, message="it to finish")
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             message="the background scheduler to exit")
     store_is_sound(project.db)
 
 

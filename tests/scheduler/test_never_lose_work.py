@@ -135,7 +135,7 @@ def test_kill_9_of_the_job_then_rerun_resumes(project) -> None:
 
 def test_kill_9_of_mayuri_run_the_job_finishes_and_is_adopted(project) -> None:
     train_project(project)
-    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.4"})
+    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.3"})
     first = wait_for_steps(project, 1)
     pid = int((project.root / ".mayuri" / "runs" / first / "job.pid").read_text())
     os.kill(proc.pid, signal.SIGKILL)
@@ -161,7 +161,7 @@ def test_kill_9_of_mayuri_run_the_job_finishes_and_is_adopted(project) -> None:
 def test_kill_9_of_mayuri_run_then_doctor_waits_and_records_the_job(project) -> None:
     """`mayuri doctor` adopts a live job of a dead scheduler: waits, says so, records it succeeded."""
     train_project(project)
-    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.4"})
+    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.3"})
     first = wait_for_steps(project, 1)
     pid = int((project.root / ".mayuri" / "runs" / first / "job.pid").read_text())
     os.kill(proc.pid, signal.SIGKILL)
@@ -294,18 +294,6 @@ def test_leftover_child_and_daemon_are_stopped_before_the_run_ends(project, sigk
     ended = query(project.db, "SELECT ended_at FROM attempt")[0][0]
     assert ended >= os.stat(folder / "exit-1.json").st_mtime - 1.0
     store_is_sound(project.db)
-
-
-def test_detach_message_names_the_pid(project) -> None:
-    project.write("exp.yaml", "name: bg\njobs:\n  a: {run: python -c 'import time; time.sleep(3)'}\n")
-    done = project.mayuri("run", "exp.yaml", "--detach")
-    assert done.returncode == 0, done.stderr
-    assert "{started.pid}" not in done.stderr
-    pid = int(done.stderr.split("as pid ")[1].split(";")[0])
-    assert f"kill {pid}`" in done.stderr
-    deadline = time.monotonic() + 60
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 RETAIN = """

@@ -70,7 +70,7 @@ def test_kill_9_of_a_scheduler_then_recovery(project) -> None:
 
 
 def test_doctor_waits_for_the_gpu_jobs_of_a_dead_scheduler_and_frees_their_leases(project) -> None:
-    two_gpu_jobs(project, "3")
+    two_gpu_jobs(project, "1.5")
     env = {"MAYURI_FAKE_GPUS": "2x16GiB"}
     proc = start_mayuri(project.root, "run", "exp.yaml", env=env)
     wait_for(lambda: project.db.exists() and len(running_pids(project.db)) == 2, message="two jobs")
@@ -156,13 +156,13 @@ def test_a_live_scheduler_is_left_alone(project) -> None:
 
 
 def test_sigstop_same_host_is_never_reclaimed(project) -> None:
-    two_gpu_jobs(project, "4")
-    env = {"MAYURI_FAKE_GPUS": "2x16GiB", "MAYURI_LEASE_TTL": "1"}
+    two_gpu_jobs(project, "2")
+    env = {"MAYURI_FAKE_GPUS": "2x16GiB", "MAYURI_LEASE_TTL": "0.4"}
     first = start_mayuri(project.root, "run", "exp.yaml", env=env)
     wait_for(lambda: project.db.exists() and len(running_pids(project.db)) == 2, message="two jobs")
     os.kill(first.pid, signal.SIGSTOP)
     try:
-        time.sleep(3.0)  # three lease TTLs
+        time.sleep(1.2)  # three lease TTLs
         done = project.mayuri("doctor", env=env)
         assert done.returncode == 0
         assert {r["status"] for r in project.runs()} == {"running"}
@@ -176,13 +176,13 @@ def test_sigstop_same_host_is_never_reclaimed(project) -> None:
 
 def test_sigstop_other_host_is_reclaimed_and_fenced(project) -> None:
     two_gpu_jobs(project, "60")
-    env = {"MAYURI_FAKE_GPUS": "2x16GiB", "MAYURI_LEASE_TTL": "1"}
+    env = {"MAYURI_FAKE_GPUS": "2x16GiB", "MAYURI_LEASE_TTL": "0.4"}
     first = start_mayuri(project.root, "run", "exp.yaml", env={**env, "MAYURI_HOST": "elsewhere"})
     wait_for(lambda: project.db.exists() and len(running_pids(project.db)) == 2, message="two jobs")
     ids = [r["id"] for r in project.runs()]
     os.kill(first.pid, signal.SIGSTOP)
     try:
-        time.sleep(3.0)
+        time.sleep(1.2)  # three lease TTLs
         done = project.mayuri("doctor", env=env)
         assert done.returncode == 0
         assert {r["status"] for r in project.runs()} == {"orphaned"}
