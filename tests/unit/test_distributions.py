@@ -12,8 +12,35 @@ def test_the_installed_distributions_map_as_packages_distributions_maps_them() -
     expected = metadata.packages_distributions()
     modules = sorted(expected)
     assert len(modules) > 20, "too few distributions installed for the comparison to mean much"
-    assert environment._module_to_distributions(modules) == {module: expected[module] for module in modules}
+    mapping = environment._module_to_distributions(modules)
+    assert {module: [name for name, _ in found] for module, found in mapping.items()} == \
+        {module: expected[module] for module in modules}
     assert environment._module_to_distributions(["no_such_module_anywhere"]) == {}
+    # The version of each: the first install on the path, as importlib.metadata.version finds it.
+    assert environment.distribution_versions(modules) == {
+        name: metadata.version(name) for module in modules for name in expected[module]}
+
+
+class _CountingDistribution(metadata.PathDistribution):
+    reads = 0
+
+    def read_text(self, filename: str) -> str | None:
+        if filename in ("METADATA", "PKG-INFO"):
+            _CountingDistribution.reads += 1
+        return super().read_text(filename)
+
+
+def test_a_distributions_metadata_is_parsed_once_until_it_changes(tmp_path: Path) -> None:
+    info = tmp_path / "top-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: top\nVersion: 1.0\n")
+    dist = _CountingDistribution(info)
+    assert environment._name_and_version(dist) == ("top", "1.0")
+    assert environment._name_and_version(dist) == ("top", "1.0")
+    assert _CountingDistribution.reads == 1
+    # Reinstalled meanwhile (a scheduler may run for days): read again, never a stale version.
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: top\nVersion: 1.10\n")
+    assert environment._name_and_version(dist) == ("top", "1.10")
 
 
 RECORD = """\
