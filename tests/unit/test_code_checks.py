@@ -41,11 +41,7 @@ def test_mypy_checks_the_package_with_the_dashboard_and_migrations(tmp_path: Pat
     finally:
         sys.path.remove(str(REPO / "scripts"))
     tree = typecheck.build_link_tree(tmp_path / "tree")
-    # mypy's incremental cache, kept in the repository's (git-ignored) .mypy_cache between runs of the
-    # suite, as mypy keeps it when run by hand: a module is checked again when its source or what it
-    # depends on changed (by content: the tree's paths differ at every run), so the check is the same,
-    # and the second run of the suite takes a second instead of half a minute. A fresh clone starts cold.
-    cache = ["--cache-dir", str(REPO / ".mypy_cache" / "link-tree")]
+    cache = ["--cache-dir", str(tmp_path / "mypy")]
     done = typecheck.run_mypy(tree, cache)
     assert done.returncode == 0, typecheck.to_repository_paths(done.stdout + done.stderr)
     assert (tree / "mayuri/tui/app.py").exists() and (tree / "mayuri/schema/migrations/0001_initial.py").exists()
