@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import psutil
@@ -182,16 +182,24 @@ def test_kill_9_of_mayuri_run_then_doctor_waits_and_records_the_job(project) -> 
 
 def test_ctrl_c_of_doctor_leaves_the_adopted_job_running(project) -> None:
     train_project(project)
-    # 6.4 s of training: at 0.4 s a step, a loaded machine saw the job end before doctor was interrupted.
+    # 6.4 s of training: the job must still run when doctor, started on a loaded machine, begins to wait.
     proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.8"})
     first = wait_for_steps(project, 1)
     pid = int((project.root / ".mayuri" / "runs" / first / "job.pid").read_text())
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
     doctor = start_mayuri(project.root, "doctor")
-    time.sleep(1.5)  # doctor is waiting (or about to): Ctrl-C must not reach the job either way
+    # Ctrl-C once doctor says it waits (its stderr is line-buffered): it must not reach the job.
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(iter(doctor.stderr.readline, "")), daemon=True)
+    reader.start()
+    wait_for(lambda: any("waiting for 1 job" in line for line in said) or doctor.poll() is not None,
+             timeout=60, message="doctor to wait for the job")
     doctor.send_signal(signal.SIGINT)
-    out, errors = doctor.communicate(timeout=30)
+    out = doctor.stdout.read()
+    doctor.wait(30)
+    reader.join(10)
+    errors = "".join(said)
     assert "left running" in out, out + errors
     assert "Traceback" not in errors
     assert psutil.pid_exists(pid), "Ctrl-C of doctor leaves the job running"
