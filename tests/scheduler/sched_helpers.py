@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -67,7 +68,16 @@ def start_mayuri(root: Path, *args: str, env: dict[str, str] | None = None) -> s
     full.update(env or {})
     full["COLUMNS"] = "200"
     return subprocess.Popen([sys.executable, "-m", "mayuri", *args], cwd=root, env=full, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_terminal_signals)
+
+
+def _terminal_signals() -> None:
+    # A test's Ctrl-C must reach `mayuri` as a terminal's does. Ignored signals are inherited across
+    # exec, and a suite run as a shell's background job (`pytest ... &`) ignores SIGINT and SIGQUIT:
+    # Python then never installs its KeyboardInterrupt handler.
+    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, message: str = "condition") -> None:

@@ -182,8 +182,7 @@ def test_kill_9_of_mayuri_run_then_doctor_waits_and_records_the_job(project) -> 
 
 def test_ctrl_c_of_doctor_leaves_the_adopted_job_running(project) -> None:
     train_project(project)
-    # 6.4 s of training: the job must still run when doctor, started on a loaded machine, begins to wait.
-    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.8"})
+    proc = start_mayuri(project.root, "run", "exp.yaml", env={"TRAIN_DELAY": "0.4"})
     first = wait_for_steps(project, 1)
     pid = int((project.root / ".mayuri" / "runs" / first / "job.pid").read_text())
     os.kill(proc.pid, signal.SIGKILL)
