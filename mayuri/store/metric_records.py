@@ -90,8 +90,6 @@ def append_points(store: Store, run_id: str, points: Sequence[Point]) -> None:
 
 def write_points(conn: sqlite3.Connection, db_path: Path, run_id: str, points: Sequence[Point]) -> None:
     """`append_points` on a plain connection, inside the caller's write transaction (the metrics writer's way)."""
-    if not points:
-        return
     summary = _summarise(points)
     now = time.time()
     # Checked once here, so that a writer may turn off the per-row foreign key check.

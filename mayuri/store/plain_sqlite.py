@@ -101,20 +101,20 @@ def write_transaction(conn: sqlite3.Connection, db_path: Path) -> Iterator[sqlit
     """A write transaction (BEGIN IMMEDIATE) on a connection of `connect`; SQLite's failures as StoreErrors."""
     try:
         conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            # After a disk-full or I/O error SQLite has rolled back already: that error is the one to report.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         if not is_store_failure(exc):
             raise
+        raise translate(exc, db_path) from exc
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        # After a disk-full or I/O error SQLite has rolled back already: the error is the one to report.
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        raise translate(exc, db_path) from exc
+        if isinstance(exc, sqlite3.DatabaseError) and is_store_failure(exc):
+            raise translate(exc, db_path) from exc
+        raise
 
 
 def select_in(execute: Callable[[str, tuple[Any, ...]], Any], sql: str, values: Sequence[Any],
