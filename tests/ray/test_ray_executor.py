@@ -1,7 +1,7 @@
 """The `ray` executor against a real Ray cluster started here: a head (no GPU) and a worker node (2 fake GPUs).
 
 Jobs that ask for a GPU can only run on the worker node; with `files: copy`
-they run in Ray's copy of the project, not in the project folder. Every test
+they run in their node's copy of the project, not in the project folder. Every test
 drives the real CLI in a temporary project. The cluster is one per module
 (about 20 s to start), on one xdist worker (`xdist_group`).
 """
@@ -36,6 +36,7 @@ from pathlib import Path
 import mayuri
 p = mayuri.params()
 print("cwd", os.getcwd(), flush=True)
+print("shipped", os.path.exists("secret/key.txt"), os.path.exists("util/helper.py"), flush=True)
 print("gpus", os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("CUDA_DEVICE_ORDER"), flush=True)
 Path("/proc/self").exists() and Path(p["pidfile"]).write_text(str(os.getpid())) if p.get("pidfile") else None
 for step in range(3):
@@ -184,14 +185,21 @@ def test_a_pipeline_runs_on_the_worker_node_with_its_files_copied_and_comes_back
 ) -> None:
     project = ray_project
     project.write("exp.yaml", PIPELINE)
+    project.write("secret/key.txt", "never shipped")
+    project.write("util/helper.py", "")
+    config = project.root / "mayuri.toml"
+    config.write_text(config.read_text() + 'exclude = ["secret/**"]\n')
     done = project.mayuri("run", "exp.yaml", "--executor", "ray", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     train = project.show(_run_of(project, "train")["id"])
     run_dir = Path(train["run_dir"])
     out = (run_dir / "stdout.log").read_text()
-    # It ran in Ray's copy of the project (not the project folder), on a GPU Ray gave it.
+    # It ran in its node's copy of the project (not the project folder), without what `exclude` names,
+    # on a GPU Ray gave it.
     cwd = out.split("cwd ", 1)[1].split("\n", 1)[0]
-    assert Path(cwd).resolve() != project.root.resolve() and "ray" in cwd
+    assert Path(cwd).resolve() != project.root.resolve()
+    assert Path(cwd).parent.name == "projects" and Path(cwd).is_relative_to(cluster.folder / "tmp"), cwd
+    assert "shipped False True" in out
     assert "gpus" in out and "PCI_BUS_ID" in out
     # The upstream file reached the node; the run's files, metrics, artifact and outputs reached the head.
     assert (run_dir / "model.txt").read_text() == "trained on prepared data"
@@ -360,7 +368,7 @@ def test_a_file_that_differed_on_the_node_makes_the_run_not_reusable_and_is_name
     flag = _flag_job(project, tmp_path)
     with _in_background(project) as running:
         _started(project, running)
-        # The head's train.py is no longer what Ray shipped to the node.
+        # The head's train.py is no longer what was shipped to the node.
         with open(project.root / "train.py", "a") as handle:
             handle.write("\n# edited on the head while the job ran\n")
         flag.write_text("go")

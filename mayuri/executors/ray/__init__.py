@@ -32,6 +32,7 @@ from mayuri.errors import ExecutorError
 from mayuri.executors.base import AttemptRef, Executor, Exit, Handle, LaunchSpec, Point, Usage
 from mayuri.executors.ray import connect
 from mayuri.executors.ray.files import relocate_closure, upstream_files
+from mayuri.executors.ray.project_copy import Excluded, excluded_globs, pack
 from mayuri.executors.remote.closure_check import differing
 from mayuri.executors.remote.runner import make_spec
 from mayuri.executors.remote.sync import apply
@@ -82,6 +83,8 @@ class RayExecutor(Executor):
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._task: Any = None
+        # (digest, [object ref]) of the project's package in copy mode; None when the nodes share the files.
+        self._project: tuple[str, list[Any]] | None = None
 
     # -- connecting -------------------------------------------------------------
 
@@ -92,10 +95,18 @@ class RayExecutor(Executor):
 
     def _connect(self, project_root: Path, store_root: Path) -> Any:
         if self._ray is None:
-            self._ray = connect.connect(self.options, project_root, store_root)
+            _, files, exclude = connect.options_of(self.options)
+            # Packed before connecting: a project too large to ship is refused without touching the cluster.
+            package = pack(project_root, Excluded(excluded_globs(project_root, store_root, exclude))) \
+                if files == "copy" else None
+            ray = connect.connect(self.options)
             from mayuri.executors.ray.node import attempt_task
 
-            self._task = self._ray.remote(max_retries=0)(attempt_task)
+            self._task = ray.remote(max_retries=0)(attempt_task)
+            # Its object is kept while this run lasts (this process owns it); in a list, Ray passes the
+            # reference itself to the tasks, and only a node without the copy fetches the bytes.
+            self._project = (package.digest, [ray.put(package.data)]) if package is not None else None
+            self._ray = ray
         return self._ray
 
     # -- starting -----------------------------------------------------------------
@@ -103,8 +114,7 @@ class RayExecutor(Executor):
     def start(self, spec: LaunchSpec) -> Handle:
         store_root = spec.run_dir.parent.parent
         self._connect(spec.cwd, store_root)
-        _, files, _ = connect.options_of(self.options)
-        copy = files == "copy"
+        copy = self._project is not None
         params = json.loads((spec.run_dir / PARAMS_FILE).read_text(encoding="utf-8")) if copy else None
         # The node's own environment, with what Mayuri and the job change in it: the head's PATH or HOME
         # mean nothing on another machine (and only the difference travels with each task).
@@ -116,7 +126,7 @@ class RayExecutor(Executor):
                  for name in ("stdout.log", "stderr.log")} if copy else {}
         try:
             generator = self._task.options(**connect.request_of(spec.resources)).remote(
-                runner_spec, str(store_root), shipped, copy, SYNC_INTERVAL)
+                runner_spec, str(store_root), shipped, self._project, SYNC_INTERVAL)
         except Exception as exc:  # noqa: BLE001 - Ray's errors have no common base worth naming here
             raise ExecutorError(f"cannot submit the job to Ray: {exc}") from None
         ref = generator._generator_ref.task_id().hex()

@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from mayuri.errors import ConfigError
@@ -22,8 +21,6 @@ from mayuri.units import format_size
 EXTRA_HINT = "Install it with `pip install 'mayuri[ray]'` (Ray is pinned to the tested version)."
 FILE_MODES = ("copy", "shared")
 LABEL_SHARE = 0.001
-# Never shipped to the nodes, whatever `exclude` says (the store is added by its own path).
-ALWAYS_EXCLUDED = [".git", ".venv", "venv", ".tox", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"]
 
 
 def options_of(options: Mapping[str, Any]) -> tuple[str, str, list[str]]:
@@ -49,18 +46,6 @@ def import_ray() -> Any:
     return ray
 
 
-def excludes(project_root: Path, store_root: Path, extra: Sequence[str]) -> list[str]:
-    """What Ray's runtime environment leaves out of the project: the store, .git, virtualenvs, `exclude`."""
-    found = list(ALWAYS_EXCLUDED)
-    try:
-        found.append("/" + store_root.resolve().relative_to(project_root.resolve()).as_posix())
-    except ValueError:
-        pass  # the store is not inside the project: nothing of it is shipped anyway
-    with os.scandir(project_root) as entries:
-        found.extend("/" + e.name for e in entries if e.is_dir() and os.path.exists(os.path.join(e.path, "pyvenv.cfg")))
-    return [*found, *extra]
-
-
 def _reachable(address: str) -> str | None:
     """Why a HOST:PORT address cannot be reached (None: it answers, or it is not HOST:PORT)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -73,9 +58,9 @@ def _reachable(address: str) -> str | None:
         return exc.strerror or str(exc)
 
 
-def connect(options: Mapping[str, Any], project_root: Path, store_root: Path) -> Any:
+def connect(options: Mapping[str, Any]) -> Any:
     """Connect this process to the cluster (once); the `ray` module. Exit 2 when it cannot."""
-    address, files, exclude = options_of(options)
+    address, _, _ = options_of(options)
     ray = import_ray()
     if ray.is_initialized():
         return ray
@@ -84,12 +69,9 @@ def connect(options: Mapping[str, Any], project_root: Path, store_root: Path) ->
     problem = _reachable(address)
     if problem is not None:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {problem}.", hint=hint)
-    runtime_env: dict[str, Any] = {}
-    if files == "copy":
-        runtime_env = {"working_dir": str(project_root), "excludes": excludes(project_root, store_root, exclude)}
     try:
-        ray.init(address=address, runtime_env=runtime_env or None, logging_level=logging.WARNING,
-                 log_to_driver=False, namespace="mayuri")
+        # No runtime environment: copy mode ships the project itself (`project_copy`).
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, namespace="mayuri")
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {first}", hint=hint) from None

@@ -1,7 +1,7 @@
 """Copy mode's files: the upstream run files a job needs, sent to its node; its closure, brought back.
 
-With `files = "copy"` a node has Ray's copy of the project (its task's
-working folder) and a run folder of its own; the head's paths in the job's
+With `files = "copy"` a node has its copy of the project (`project_copy`)
+and a run folder of its own; the head's paths in the job's
 command, params and environment are relocated to the node's by the runner.
 What the job names in other runs' folders (its upstreams' files, the
 checkpoint it resumes from) is read here and sent with the task.
@@ -11,7 +11,7 @@ head, `relocate_closure` moves them to the head's paths, so that the closure
 is hashed against the head's files as for a local run (the same
 fingerprint). The identity a record holds (device, inode, times) is the
 node's file's and means nothing here: it is dropped, and the head's file
-stands for what the node had (Ray shipped the head's files at submission).
+stands for what the node had (the head's files were packed when the run connected).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ reaches the head while the job runs). It
 - makes the node's run folder: with `files = "copy"`, a folder of this node
   (`<tmp>/mayuri-ray-<user>/store/runs/<run id>`) into which the upstream
   run files the head sent are written, the head's paths being relocated to
-  the node's (the store, and the project to Ray's copy of it, the task's
-  working folder); with `shared`, the head's own run folder;
+  the node's (the store, and the project to the node's copy of it,
+  `project_copy.node_copy`, held while the job runs); with `shared`, the
+  head's own run folder;
 - gives the job the GPUs Ray assigned, by UUID where the node can tell
   (NVML or MAYURI_FAKE_GPUS), with CUDA_DEVICE_ORDER=PCI_BUS_ID;
 - prepares the launch as the node runner does (`remote.runner.prepare`:
@@ -30,6 +31,7 @@ Ray's killing of an exiting worker's direct children.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import shutil
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.executors.local.shepherd import KILL_ORPHANS_ENV
+from mayuri.executors.ray.project_copy import node_copy
 from mayuri.executors.remote.sync import FolderSync
 from mayuri.run_contract import RUN_DIR_VAR, SPOOL_VAR
 
@@ -48,9 +51,16 @@ from mayuri.run_contract import RUN_DIR_VAR, SPOOL_VAR
 CUDA_VAR = "CUDA_VISIBLE_DEVICES"
 
 
+@functools.cache
 def node_store() -> Path:
-    """Where copy mode keeps this node's run folders."""
+    """Where copy mode keeps this node's run folders (its projects beside them)."""
     return Path(tempfile.gettempdir()) / f"mayuri-ray-{getpass.getuser()}" / "store"
+
+
+@functools.cache
+def _real(path: str) -> str:
+    """The path with its links resolved (the folders a worker's jobs run under do not move)."""
+    return os.path.realpath(path)
 
 
 # This node's GPU UUIDs by index, read once per Ray worker (an inventory costs milliseconds, a task less;
@@ -73,12 +83,12 @@ def _gpu_uuids(ids: list[Any]) -> list[str]:
     return [_uuids_by_index.get(str(i), str(i)) for i in ids]
 
 
-def _place(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], copy: bool) -> Path:
+def _place(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], project: Path | None) -> Path:
     """Relocate the spec to this node (copy mode) and write the upstream files; the node's run folder."""
-    if not copy:
+    if project is None:
         return Path(spec["env"][RUN_DIR_VAR])
     store = node_store()
-    spec["relocate"] = [[head_store, str(store)], [spec["cwd"], os.getcwd()]]
+    spec["relocate"] = [[head_store, str(store)], [spec["cwd"], str(project)]]
     run_dir = store / "runs" / Path(spec["run_dir"]).name
     # This attempt's folder starts empty: the head holds what earlier attempts left.
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -90,17 +100,29 @@ def _place(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], co
     return run_dir
 
 
-def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], copy: bool,
-                 interval: float) -> Iterator[dict[str, Any]]:
-    """The Ray task of one attempt (see the module's docstring)."""
+def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes],
+                 project: tuple[str, list[Any]] | None, interval: float) -> Iterator[dict[str, Any]]:
+    """The Ray task of one attempt (see the module's docstring). `project`: the digest of the project's
+    package and (in a list, so that Ray passes it unresolved) its object, in copy mode."""
     import ray
 
+    if project is None:
+        yield from _attempt(ray, spec, head_store, files, None, interval)
+        return
+    digest, (package,) = project
+    with node_copy(node_store().parent / "projects", digest, lambda: ray.get(package)) as copy:
+        yield from _attempt(ray, spec, head_store, files, copy, interval)
+
+
+def _attempt(ray: Any, spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], project: Path | None,
+             interval: float) -> Iterator[dict[str, Any]]:
     from mayuri.executors.base import LaunchSpec
     from mayuri.executors.local import LocalExecutor
     from mayuri.executors.remote.runner import UsageSpool, prepare
     from mayuri.scheduler.causes import oom_kill_count
 
-    run_dir = _place(spec, head_store, files, copy)
+    copy = project is not None
+    run_dir = _place(spec, head_store, files, project)
     gpus = _gpu_uuids(ray.get_gpu_ids())
     env = spec["env"]
     if gpus:
@@ -112,8 +134,8 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
         spec.setdefault("unset", []).append(CUDA_VAR)
     context = ray.get_runtime_context()
     # The node's paths of this attempt, for the head to move its closure records back to its own.
-    moves = [[os.getcwd(), spec["cwd"]], [os.path.realpath(os.getcwd()), spec["cwd"]],
-             [str(node_store()), head_store], [os.path.realpath(node_store()), head_store]] if copy else []
+    moves = [[str(project), spec["cwd"]], [_real(str(project)), spec["cwd"]],
+             [str(node_store()), head_store], [_real(str(node_store())), head_store]] if project is not None else []
     node = socket.gethostname()
     # Sent with the first message (a short job sends only one: where it ran, its files, its end).
     started: dict[str, Any] | None = {"started": {"node": node, "node_id": context.get_node_id(), "gpus": gpus,
