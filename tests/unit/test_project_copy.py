@@ -86,13 +86,7 @@ def _tree(root: Path) -> dict[str, str]:
 def test_a_node_copy_has_the_files_modes_and_links_of_the_project_and_nothing_excluded(tmp_path: Path) -> None:
     root = _project(tmp_path / "proj")
     package = _pack(root)
-    fetched: list[int] = []
-
-    def fetch() -> bytes:
-        fetched.append(1)
-        return package.data
-
-    with node_copy(tmp_path / "node", package.digest, fetch) as copy:
+    with node_copy(tmp_path / "node", package.digest, memoryview(package.data)) as copy:
         assert copy == tmp_path / "node" / package.digest
         assert _tree(copy) == {
             "data/small.csv": "644 a,b\n1,2\n",
@@ -106,10 +100,9 @@ def test_a_node_copy_has_the_files_modes_and_links_of_the_project_and_nothing_ex
         assert (copy / "model_link.py").read_text() == "X = 1\n"
         assert (copy / "train.py").stat().st_mtime == int((root / "train.py").stat().st_mtime)
     assert package.files == 5 and package.size == len("print('train')\n#!/bin/sh\necho hi\nX = 1\na,b\n1,2\n")
-    # A second task on the node finds the copy: nothing fetched again.
-    with node_copy(tmp_path / "node", package.digest, fetch) as copy:
+    # A second task on the node finds the copy: nothing is unpacked again.
+    with node_copy(tmp_path / "node", package.digest, b"not unpacked") as copy:
         assert (copy / "train.py").exists()
-    assert fetched == [1]
     assert sorted(p.name for p in (tmp_path / "node").iterdir()) == [package.digest, f"{package.digest}.lock"]
 
 
@@ -149,7 +142,7 @@ def test_a_package_naming_a_path_outside_its_folder_is_refused_and_writes_nothin
         info.size = 2
         tar.addfile(info, io.BytesIO(b"hi"))
     with pytest.raises(ValueError, match="escaped"):
-        with node_copy(tmp_path / "node", "d" * 32, lambda: zlib.compress(raw.getvalue())):
+        with node_copy(tmp_path / "node", "d" * 32, zlib.compress(raw.getvalue())):
             pass
     assert not (tmp_path / "escaped.txt").exists()
     assert [p.name for p in (tmp_path / "node").iterdir()] == ["d" * 32 + ".lock"]
@@ -159,11 +152,13 @@ UNPACK = """
 import sys, time
 from pathlib import Path
 from mayuri.executors.ray.project_copy import node_copy
-data = Path(sys.argv[3]).read_bytes()
-def fetch():
+import mayuri.executors.ray.project_copy as project_copy
+unpack = project_copy._unpack
+def slow_unpack(*args):
     time.sleep(0.3)  # both processes are unpacking at once
-    return data
-with node_copy(Path(sys.argv[1]), sys.argv[2], fetch) as copy:
+    unpack(*args)
+project_copy._unpack = slow_unpack
+with node_copy(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]).read_bytes()) as copy:
     print(sorted(p.name for p in copy.iterdir()))
     if len(sys.argv) > 4:  # hold the copy until told to stop
         print("held", flush=True)
@@ -192,7 +187,7 @@ def test_a_new_copy_deletes_old_copies_no_task_holds(tmp_path: Path) -> None:
     for version in range(3):
         (root / "train.py").write_text(f"print({version})\n")
         packages.append(_pack(root))
-        with node_copy(node, packages[-1].digest, lambda: packages[-1].data):
+        with node_copy(node, packages[-1].digest, packages[-1].data):
             pass
     old, held, recent = packages
     # A task of another process holds `held`; `old` and `held` were last used two hours ago.
@@ -210,7 +205,7 @@ def test_a_new_copy_deletes_old_copies_no_task_holds(tmp_path: Path) -> None:
         os.utime(node / ".leftover.123.456", (stale, stale))
         (root / "train.py").write_text("print('new')\n")
         new = _pack(root)
-        with node_copy(node, new.digest, lambda: new.data):
+        with node_copy(node, new.digest, new.data):
             pass
     finally:
         holder.communicate("", timeout=30)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Sequence
@@ -83,8 +84,8 @@ class RayExecutor(Executor):
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._task: Any = None
-        # (digest, [object ref]) of the project's package in copy mode; None when the nodes share the files.
-        self._project: tuple[str, list[Any]] | None = None
+        # (digest, object ref) of the project's package in copy mode; (None, None) when the nodes share the files.
+        self._project: tuple[str | None, Any] = (None, None)
 
     # -- connecting -------------------------------------------------------------
 
@@ -103,9 +104,10 @@ class RayExecutor(Executor):
             from mayuri.executors.ray.node import attempt_task
 
             self._task = ray.remote(max_retries=0)(attempt_task)
-            # Its object is kept while this run lasts (this process owns it); in a list, Ray passes the
-            # reference itself to the tasks, and only a node without the copy fetches the bytes.
-            self._project = (package.digest, [ray.put(package.data)]) if package is not None else None
+            # Its object is kept while this run lasts (this process owns it); as a pickle buffer, a task gets
+            # it without a copy of its bytes.
+            self._project = (package.digest, ray.put(pickle.PickleBuffer(package.data))) \
+                if package is not None else (None, None)
             self._ray = ray
         return self._ray
 
@@ -114,7 +116,7 @@ class RayExecutor(Executor):
     def start(self, spec: LaunchSpec) -> Handle:
         store_root = spec.run_dir.parent.parent
         self._connect(spec.cwd, store_root)
-        copy = self._project is not None
+        copy = self._project[0] is not None
         params = json.loads((spec.run_dir / PARAMS_FILE).read_text(encoding="utf-8")) if copy else None
         # The node's own environment, with what Mayuri and the job change in it: the head's PATH or HOME
         # mean nothing on another machine (and only the difference travels with each task).
@@ -126,7 +128,7 @@ class RayExecutor(Executor):
                  for name in ("stdout.log", "stderr.log")} if copy else {}
         try:
             generator = self._task.options(**connect.request_of(spec.resources)).remote(
-                runner_spec, str(store_root), shipped, self._project, SYNC_INTERVAL)
+                runner_spec, str(store_root), shipped, *self._project, SYNC_INTERVAL)
         except Exception as exc:  # noqa: BLE001 - Ray's errors have no common base worth naming here
             raise ExecutorError(f"cannot submit the job to Ray: {exc}") from None
         ref = generator._generator_ref.task_id().hex()

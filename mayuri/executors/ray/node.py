@@ -100,17 +100,16 @@ def _place(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], pr
     return run_dir
 
 
-def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes],
-                 project: tuple[str, list[Any]] | None, interval: float) -> Iterator[dict[str, Any]]:
-    """The Ray task of one attempt (see the module's docstring). `project`: the digest of the project's
-    package and (in a list, so that Ray passes it unresolved) its object, in copy mode."""
+def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], digest: str | None,
+                 package: Any, interval: float) -> Iterator[dict[str, Any]]:
+    """The Ray task of one attempt (see the module's docstring). In copy mode, `digest` names the project's
+    package and `package` holds it (`project_copy.Package.data`, as a buffer)."""
     import ray
 
-    if project is None:
+    if digest is None:
         yield from _attempt(ray, spec, head_store, files, None, interval)
         return
-    digest, (package,) = project
-    with node_copy(node_store().parent / "projects", digest, lambda: ray.get(package)) as copy:
+    with node_copy(node_store().parent / "projects", digest, package) as copy:
         yield from _attempt(ray, spec, head_store, files, copy, interval)
 
 

@@ -5,8 +5,11 @@ symlinks as links) without the store, `.git`, virtualenvs (folders holding
 `pyvenv.cfg`), caches and the `exclude` globs, and puts the package in Ray's
 object store once per `mayuri run`. A task uses its node's copy,
 `<tmp>/mayuri-ray-<user>/projects/<digest>` (`node_copy`): the first task of
-a node that needs it fetches and unpacks it into a temporary folder renamed
-into place (a task beside it never sees half a copy); the others find it.
+a node that needs it unpacks it into a temporary folder renamed into place (a
+task beside it never sees half a copy); the others find it. The package is a
+task argument, which Ray brings to a node once and hands to each task there
+without a copy (a pickle buffer); a task that fetched it itself would count
+as blocked, and Ray would start another worker in its place.
 
 Why not Ray's runtime environment (`working_dir`): every worker of a job
 that has one starts through Ray's setup script, which imports Ray once more
@@ -176,15 +179,15 @@ def _too_large(project_root: Path, sizes: dict[str, int]) -> ConfigError:
 
 
 @contextmanager
-def node_copy(root: Path, digest: str, fetch: Callable[[], bytes]) -> Iterator[Path]:
-    """This node's copy of the project `digest` under `root` (unpacked from `fetch()` when it is missing),
-    held (a shared lock) until the block ends."""
+def node_copy(root: Path, digest: str, package: bytes | memoryview) -> Iterator[Path]:
+    """This node's copy of the project `digest` under `root` (unpacked from `package`, Package.data, when it
+    is missing), held (a shared lock) until the block ends."""
     root.mkdir(parents=True, exist_ok=True)
     held = _hold(root / f"{digest}.lock")
     try:
         target = root / digest
         if not target.is_dir():
-            _unpack(fetch(), root, target)
+            _unpack(package, root, target)
             _sweep(root, digest)
         yield target
     finally:
@@ -206,7 +209,7 @@ def _hold(lock: Path) -> int:
         os.close(fd)
 
 
-def _unpack(data: bytes, root: Path, target: Path) -> None:
+def _unpack(data: bytes | memoryview, root: Path, target: Path) -> None:
     tmp = root / f".{target.name}.{os.getpid()}.{time.monotonic_ns()}"
     tmp.mkdir()
     try:
