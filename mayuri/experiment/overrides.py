@@ -218,6 +218,9 @@ def parse_override(text: str, job_names: set[str]) -> Override:
             hint="Write KEY=VALUE (e.g. lr=0.001), JOB.KEY=VALUE, KEY=a,b or KEY=range(0,3) to sweep, "
             "+KEY=VALUE to add a param, ~KEY to remove one.",
         )
+    if op == "remove" and sep:
+        raise ExperimentError(f"'{text}' removes a param and gives it a value.",
+                              hint=f"Write ~{key} to remove it, or {key}={raw} to change it.")
     job = None
     first, dot, rest = key.partition(".")
     if dot and first in job_names:

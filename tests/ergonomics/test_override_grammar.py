@@ -54,6 +54,7 @@ def test_values(text: str, values: tuple[Any, ...], sweep: bool) -> None:
     ("a=choice()", "empty"),
     ("a=1,,2", "empty value"),
     ("a=[1,2]x", "not a valid list"),
+    ("~seed=3", "removes a param and gives it a value"),  # the value was once dropped without a word
 ])
 def test_refused(text: str, says: str) -> None:
     with pytest.raises(ExperimentError) as caught:

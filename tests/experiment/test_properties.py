@@ -90,4 +90,5 @@ def test_override_parser_never_raises_anything_but_a_mayuri_error(text: str) -> 
         override = parse_override(text, {"train", "data"})
     except MayuriError:
         return
-    assert override.key and override.values
+    # Only a removal (`~KEY`) has no value.
+    assert override.key and bool(override.values) != (override.op == "remove")
