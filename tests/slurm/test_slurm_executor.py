@@ -7,6 +7,7 @@ cluster to submit to.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -27,20 +28,30 @@ UP = "start one with `sudo bash scripts/slurm-up.sh` (.ci/run does)"
 
 def _cluster() -> str:
     """The default partition of a live cluster; skips the test (with the reason) where there is none."""
+    partition, reason = _probe()
+    if partition is None:
+        pytest.skip(reason)
+    return partition
+
+
+@functools.cache
+def _probe() -> tuple[str | None, str]:
+    """(the default partition, "") of a live cluster, or (None, why not): asked once per test process
+    (where Slurm is installed but not running, sinfo waits 20 s for its controller)."""
     try:
         import submitit  # noqa: F401
     except ImportError:
-        pytest.skip("submitit is not installed (pip install 'mayuri[slurm]')")
+        return None, "submitit is not installed (pip install 'mayuri[slurm]')"
     try:
         done = subprocess.run(["sinfo", "-h", "-o", "%P|%T"], capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"no Slurm cluster here (sinfo: {exc}); {UP}")
+        return None, f"no Slurm cluster here (sinfo: {exc}); {UP}"
     lines = [line.split("|") for line in done.stdout.split()]
     live = [p.rstrip("*") for p, state in lines if state in ("idle", "mixed", "allocated")]
     if done.returncode != 0 or not live:
-        pytest.skip(f"no Slurm node is up (sinfo: {(done.stdout + done.stderr).strip() or 'nothing'}); {UP}")
+        return None, f"no Slurm node is up (sinfo: {(done.stdout + done.stderr).strip() or 'nothing'}); {UP}"
     default = [p.rstrip("*") for p, _ in lines if p.endswith("*")]
-    return default[0] if default and default[0] in live else live[0]
+    return (default[0] if default and default[0] in live else live[0]), ""
 
 
 @pytest.fixture
