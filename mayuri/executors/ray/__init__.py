@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import threading
 import time
@@ -46,8 +47,11 @@ SYNC_INTERVAL = 0.25
 
 def _log_size(path: Path) -> int:
     """The size of a log before this attempt's output is appended (made empty: `logs -f` finds it at once)."""
-    with open(path, "ab") as handle:
-        return handle.tell()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
 
 
 @dataclass(kw_only=True)

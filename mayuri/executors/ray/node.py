@@ -45,7 +45,7 @@ from typing import Any
 from mayuri.executors.local.shepherd import KILL_ORPHANS_ENV
 from mayuri.executors.ray.project_copy import node_copy
 from mayuri.executors.remote.sync import FolderSync
-from mayuri.run_contract import RUN_DIR_VAR, SPOOL_VAR
+from mayuri.run_contract import PARAMS_FILE, RUN_DIR_VAR, SPOOL_VAR
 
 # Ray's own variable for the GPUs it assigned (indices on this node).
 CUDA_VAR = "CUDA_VISIBLE_DEVICES"
@@ -148,7 +148,8 @@ def _attempt(ray: Any, spec: dict[str, Any], head_store: str, files: Mapping[str
     oom_before = oom_kill_count()
     handle = executor.start(LaunchSpec(argv, False, Path(cwd), job_env, job_env.get("MAYURI_RUN_ID", ""), run_dir,
                                        attempt, grace))
-    sync = FolderSync(run_dir) if copy else None
+    # params.json is the head's own (sent with the spec): it does not come back.
+    sync = FolderSync(run_dir, skip=(PARAMS_FILE,)) if copy else None
     if gpus and started is not None:
         # Where it runs, at once: the head records the node and the GPUs while the job holds them.
         yield started

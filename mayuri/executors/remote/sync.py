@@ -12,6 +12,7 @@ generator's items, for one).
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 # (path relative to the run folder, offset to write at (-1: the whole file, replacing it), bytes)
@@ -43,8 +44,8 @@ class FolderSync:
                     info = os.lstat(path)
                 except OSError:
                     continue
-                if not os.path.isfile(path) or os.path.islink(path):
-                    continue
+                if not stat.S_ISREG(info.st_mode):
+                    continue  # a link, a socket: only the run's own files go
                 known = self.sent.get(rel)
                 now = (info.st_ino, info.st_size, info.st_mtime_ns)
                 if known == now:
