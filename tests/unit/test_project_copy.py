@@ -42,6 +42,15 @@ def test_exclude_globs_follow_gitignore(glob: str, path: str, is_dir: bool, expe
     assert Excluded([glob])(path, is_dir) is expected
 
 
+def test_a_bang_takes_back_what_an_earlier_glob_left_out_but_never_the_store_or_git(tmp_path: Path) -> None:
+    excluded = Excluded(["*.ckpt", "!best.ckpt", "data/**", "!data/keep/**"])
+    assert excluded("runs/last.ckpt", False) and not excluded("best.ckpt", False)
+    assert excluded("data/raw.bin", False) and not excluded("data/keep/small.csv", False)
+    assert not Excluded(["!notes.md"])("notes.md", False)  # nothing to take back
+    never = Excluded(excluded_globs(tmp_path, tmp_path / ".mayuri", ["!.git", "!.mayuri", "!.mayuri/**"]))
+    assert never(".git", True) and never(".mayuri", True)
+
+
 def _project(root: Path) -> Path:
     (root / "src" / "pkg").mkdir(parents=True)
     (root / "train.py").write_text("print('train')\n")

@@ -65,13 +65,19 @@ class Package:
 class Excluded:
     """Gitignore-style globs: `*` and `?` within a name, `**` across folders; a glob with a slash before
     its end is relative to the project root, one without matches a name at any depth; a trailing slash
-    matches folders only."""
+    matches folders only; `!` before a glob takes back what an earlier one left out (the last glob that
+    matches a path decides, and what is inside a folder left out stays out, as in git)."""
 
     def __init__(self, globs: Sequence[str]) -> None:
-        self._rules = [_compiled(g) for g in globs if g.strip()]
+        self._rules = [(*_compiled(g.strip().removeprefix("!")), g.strip().startswith("!"))
+                       for g in globs if g.strip().removeprefix("!")]
 
     def __call__(self, rel: str, is_dir: bool) -> bool:
-        return any((is_dir or not dirs_only) and rule.fullmatch(rel) for rule, dirs_only in self._rules)
+        verdict = False
+        for rule, dirs_only, taken_back in self._rules:
+            if (is_dir or not dirs_only) and rule.fullmatch(rel):
+                verdict = not taken_back
+        return verdict
 
 
 def _compiled(glob: str) -> tuple[re.Pattern[str], bool]:
@@ -104,13 +110,14 @@ def _compiled(glob: str) -> tuple[re.Pattern[str], bool]:
 
 
 def excluded_globs(project_root: Path, store_root: Path, extra: Sequence[str]) -> list[str]:
-    """What is never shipped: the store (by its path), ALWAYS_EXCLUDED and the `exclude` globs."""
-    found = list(ALWAYS_EXCLUDED)
+    """What is never shipped: the `exclude` globs, then ALWAYS_EXCLUDED and the store (by its path), last
+    so that no `!` of `exclude` takes them back."""
+    found = [*extra, *ALWAYS_EXCLUDED]
     try:
         found.append("/" + store_root.resolve().relative_to(project_root.resolve()).as_posix())
     except ValueError:
         pass  # the store is not inside the project: nothing of it is shipped anyway
-    return [*found, *extra]
+    return found
 
 
 def pack(project_root: Path, excluded: Callable[[str, bool], bool]) -> Package:
