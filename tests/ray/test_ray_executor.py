@@ -203,6 +203,9 @@ def test_a_pipeline_runs_on_the_worker_node_with_its_files_copied_and_comes_back
     assert "gpus" in out and "PCI_BUS_ID" in out
     # The upstream file reached the node; the run's files, metrics, artifact and outputs reached the head.
     assert (run_dir / "model.txt").read_text() == "trained on prepared data"
+    # The upstream's output names the head's file, not its node's (which is gone): as for a local run.
+    prepared = project.show(_run_of(project, "prepare")["id"])
+    assert prepared["outputs"]["data"] == str(Path(prepared["run_dir"]) / "data.txt")
     assert train["outputs"] == {"score": 0.5}
     assert train["metrics"]["loss"]["count"] == 3
     assert [a["name"] for a in train["artifacts"]] == ["model.txt"]
@@ -210,9 +213,11 @@ def test_a_pipeline_runs_on_the_worker_node_with_its_files_copied_and_comes_back
     # What it made in its copy of the project is in the project, as a local job's product would be.
     assert (project.root / "results" / "summary.txt").read_text() == "summary of prepared data"
     assert [c["path"] for c in train["closure"] if c["role"] == "product"] == ["results/summary.txt"]
-    # No node opened a store: their run folders hold none.
-    node_runs = list((cluster.folder / "tmp").glob("mayuri-ray-*/store/runs/*"))
-    assert node_runs and not list((cluster.folder / "tmp").glob("mayuri-ray-*/store/mayuri.db"))
+    # No node opened a store, and none kept a run folder (nor the upstream files it was sent) once its
+    # attempt ended: all of it is on the head.
+    assert list((cluster.folder / "tmp").glob("mayuri-ray-*/store/runs"))
+    assert not list((cluster.folder / "tmp").glob("mayuri-ray-*/store/runs/*"))
+    assert not list((cluster.folder / "tmp").glob("mayuri-ray-*/store/mayuri.db"))
     assert train["fingerprint"]
     # Where it ran: the executor, Ray's task id, the node and its GPU by UUID.
     attempt = train["attempts"][0]

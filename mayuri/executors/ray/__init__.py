@@ -33,7 +33,7 @@ from typing import Any
 from mayuri.errors import ExecutorError
 from mayuri.executors.base import AttemptRef, Executor, Exit, Handle, LaunchSpec, Point, Usage
 from mayuri.executors.ray import connect
-from mayuri.executors.ray.files import relocate_closure, upstream_files
+from mayuri.executors.ray.files import relocate_closure, relocate_outputs, upstream_files
 from mayuri.executors.ray.project_copy import Excluded, excluded_globs, pack
 from mayuri.executors.remote.closure_check import differing
 from mayuri.executors.remote.runner import make_spec
@@ -222,6 +222,7 @@ class RayExecutor(Executor):
         try:
             if handle.moves:
                 relocate_closure(handle.run_dir, handle.moves)
+                relocate_outputs(handle.run_dir, handle.moves)
             if handle.copy:
                 changed = differing(handle.run_dir, handle.attempt, handle.project)
                 if changed:

@@ -16,13 +16,14 @@ stands for what the node had (the head's files were packed when the run connecte
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mayuri.run_contract import CHECKPOINTS_DIR
+from mayuri.run_contract import CHECKPOINTS_DIR, OUTPUTS_FILE
 
 # Sent with a task at most (their total): more than this belongs on a shared filesystem.
 MAX_SHIPPED = 2 << 30
@@ -31,8 +32,6 @@ MAX_SHIPPED = 2 << 30
 def _mentions(spec: Mapping[str, Any]) -> list[str]:
     texts = [*spec["argv"], *spec["env"].values()]
     if spec.get("params") is not None:
-        import json
-
         texts.append(json.dumps(spec["params"]))
     return texts
 
@@ -77,9 +76,47 @@ def _files_under(path: Path) -> list[Path]:
     return [Path(folder) / name for folder, _, names in os.walk(path) for name in names]
 
 
+def _pairs(moves: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(old.rstrip("/"), new.rstrip("/")) for old, new in moves if old and old.rstrip("/") != new.rstrip("/")]
+
+
+def _moved(value: str, pairs: list[tuple[str, str]]) -> str:
+    """`value` with its node folder prefix replaced by the head's (unchanged when it names none)."""
+    for old, new in pairs:
+        if value == old or value.startswith(old + "/"):
+            return new + value[len(old):]
+    return value
+
+
+def relocate_outputs(run_dir: Path, moves: list[tuple[str, str]]) -> None:
+    """Rewrite the outputs of a run brought back from a node: a value naming a file of the node's run folder
+    or project copy names the head's (a downstream job, anywhere, and the store get the head's path)."""
+    path = run_dir / OUTPUTS_FILE
+    try:
+        outputs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # none, or not the job's JSON: recorded as it is
+    pairs = _pairs(moves)
+
+    def move(value: Any) -> Any:
+        if isinstance(value, str):
+            return _moved(value, pairs)
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
+
+    moved = move(outputs)
+    if moved != outputs:
+        tmp = path.with_name(f".{OUTPUTS_FILE}.relocated")
+        tmp.write_text(json.dumps(moved), encoding="utf-8")
+        os.replace(tmp, path)
+
+
 def relocate_closure(run_dir: Path, moves: list[tuple[str, str]]) -> None:
     """Rewrite the closure records of a run brought back from a node: node paths to head paths, no identities."""
-    pairs = [(old.rstrip("/"), new.rstrip("/")) for old, new in moves if old and old.rstrip("/") != new.rstrip("/")]
+    pairs = _pairs(moves)
     for folder, _, names in os.walk(run_dir / "closure"):
         for name in names:
             if name.endswith(".rec"):
@@ -97,10 +134,7 @@ def _relocated(data: bytes, pairs: list[tuple[str, str]]) -> bytes:
             if kind == b"R":
                 cut = value.find("/")
                 kind, value = b"r", value[cut:] if cut >= 0 else value
-            for old, new in pairs:
-                if value == old or value.startswith(old + "/"):
-                    value = new + value[len(old):]
-                    break
+            value = _moved(value, pairs)
             record = b"\t".join([kind, parts[1], os.fsencode(value)])
         out.append(record)
     out.append(chunks[-1])

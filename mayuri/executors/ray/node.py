@@ -38,12 +38,13 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mayuri.executors.local.shepherd import KILL_ORPHANS_ENV
-from mayuri.executors.ray.project_copy import node_copy
+from mayuri.executors.ray.project_copy import delete_unless_held, hold, node_copy
 from mayuri.executors.remote.sync import FolderSync
 from mayuri.run_contract import PARAMS_FILE, RUN_DIR_VAR, SPOOL_VAR
 
@@ -109,12 +110,42 @@ def attempt_task(spec: dict[str, Any], head_store: str, files: Mapping[str, byte
     if digest is None:
         yield from _attempt(ray, spec, head_store, files, None, interval)
         return
-    with node_copy(node_store().parent / "projects", digest, package) as copy:
-        yield from _attempt(ray, spec, head_store, files, copy, interval)
+    final = None
+    with node_copy(node_store().parent / "projects", digest, package) as copy, _holding_runs(spec, files):
+        messages = _attempt(ray, spec, head_store, files, copy, interval)
+        for message in messages:
+            if "exit" in message:
+                # Held no longer before the last message: with it the head may end the run, and Ray this worker.
+                final = message
+                messages.close()
+                break
+            yield message
+    if final is not None:
+        yield final
+
+
+@contextmanager
+def _holding_runs(spec: Mapping[str, Any], files: Mapping[str, bytes]) -> Iterator[None]:
+    """Hold the node's run folders the attempt uses (its own, and its upstreams' where their files were
+    sent) while it runs; at its end, delete each that no other task holds. Everything in them has reached
+    the head with the task's messages; a downstream task on this node writes its upstream's files into the
+    upstream's folder, so a folder goes only when no task holds it."""
+    runs = node_store() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    names = {Path(spec["run_dir"]).name} | {rel.split("/")[1] for rel in files if rel.startswith("runs/")
+                                             and rel.count("/") >= 2}
+    held = [hold(runs / f".{name}.lock") for name in sorted(names)]
+    try:
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        for name in names:
+            delete_unless_held(runs / f".{name}.lock", runs / name)
 
 
 def _attempt(ray: Any, spec: dict[str, Any], head_store: str, files: Mapping[str, bytes], project: Path | None,
-             interval: float) -> Iterator[dict[str, Any]]:
+             interval: float) -> Generator[dict[str, Any], None, None]:
     from mayuri.executors.base import LaunchSpec
     from mayuri.executors.local import LocalExecutor
     from mayuri.executors.remote.runner import UsageSpool, prepare

@@ -20,7 +20,8 @@ out the files `.gitignore` names without saying so.
 A task holds a shared lock on its copy's lock file while its job runs. When
 a node unpacks a new copy, it deletes the copies that no task holds and none
 used for an hour (a task that needs one again unpacks it again: the package
-is in the object store while its run lasts).
+is in the object store while its run lasts). `hold` and `delete_unless_held`
+serve the node's run folders too (`node.attempt_task`).
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def node_copy(root: Path, digest: str, package: bytes | memoryview) -> Iterator[
     """This node's copy of the project `digest` under `root` (unpacked from `package`, Package.data, when it
     is missing), held (a shared lock) until the block ends."""
     root.mkdir(parents=True, exist_ok=True)
-    held = _hold(root / f"{digest}.lock")
+    held = hold(root / f"{digest}.lock")
     try:
         target = root / digest
         if not target.is_dir():
@@ -201,8 +202,9 @@ def node_copy(root: Path, digest: str, package: bytes | memoryview) -> Iterator[
         os.close(held)
 
 
-def _hold(lock: Path) -> int:
-    """A descriptor of `lock` under a shared lock, its time of last use now."""
+def hold(lock: Path) -> int:
+    """A descriptor of `lock` under a shared lock (what it guards is in use while the descriptor is open),
+    its time of last use now."""
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -245,6 +247,26 @@ def _unpack(data: bytes | memoryview, root: Path, target: Path) -> None:
         raise
 
 
+def delete_unless_held(lock: Path, folder: Path, unused_since: float | None = None) -> bool:
+    """Delete `folder` and its `lock` when no one holds the lock (and, with `unused_since`, when it was
+    last used before then); whether it was deleted."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if unused_since is not None and os.fstat(fd).st_mtime >= unused_since:
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        os.unlink(lock)
+        return True
+    except BlockingIOError:
+        return False  # held
+    finally:
+        os.close(fd)
+
+
 def _sweep(root: Path, keep: str) -> None:
     """Delete the copies (and half-unpacked folders) that no task holds and none used for KEEP_UNUSED."""
     old = time.time() - KEEP_UNUSED
@@ -252,13 +274,4 @@ def _sweep(root: Path, keep: str) -> None:
         if entry.name.startswith(".") and entry.is_dir() and entry.stat().st_mtime < old:
             shutil.rmtree(entry.path, ignore_errors=True)
         elif entry.name.endswith(".lock") and entry.name != f"{keep}.lock":
-            fd = os.open(entry.path, os.O_RDWR)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if os.fstat(fd).st_mtime < old:
-                    shutil.rmtree(root / entry.name.removesuffix(".lock"), ignore_errors=True)
-                    os.unlink(entry.path)
-            except BlockingIOError:
-                pass  # a task holds it
-            finally:
-                os.close(fd)
+            delete_unless_held(Path(entry.path), root / entry.name.removesuffix(".lock"), old)
