@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +15,28 @@ EXP = """
 name: full
 jobs:
   big:
-    run: python -c "open('big.bin', 'wb').write(b'x' * 12_000_000); import mayuri; mayuri.artifact('big.bin')"
+    run: python big.py
   small:
-    run: python -c "import mayuri; mayuri.output('ok', 1)"
+    run: python small.py
     outputs: [ok]
+"""
+# The small job's records are written before the disk fills: a store write that meets the full disk
+# ends the whole run with exit 2 (the store's own failure), which is not what this test is about.
+BIG = """
+import os, pathlib, time
+import mayuri
+while not pathlib.Path("small-done").exists():
+    time.sleep(0.05)
+time.sleep(1.0)  # its end recorded by the scheduler meanwhile
+os.chdir(os.environ["MAYURI_RUN_DIR"])  # the 12 MB file in the run folder, on the same small disk
+open("big.bin", "wb").write(b"x" * 12_000_000)
+mayuri.artifact("big.bin")
+"""
+SMALL = """
+import pathlib
+import mayuri
+mayuri.output("ok", 1)
+pathlib.Path("small-done").write_text("done")
 """
 
 
@@ -44,8 +61,9 @@ def test_blob_write_on_a_full_disk_fails_only_its_run(tmp_path: Path, small_disk
     project = Project(root)
     (root / "mayuri.toml").write_text(f'[store]\npath = "{small_disk / "store"}"\n')
     assert project.mayuri("init").returncode == 0
-    # The job writes its 12 MB file in the run folder, on the same small disk.
-    project.write("exp.yaml", textwrap.dedent(EXP).replace("open('big.bin'", "import os; os.chdir(os.environ['MAYURI_RUN_DIR']); open('big.bin'"))
+    project.write("exp.yaml", EXP)
+    project.write("big.py", BIG)
+    project.write("small.py", SMALL)
     done = project.mayuri("run", "exp.yaml")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
