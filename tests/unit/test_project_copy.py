@@ -205,8 +205,9 @@ def test_a_new_copy_deletes_old_copies_no_task_holds(tmp_path: Path) -> None:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None
-        while "held" not in holder.stdout.readline():
-            pass
+        while (line := holder.stdout.readline()) and "held" not in line:
+            continue
+        assert "held" in line, "the holding process ended without holding its copy"
         stale = time.time() - 2 * project_copy.KEEP_UNUSED
         for package in (old, held):
             os.utime(node / f"{package.digest}.lock", (stale, stale))

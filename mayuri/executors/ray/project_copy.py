@@ -214,7 +214,7 @@ def hold(lock: Path) -> int:
                 os.utime(fd)
                 return fd
         except FileNotFoundError:
-            pass
+            pass  # deleted after our lock too: the loop opens the new one
         os.close(fd)
 
 
