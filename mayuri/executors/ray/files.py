@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mayuri.run_contract import CHECKPOINTS_DIR, OUTPUTS_FILE
+from mayuri.store.perms import write_text_atomically
 
 # Sent with a task at most (their total): more than this belongs on a shared filesystem.
 MAX_SHIPPED = 2 << 30
@@ -109,9 +110,7 @@ def relocate_outputs(run_dir: Path, moves: list[tuple[str, str]]) -> None:
 
     moved = move(outputs)
     if moved != outputs:
-        tmp = path.with_name(f".{OUTPUTS_FILE}.relocated")
-        tmp.write_text(json.dumps(moved), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(moved))
 
 
 def relocate_closure(run_dir: Path, moves: list[tuple[str, str]]) -> None:
